@@ -1,0 +1,275 @@
+//! Per-relation metadata the plugin needs for every change (quoted names, column list, output
+//! functions, replica identity), built once per relation and dropped on relcache invalidation.
+
+use super::memcx::ChildContext;
+use pgrx::pg_sys;
+use sqlgen::TypeClass;
+use std::cell::UnsafeCell;
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::rc::Rc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A relation handed to a callback by the reorder buffer (borrowed, never closed by us).
+#[derive(Clone, Copy)]
+pub struct RelView {
+    raw: pg_sys::Relation,
+}
+
+impl RelView {
+    /// # Safety
+    /// `raw` is a relation opened by the reorder buffer for the current callback.
+    pub(crate) unsafe fn from_raw(raw: pg_sys::Relation) -> Self {
+        RelView { raw }
+    }
+
+    pub(crate) fn raw(&self) -> pg_sys::Relation {
+        self.raw
+    }
+
+    fn relid(&self) -> pg_sys::Oid {
+        // SAFETY: valid relation per `from_raw`.
+        unsafe { (*self.raw).rd_id }
+    }
+}
+
+/// How a value is turned into text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FastPath {
+    Int2,
+    Int4,
+    Int8,
+    Bool,
+    /// text, varchar, bpchar: the output text is the varlena's bytes.
+    Text,
+    /// Call the type's output function.
+    Output,
+}
+
+pub struct ColumnInfo {
+    /// Quoted column name.
+    pub name: Vec<u8>,
+    pub class: TypeClass,
+    /// The type has no default equality operator: compare its text form in WHERE.
+    pub compare_as_text: bool,
+    pub(crate) fast: FastPath,
+    pub(crate) is_varlena: bool,
+    /// Output function; an UnsafeCell because the function may cache state in fn_extra.
+    pub(crate) output: Box<UnsafeCell<pg_sys::FmgrInfo>>,
+}
+
+/// Which columns identify a row for UPDATE and DELETE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// Primary key or REPLICA IDENTITY USING INDEX: indexes into `columns`.
+    Key(Vec<usize>),
+    /// REPLICA IDENTITY FULL: every stored column of the old row.
+    Full,
+    /// NOTHING, or DEFAULT without a primary key.
+    Missing,
+}
+
+pub struct RelInfo {
+    /// Schema-qualified, quoted name.
+    pub name: Vec<u8>,
+    /// One entry per attribute (attnum - 1), dropped ones included so indexes match attnums.
+    pub columns: Vec<ColumnInfo>,
+    /// Columns an INSERT lists: not dropped, not generated.
+    pub insert_columns: Vec<usize>,
+    /// Columns an UPDATE sets: as for INSERT, minus GENERATED ALWAYS identity columns, which
+    /// an UPDATE may not assign.
+    pub update_columns: Vec<usize>,
+    /// Columns compared for REPLICA IDENTITY FULL (same as `insert_columns`).
+    pub identity: Identity,
+    /// Has a GENERATED ALWAYS identity column: INSERT needs OVERRIDING SYSTEM VALUE.
+    pub has_identity_always: bool,
+}
+
+impl RelInfo {
+    pub fn name_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.name).into_owned()
+    }
+}
+
+/// Relations invalidated since the cache last looked; filled by the relcache callback, which
+/// may run at any catalog access, so it only records and never touches the cache itself.
+static PENDING: Mutex<Pending> = Mutex::new(Pending { all: false, relids: Vec::new() });
+static CALLBACK_REGISTERED: AtomicBool = AtomicBool::new(false);
+
+struct Pending {
+    all: bool,
+    relids: Vec<pg_sys::Oid>,
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn relcache_invalidated(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    let mut pending = PENDING.lock().unwrap_or_else(|p| p.into_inner());
+    if relid == pg_sys::InvalidOid {
+        pending.all = true;
+        pending.relids.clear();
+    } else if !pending.all {
+        pending.relids.push(relid);
+    }
+}
+
+pub struct RelationCache {
+    entries: HashMap<pg_sys::Oid, Rc<RelInfo>>,
+    /// Holds output functions' FmgrInfo state (fn_extra) for the session's lifetime.
+    fn_cxt: ChildContext,
+}
+
+impl RelationCache {
+    pub(crate) fn new(fn_cxt: ChildContext) -> Self {
+        // Relcache callbacks cannot be unregistered, so register once per backend.
+        if !CALLBACK_REGISTERED.swap(true, Ordering::SeqCst) {
+            // SAFETY: registering a static function that only touches a static mutex.
+            unsafe {
+                pg_sys::CacheRegisterRelcacheCallback(Some(relcache_invalidated), pg_sys::Datum::from(0));
+            }
+        }
+        // Invalidations recorded for an earlier session in this backend are irrelevant now.
+        *PENDING.lock().unwrap_or_else(|p| p.into_inner()) = Pending { all: false, relids: Vec::new() };
+        RelationCache { entries: HashMap::new(), fn_cxt }
+    }
+
+    /// Metadata for `rel` as of the change being decoded.
+    pub fn get(&mut self, rel: RelView) -> Rc<RelInfo> {
+        self.apply_invalidations();
+        let relid = rel.relid();
+        if let Some(info) = self.entries.get(&relid) {
+            return Rc::clone(info);
+        }
+        let info = Rc::new(build(rel, self.fn_cxt));
+        self.entries.insert(relid, Rc::clone(&info));
+        info
+    }
+
+    fn apply_invalidations(&mut self) {
+        let mut pending = PENDING.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.all {
+            self.entries.clear();
+        } else {
+            for relid in pending.relids.drain(..) {
+                self.entries.remove(&relid);
+            }
+        }
+        pending.all = false;
+        pending.relids.clear();
+    }
+}
+
+fn cstr_bytes<'a>(p: *const std::ffi::c_char) -> &'a [u8] {
+    // SAFETY: callers pass NUL-terminated strings from the catalogs, alive for the call.
+    unsafe { CStr::from_ptr(p) }.to_bytes()
+}
+
+fn build(rel: RelView, fn_cxt: ChildContext) -> RelInfo {
+    // SAFETY: the relation is open and valid for this callback; catalog lookups run inside the
+    // transaction the reorder buffer opened, under the historic snapshot of this change.
+    unsafe {
+        let raw = rel.raw();
+        let form = &*(*raw).rd_rel;
+        let schema = pg_sys::get_namespace_name(form.relnamespace);
+        let mut name = Vec::new();
+        sqlgen::push_qualified(&mut name, cstr_bytes(schema), cstr_bytes(form.relname.data.as_ptr()));
+
+        let tupdesc = (*raw).rd_att;
+        let natts = usize::try_from((*tupdesc).natts).unwrap_or(0);
+        let attrs = (*tupdesc).attrs.as_slice(natts);
+        let mut columns = Vec::with_capacity(natts);
+        let (mut insert_columns, mut update_columns) = (Vec::new(), Vec::new());
+        let mut has_identity_always = false;
+        for (i, attr) in attrs.iter().enumerate() {
+            let dropped = attr.attisdropped;
+            let generated = attr.attgenerated as u8 == pg_sys::ATTRIBUTE_GENERATED_STORED;
+            let identity_always = attr.attidentity as u8 == pg_sys::ATTRIBUTE_IDENTITY_ALWAYS;
+            let mut colname = Vec::new();
+            sqlgen::push_ident(&mut colname, cstr_bytes(attr.attname.data.as_ptr()));
+            columns.push(column_info(colname, attr.atttypid, dropped, fn_cxt));
+            if dropped || generated {
+                continue;
+            }
+            insert_columns.push(i);
+            if identity_always {
+                has_identity_always = true;
+            } else {
+                update_columns.push(i);
+            }
+        }
+
+        let identity = match form.relreplident as u8 {
+            pg_sys::REPLICA_IDENTITY_FULL => Identity::Full,
+            pg_sys::REPLICA_IDENTITY_NOTHING => Identity::Missing,
+            _ => identity_key(raw),
+        };
+        RelInfo { name, columns, insert_columns, update_columns, identity, has_identity_always }
+    }
+}
+
+/// Key columns of the primary key (DEFAULT) or the chosen index (USING INDEX).
+///
+/// # Safety
+/// `raw` is an open relation; called under the decoding transaction.
+unsafe fn identity_key(raw: pg_sys::Relation) -> Identity {
+    // SAFETY: per the function contract. The bitmap is allocated in the current (scratch)
+    // context; attribute numbers are offset by FirstLowInvalidHeapAttributeNumber.
+    unsafe {
+        let bits = pg_sys::RelationGetIdentityKeyBitmap(raw);
+        let mut key = Vec::new();
+        let mut member = -1;
+        loop {
+            member = pg_sys::bms_next_member(bits, member);
+            if member < 0 {
+                break;
+            }
+            let attnum = member + pg_sys::FirstLowInvalidHeapAttributeNumber;
+            if let Ok(index) = usize::try_from(attnum - 1) {
+                key.push(index);
+            }
+        }
+        if key.is_empty() { Identity::Missing } else { Identity::Key(key) }
+    }
+}
+
+fn column_info(name: Vec<u8>, typid: pg_sys::Oid, dropped: bool, fn_cxt: ChildContext) -> ColumnInfo {
+    // SAFETY: `fn_cxt.0` is a live context of the decoding session; FmgrInfo is zeroed and then
+    // filled by fmgr_info_cxt. Catalog lookups run inside the decoding transaction.
+    let output: Box<UnsafeCell<pg_sys::FmgrInfo>> = Box::new(UnsafeCell::new(unsafe { std::mem::zeroed() }));
+    if dropped {
+        // A dropped column's type may be gone; nothing is ever printed for it.
+        return ColumnInfo {
+            name,
+            class: TypeClass::Quoted,
+            compare_as_text: true,
+            fast: FastPath::Output,
+            is_varlena: false,
+            output,
+        };
+    }
+    // SAFETY: as above.
+    unsafe {
+        let base = pg_sys::getBaseType(typid);
+        let (class, fast) = classify(base);
+        let mut out_fn = pg_sys::InvalidOid;
+        let mut is_varlena = false;
+        pg_sys::getTypeOutputInfo(typid, &mut out_fn, &mut is_varlena);
+        pg_sys::fmgr_info_cxt(out_fn, output.get(), fn_cxt.0);
+        let tce = pg_sys::lookup_type_cache(typid, pg_sys::TYPECACHE_EQ_OPR as i32);
+        let compare_as_text = tce.is_null() || (*tce).eq_opr == pg_sys::InvalidOid;
+        ColumnInfo { name, class, compare_as_text, fast, is_varlena, output }
+    }
+}
+
+fn classify(base: pg_sys::Oid) -> (TypeClass, FastPath) {
+    match base {
+        pg_sys::INT2OID => (TypeClass::Integer, FastPath::Int2),
+        pg_sys::INT4OID => (TypeClass::Integer, FastPath::Int4),
+        pg_sys::INT8OID => (TypeClass::Integer, FastPath::Int8),
+        pg_sys::BOOLOID => (TypeClass::Bool, FastPath::Bool),
+        pg_sys::FLOAT8OID | pg_sys::NUMERICOID => (TypeClass::Number, FastPath::Output),
+        pg_sys::BITOID | pg_sys::VARBITOID => (TypeClass::Bit, FastPath::Output),
+        pg_sys::TEXTOID | pg_sys::VARCHAROID | pg_sys::BPCHAROID => (TypeClass::Quoted, FastPath::Text),
+        _ => (TypeClass::Quoted, FastPath::Output),
+    }
+}

@@ -1,0 +1,132 @@
+//! INSERT / UPDATE / DELETE / TRUNCATE.
+
+use super::{Change, ChangeKind, Output, emit};
+use crate::error::{DecoderError, Result};
+use crate::pg::relation::{Identity, RelInfo, RelView};
+use crate::pg::tuple::DecodedRow;
+use crate::state::DecoderState;
+use sqlgen::statement::{self, render_comment};
+use sqlgen::{Column, KeyColumn, MissingIdentity, Rendered, RowMatch};
+
+pub fn on_change(out: &mut Output, state: &mut DecoderState, rel: RelView, change: &Change) -> Result<()> {
+    let info = state.relations.get(rel);
+    state.buf.clear();
+    let rendered = match change.kind {
+        ChangeKind::Insert => {
+            let Some(new) = change.new else { return Ok(()) };
+            state.new_row.load(&info, rel, new, &info.insert_columns);
+            let cols = columns(&info, &state.new_row, &info.insert_columns);
+            statement::render_insert(&mut state.buf, &info.name, &cols, info.has_identity_always);
+            Ok(Rendered::Statement)
+        }
+        ChangeKind::Update => {
+            let Some(new) = change.new else { return Ok(()) };
+            let Some((matching, key_cols, key_from_old)) = row_identity(&info, change) else {
+                return missing_identity(out, state, &info, change);
+            };
+            if key_from_old {
+                let old = change.old.expect("invariant: key_from_old implies an old tuple");
+                state.old_row.load(&info, rel, old, &key_cols);
+                state.new_row.load(&info, rel, new, &info.update_columns);
+            } else {
+                let wanted = union(&info.update_columns, &key_cols);
+                state.new_row.load(&info, rel, new, &wanted);
+            }
+            let key_row = if key_from_old { &state.old_row } else { &state.new_row };
+            let set = columns(&info, &state.new_row, &info.update_columns);
+            let key = key_columns(&info, key_row, &key_cols);
+            statement::render_update(&mut state.buf, &info.name, &set, &key, matching)
+        }
+        ChangeKind::Delete => {
+            let Some((matching, key_cols, true)) = row_identity(&info, change) else {
+                return missing_identity(out, state, &info, change);
+            };
+            let old = change.old.expect("invariant: key_from_old implies an old tuple");
+            state.old_row.load(&info, rel, old, &key_cols);
+            let key = key_columns(&info, &state.old_row, &key_cols);
+            statement::render_delete(&mut state.buf, &info.name, &key, matching)
+        }
+    };
+    match rendered {
+        Ok(Rendered::Statement) => emit(out, state),
+        Ok(Rendered::Nothing) => {}
+        Err(source) => {
+            return Err(DecoderError::Render {
+                relation: info.name_lossy(),
+                operation: change.kind.sql_verb(),
+                source,
+            });
+        }
+    }
+    Ok(())
+}
+
+pub fn on_truncate(out: &mut Output, state: &mut DecoderState, rels: &[RelView], restart: bool, cascade: bool) {
+    let infos: Vec<_> = rels.iter().map(|&r| state.relations.get(r)).collect();
+    let names: Vec<&[u8]> = infos.iter().map(|i| i.name.as_slice()).collect();
+    state.buf.clear();
+    statement::render_truncate(&mut state.buf, &names, restart, cascade);
+    emit(out, state);
+}
+
+/// How to find the changed row: (match kind, key columns, whether they come from the old tuple).
+/// `None` when the WAL record carries no way to identify the row.
+fn row_identity(info: &RelInfo, change: &Change) -> Option<(RowMatch, Vec<usize>, bool)> {
+    match (&info.identity, change.old.is_some()) {
+        // FULL logs the whole old row for every UPDATE and DELETE.
+        (Identity::Full, true) => Some((RowMatch::FullRow, info.insert_columns.clone(), true)),
+        // The old key is logged only when it changed (UPDATE) or for DELETE.
+        (Identity::Key(key), has_old) => {
+            if change.kind == ChangeKind::Delete && !has_old {
+                return None;
+            }
+            Some((RowMatch::Key, key.clone(), has_old))
+        }
+        (Identity::Full, false) | (Identity::Missing, _) => None,
+    }
+}
+
+fn missing_identity(out: &mut Output, state: &mut DecoderState, info: &RelInfo, change: &Change) -> Result<()> {
+    let operation = change.kind.sql_verb();
+    match state.options.missing_identity {
+        MissingIdentity::Error => Err(DecoderError::MissingIdentity { relation: info.name_lossy(), operation }),
+        MissingIdentity::Skip => {
+            let text = format!(
+                "decoder_sql: skipped {operation} on {} at {}: no replica identity",
+                info.name_lossy(),
+                change.lsn
+            );
+            state.buf.clear();
+            render_comment(&mut state.buf, text.as_bytes());
+            emit(out, state);
+            Ok(())
+        }
+    }
+}
+
+fn columns<'a>(info: &'a RelInfo, row: &'a DecodedRow, which: &[usize]) -> Vec<Column<'a>> {
+    which
+        .iter()
+        .map(|&i| Column { name: &info.columns[i].name, class: info.columns[i].class, cell: row.cell(i) })
+        .collect()
+}
+
+fn key_columns<'a>(info: &'a RelInfo, row: &'a DecodedRow, which: &[usize]) -> Vec<KeyColumn<'a>> {
+    which
+        .iter()
+        .map(|&i| {
+            let col = &info.columns[i];
+            KeyColumn {
+                column: Column { name: &col.name, class: col.class, cell: row.cell(i) },
+                compare_as_text: col.compare_as_text,
+            }
+        })
+        .collect()
+}
+
+fn union(a: &[usize], b: &[usize]) -> Vec<usize> {
+    let mut all: Vec<usize> = a.iter().chain(b).copied().collect();
+    all.sort_unstable();
+    all.dedup();
+    all
+}

@@ -1,0 +1,38 @@
+//! Logical messages: DDL captured by the extension's event trigger arrives as transactional
+//! messages with the DDL prefix and is emitted verbatim, in commit order with the DML.
+
+use super::{Message, Output, emit};
+use crate::state::DecoderState;
+use sqlgen::statement::render_comment;
+
+pub fn on_message(out: &mut Output, state: &mut DecoderState, msg: &Message<'_>) {
+    let is_ddl = msg.transactional && msg.prefix == state.options.ddl_prefix.as_bytes();
+    state.buf.clear();
+    if is_ddl {
+        let sql = msg.content.trim_ascii_end();
+        if sql.is_empty() {
+            return;
+        }
+        state.buf.extend_from_slice(sql);
+        if !sql.ends_with(b";") {
+            state.buf.push(b';');
+        }
+    } else if state.options.include_messages {
+        let text = format!(
+            "message prefix={} transactional={} lsn={}: {}",
+            String::from_utf8_lossy(msg.prefix),
+            msg.transactional,
+            msg.lsn,
+            String::from_utf8_lossy(msg.content)
+        );
+        render_comment(&mut state.buf, text.as_bytes());
+    } else {
+        return;
+    }
+    if msg.transactional {
+        emit(out, state);
+    } else {
+        // Outside any transaction: no BEGIN, and not part of the transaction being decoded.
+        out.write(&state.buf);
+    }
+}

@@ -1,0 +1,196 @@
+//! `pgincr check`: is this server ready for logical backups? Reads settings and catalogs,
+//! prints one line per check with a fix for each problem, changes nothing.
+
+use crate::cli::CheckArgs;
+use crate::{Error, Result, pg};
+use tokio_postgres::Client;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug)]
+pub struct Finding {
+    pub level: Level,
+    pub what: String,
+    pub fix: Option<String>,
+}
+
+fn ok(what: impl Into<String>) -> Finding {
+    Finding { level: Level::Ok, what: what.into(), fix: None }
+}
+
+fn problem(level: Level, what: impl Into<String>, fix: impl Into<String>) -> Finding {
+    Finding { level, what: what.into(), fix: Some(fix.into()) }
+}
+
+pub async fn run(args: CheckArgs) -> Result<()> {
+    let client = pg::connect(&args.conn.dsn).await?;
+    let findings = inspect(&client).await?;
+    for f in &findings {
+        let tag = match f.level {
+            Level::Ok => "ok  ",
+            Level::Warn => "WARN",
+            Level::Fail => "FAIL",
+        };
+        println!("{tag} {}", f.what);
+        if let Some(fix) = &f.fix {
+            println!("     fix: {fix}");
+        }
+    }
+    let failed = findings.iter().filter(|f| f.level == Level::Fail).count();
+    if failed > 0 { Err(Error::CheckFailed { failed }) } else { Ok(()) }
+}
+
+async fn setting(client: &Client, name: &str) -> Result<String> {
+    Ok(client.query_one("SELECT current_setting($1)", &[&name]).await?.get(0))
+}
+
+/// Runs every check against the connected database.
+pub async fn inspect(client: &Client) -> Result<Vec<Finding>> {
+    let mut out = Vec::new();
+
+    let version: i32 = setting(client, "server_version_num").await?.parse().unwrap_or(0);
+    out.push(if version >= 150000 {
+        ok(format!("server version {version}"))
+    } else {
+        problem(Level::Warn, format!("server version {version} is not tested"), "use PostgreSQL 15 or later")
+    });
+
+    let wal_level = setting(client, "wal_level").await?;
+    out.push(if wal_level == "logical" {
+        ok("wal_level = logical")
+    } else {
+        problem(
+            Level::Fail,
+            format!("wal_level = {wal_level}"),
+            "ALTER SYSTEM SET wal_level = logical; then restart the server",
+        )
+    });
+
+    let row = client
+        .query_one(
+            "SELECT current_setting('max_replication_slots')::int, \
+                    (SELECT count(*) FROM pg_replication_slots)::int, \
+                    current_setting('max_wal_senders')::int",
+            &[],
+        )
+        .await?;
+    let (max_slots, used_slots, senders): (i32, i32, i32) = (row.get(0), row.get(1), row.get(2));
+    out.push(if used_slots < max_slots {
+        ok(format!("replication slots: {used_slots} of {max_slots} in use"))
+    } else {
+        problem(
+            Level::Fail,
+            format!("replication slots: all {max_slots} in use"),
+            "raise max_replication_slots (restart needed) or drop an unused slot",
+        )
+    });
+    out.push(if senders > 0 {
+        ok(format!("max_wal_senders = {senders}"))
+    } else {
+        problem(Level::Fail, "max_wal_senders = 0", "ALTER SYSTEM SET max_wal_senders = 10; then restart")
+    });
+
+    let can_replicate: bool = client
+        .query_one("SELECT rolsuper OR rolreplication FROM pg_roles WHERE rolname = current_user", &[])
+        .await?
+        .get(0);
+    out.push(if can_replicate {
+        ok("role may use replication")
+    } else {
+        problem(Level::Fail, "role lacks the REPLICATION attribute", "ALTER ROLE <backup role> REPLICATION;")
+    });
+
+    let ext = client
+        .query_opt("SELECT default_version, installed_version FROM pg_available_extensions WHERE name = 'decoder_sql'", &[])
+        .await?;
+    out.push(match ext {
+        None => problem(
+            Level::Fail,
+            "extension decoder_sql is not installed on the server",
+            "install the decoder_sql package (cargo pgrx install) on the database host",
+        ),
+        Some(r) => match r.get::<_, Option<String>>(1) {
+            Some(v) => ok(format!("extension decoder_sql {v} created")),
+            None => problem(
+                Level::Warn,
+                "extension decoder_sql is available but not created in this database (DDL is not captured)",
+                "CREATE EXTENSION decoder_sql;",
+            ),
+        },
+    });
+
+    let no_identity = client
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'r' AND c.relpersistence = 'p' \
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+               AND n.nspname NOT LIKE 'pg_toast%' \
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
+                               AND d.objid = c.oid AND d.deptype = 'e') \
+               AND (c.relreplident = 'n' \
+                    OR (c.relreplident = 'd' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)) \
+                    OR (c.relreplident = 'i' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident))) \
+             ORDER BY 1",
+            &[],
+        )
+        .await?;
+    out.push(if no_identity.is_empty() {
+        ok("every table has a usable replica identity")
+    } else {
+        let names: Vec<String> = no_identity.iter().map(|r| r.get(0)).collect();
+        problem(
+            Level::Fail,
+            format!("tables without usable replica identity (UPDATE/DELETE cannot be backed up): {}", names.join(", ")),
+            "add a primary key, or ALTER TABLE <t> REPLICA IDENTITY USING INDEX <unique index>, or REPLICA IDENTITY FULL",
+        )
+    });
+
+    let unlogged = client
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'u' ORDER BY 1",
+            &[],
+        )
+        .await?;
+    out.push(if unlogged.is_empty() {
+        ok("no unlogged tables")
+    } else {
+        let names: Vec<String> = unlogged.iter().map(|r| r.get(0)).collect();
+        problem(
+            Level::Warn,
+            format!("unlogged tables are not in the WAL; only their base-dump contents are kept: {}", names.join(", ")),
+            "ALTER TABLE <t> SET LOGGED if their changes matter",
+        )
+    });
+
+    let large_objects: i64 = client.query_one("SELECT count(*) FROM pg_largeobject_metadata", &[]).await?.get(0);
+    out.push(if large_objects == 0 {
+        ok("no large objects")
+    } else {
+        problem(
+            Level::Warn,
+            format!("{large_objects} large objects: their changes are not decoded, only the base dump has them"),
+            "store such data in bytea columns",
+        )
+    });
+
+    let keep = setting(client, "max_slot_wal_keep_size").await?;
+    out.push(if keep == "-1" {
+        problem(
+            Level::Warn,
+            "max_slot_wal_keep_size = -1: a stalled backup stream can fill the WAL disk",
+            "set max_slot_wal_keep_size to what the WAL disk can hold, and monitor the slot",
+        )
+    } else {
+        ok(format!("max_slot_wal_keep_size = {keep}"))
+    });
+
+    Ok(out)
+}

@@ -1,0 +1,264 @@
+//! Throwaway PostgreSQL clusters for tests: initdb into a temporary directory, unix socket only,
+//! `wal_level = logical`, the freshly built decoder_sql library on `dynamic_library_path`.
+//! Stopped (`pg_ctl stop -m immediate`) and deleted on drop, also when the test panics.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use tempfile::TempDir;
+
+/// Where the server binaries live: `$PG_CONFIG --bindir`, PostgreSQL 15 from Debian by default.
+pub fn pg_bindir() -> PathBuf {
+    let pg_config = std::env::var("PG_CONFIG").unwrap_or_else(|_| {
+        let debian = "/usr/lib/postgresql/15/bin/pg_config";
+        if Path::new(debian).exists() { debian.to_owned() } else { "pg_config".to_owned() }
+    });
+    let out = Command::new(&pg_config)
+        .arg("--bindir")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {pg_config}: {e}"));
+    assert!(out.status.success(), "{pg_config} --bindir failed");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// The decoder_sql shared library cargo built for this test run (it is a dependency of this
+/// crate), or `$DECODER_SQL_LIB`.
+pub fn decoder_library() -> PathBuf {
+    if let Ok(p) = std::env::var("DECODER_SQL_LIB") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current test executable");
+    let deps = exe.parent().expect("deps dir");
+    let candidates = [deps.join("libdecoder_sql.so"), deps.parent().unwrap().join("libdecoder_sql.so")];
+    candidates
+        .iter()
+        .filter_map(|p| Some((fs::metadata(p).ok()?.modified().ok()?, p)))
+        .max()
+        .map(|(_, p)| p.clone())
+        .unwrap_or_else(|| panic!("libdecoder_sql.so not found next to {}", exe.display()))
+}
+
+fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+/// Runs `program` as the `postgres` OS user when we are root (the server refuses root).
+fn server_command(program: &Path) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn check(what: &str, out: Output) -> Output {
+    if !out.status.success() {
+        panic!(
+            "{what} failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+pub struct TestCluster {
+    dir: TempDir,
+    bindir: PathBuf,
+    port: u16,
+    running: bool,
+}
+
+impl TestCluster {
+    /// Creates and starts a cluster with the default settings.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Creates and starts a cluster; `extra_conf` lines are appended to postgresql.conf.
+    pub fn start_with(extra_conf: &[&str]) -> Self {
+        let bindir = pg_bindir();
+        let dir = tempfile::Builder::new().prefix("pgincr-test-").tempdir().expect("tempdir");
+        let root = dir.path();
+        for sub in ["lib", "sock"] {
+            fs::create_dir(root.join(sub)).unwrap();
+        }
+        fs::copy(decoder_library(), root.join("lib/decoder_sql.so")).expect("copy decoder_sql.so");
+        if is_root() {
+            let pg = nix::unistd::User::from_name("postgres")
+                .expect("user lookup")
+                .expect("a 'postgres' OS user (install postgresql)");
+            for p in [root.to_path_buf(), root.join("sock"), root.join("lib")] {
+                nix::unistd::chown(&p, Some(pg.uid), Some(pg.gid)).unwrap();
+            }
+        }
+        fs::set_permissions(root, fs::Permissions::from_mode(0o755)).unwrap();
+        let port = free_port();
+        let data = root.join("data");
+        check(
+            "initdb",
+            server_command(&bindir.join("initdb"))
+                .args(["-D"])
+                .arg(&data)
+                .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "-N"])
+                .stdin(Stdio::null())
+                .output()
+                .expect("run initdb"),
+        );
+        let mut conf = format!(
+            "\n# test cluster\nlisten_addresses = ''\nport = {port}\nunix_socket_directories = '{sock}'\n\
+             wal_level = logical\nmax_replication_slots = 16\nmax_wal_senders = 16\nfsync = off\n\
+             full_page_writes = off\nshared_buffers = 32MB\nmax_connections = 40\n\
+             dynamic_library_path = '{lib}:$libdir'\nlog_min_messages = warning\n",
+            sock = root.join("sock").display(),
+            lib = root.join("lib").display(),
+        );
+        for line in extra_conf {
+            conf.push_str(line);
+            conf.push('\n');
+        }
+        let conf_path = data.join("postgresql.conf");
+        let mut existing = fs::read_to_string(&conf_path).unwrap();
+        existing.push_str(&conf);
+        fs::write(&conf_path, existing).unwrap();
+        let mut cluster = TestCluster { dir, bindir, port, running: false };
+        cluster.pg_ctl_start();
+        cluster
+    }
+
+    fn pg_ctl_start(&mut self) {
+        let data = self.data_dir();
+        let log = self.dir.path().join("server.log");
+        let out = server_command(&self.bindir.join("pg_ctl"))
+            .args(["-w", "-t", "60", "-D"])
+            .arg(&data)
+            .arg("-l")
+            .arg(&log)
+            .arg("start")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run pg_ctl start");
+        if !out.status.success() {
+            let log = fs::read_to_string(&log).unwrap_or_default();
+            panic!("pg_ctl start failed: {}\n{log}", String::from_utf8_lossy(&out.stderr));
+        }
+        self.running = true;
+    }
+
+    /// Stops the server with `mode` (`fast`, `immediate`), keeping the data directory.
+    pub fn stop(&mut self, mode: &str) {
+        let out = server_command(&self.bindir.join("pg_ctl"))
+            .args(["-w", "-D"])
+            .arg(self.data_dir())
+            .args(["-m", mode, "stop"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run pg_ctl stop");
+        check("pg_ctl stop", out);
+        self.running = false;
+    }
+
+    /// Starts the server again after [`stop`](Self::stop).
+    pub fn restart(&mut self) {
+        self.pg_ctl_start();
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn socket_dir(&self) -> PathBuf {
+        self.dir.path().join("sock")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn bindir(&self) -> &Path {
+        &self.bindir
+    }
+
+    /// The server log so far, for failure messages.
+    pub fn server_log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// A scratch directory inside the cluster's temporary directory.
+    pub fn scratch_dir(&self, name: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    /// libpq key/value connection string for `dbname`.
+    pub fn conninfo(&self, dbname: &str) -> String {
+        format!("host={} port={} user=postgres dbname={dbname}", self.socket_dir().display(), self.port)
+    }
+
+    /// A connected tokio-postgres client (its connection task runs on the current runtime).
+    pub async fn connect(&self, dbname: &str) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.conninfo(dbname), tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {dbname}: {e}"));
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        client
+    }
+
+    /// A client program of the cluster's installation, connected through the environment.
+    pub fn client_command(&self, program: &str) -> Command {
+        let mut c = Command::new(self.bindir.join(program));
+        c.env("PGHOST", self.socket_dir())
+            .env("PGPORT", self.port.to_string())
+            .env("PGUSER", "postgres")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs SQL through psql (ON_ERROR_STOP, unaligned, tuples only) and returns stdout.
+    pub fn psql(&self, dbname: &str, sql: &str) -> String {
+        let out = self
+            .client_command("psql")
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", dbname, "-c", sql])
+            .output()
+            .expect("run psql");
+        String::from_utf8_lossy(&check("psql", out).stdout).into_owned()
+    }
+
+    /// Runs a SQL file through psql in a single transaction; returns the raw output.
+    pub fn psql_file(&self, dbname: &str, file: &Path) -> Output {
+        self.client_command("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-d", dbname, "-f"])
+            .arg(file)
+            .output()
+            .expect("run psql")
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if self.running {
+            let _ = server_command(&self.bindir.join("pg_ctl"))
+                .args(["-w", "-D"])
+                .arg(self.data_dir())
+                .args(["-m", "immediate", "stop"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    // The socket lives in the cluster's own directory, so the port only has to be unused by
+    // servers listening on TCP; the kernel's ephemeral pick is good enough.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().unwrap().port()
+}

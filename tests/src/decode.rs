@@ -1,0 +1,83 @@
+//! Helpers around the SQL decoding interface (`pg_logical_slot_*_changes`).
+
+use tokio_postgres::Client;
+
+/// Creates a decoder_sql slot. Must run outside a transaction that wrote anything.
+pub async fn create_slot(client: &Client, slot: &str) {
+    client
+        .execute("SELECT 'init' FROM pg_create_logical_replication_slot($1, 'decoder_sql')", &[&slot])
+        .await
+        .unwrap_or_else(|e| panic!("create slot {slot}: {e}"));
+}
+
+fn option_array(options: &[(&str, &str)]) -> Vec<String> {
+    options.iter().flat_map(|(k, v)| [k.to_string(), v.to_string()]).collect()
+}
+
+/// Consumes and returns the decoded statements.
+pub async fn get_changes(client: &Client, slot: &str, options: &[(&str, &str)]) -> Vec<String> {
+    try_get_changes(client, slot, options).await.unwrap_or_else(|e| panic!("get changes: {e:?}"))
+}
+
+/// Returns the decoded statements without consuming them.
+pub async fn peek_changes(client: &Client, slot: &str, options: &[(&str, &str)]) -> Vec<String> {
+    let rows = client
+        .query(
+            "SELECT data FROM pg_logical_slot_peek_changes($1, NULL, NULL, VARIADIC $2::text[])",
+            &[&slot, &option_array(options)],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("peek changes: {e:?}"));
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+/// Like [`get_changes`], returning the server's error instead of panicking.
+pub async fn try_get_changes(
+    client: &Client,
+    slot: &str,
+    options: &[(&str, &str)],
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT data FROM pg_logical_slot_get_changes($1, NULL, NULL, VARIADIC $2::text[])",
+            &[&slot, &option_array(options)],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// The server error's message, SQLSTATE and hint, for assertions.
+pub fn db_error(err: &tokio_postgres::Error) -> (String, String, String) {
+    let db = err.as_db_error().unwrap_or_else(|| panic!("not a server error: {err:?}"));
+    (db.message().to_owned(), db.code().code().to_owned(), db.hint().unwrap_or_default().to_owned())
+}
+
+/// Every row of every user table as text, ordered: equal databases give equal strings.
+pub async fn database_contents(client: &Client) -> String {
+    let tables = client
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut out = String::new();
+    for t in tables {
+        let name: String = t.get(0);
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT count(*)::text || ' rows ' || coalesce(md5(string_agg(x::text, E'\\n' ORDER BY x::text)), '') FROM {name} x"
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        let digest: String = row.get(0);
+        out.push_str(&format!("{name}: {digest}\n"));
+    }
+    out
+}

@@ -1,0 +1,6 @@
+//! Shared harness for the end-to-end tests: throwaway clusters and decoding helpers.
+
+pub mod cluster;
+pub mod decode;
+
+pub use cluster::TestCluster;
