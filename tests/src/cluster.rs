@@ -231,10 +231,10 @@ impl TestCluster {
         String::from_utf8_lossy(&check("psql", out).stdout).into_owned()
     }
 
-    /// Runs a SQL file through psql in a single transaction; returns the raw output.
+    /// Runs a SQL file through psql, stopping at the first error; returns the raw output.
     pub fn psql_file(&self, dbname: &str, file: &Path) -> Output {
         self.client_command("psql")
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-d", dbname, "-f"])
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dbname, "-f"])
             .arg(file)
             .output()
             .expect("run psql")

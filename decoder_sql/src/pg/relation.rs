@@ -256,7 +256,10 @@ fn column_info(name: Vec<u8>, typid: pg_sys::Oid, dropped: bool, fn_cxt: ChildCo
         pg_sys::getTypeOutputInfo(typid, &mut out_fn, &mut is_varlena);
         pg_sys::fmgr_info_cxt(out_fn, output.get(), fn_cxt.0);
         let tce = pg_sys::lookup_type_cache(typid, pg_sys::TYPECACHE_EQ_OPR as i32);
-        let compare_as_text = tce.is_null() || (*tce).eq_opr == pg_sys::InvalidOid;
+        // Composite values: `col = '(1,x)'` resolves to record = record and the literal cannot
+        // be read as an anonymous record, so they are compared in text form too.
+        let composite = pg_sys::get_typtype(base) as u8 == pg_sys::TYPTYPE_COMPOSITE;
+        let compare_as_text = composite || tce.is_null() || (*tce).eq_opr == pg_sys::InvalidOid;
         ColumnInfo { name, class, compare_as_text, fast, is_varlena, output }
     }
 }

@@ -1,0 +1,45 @@
+-- A table with one column of most built-in types, used by the type round-trip tests.
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TYPE pair AS (a int, b text);
+CREATE DOMAIN positive AS int CHECK (VALUE > 0);
+CREATE TABLE zoo (
+    id          int PRIMARY KEY,
+    i2          smallint,
+    i8          bigint,
+    f4          real,
+    f8          double precision,
+    num         numeric,
+    num_fixed   numeric(12, 3),
+    flag        boolean,
+    bits        bit(4),
+    vbits       bit varying(10),
+    txt         text,
+    vc          varchar(20),
+    ch          char(5),
+    raw         bytea,
+    d           date,
+    ts          timestamp,
+    tstz        timestamptz,
+    tm          time,
+    tmtz        timetz,
+    iv          interval,
+    u           uuid,
+    j           json,
+    jb          jsonb,
+    x           xml,
+    inet_addr   inet,
+    cidr_net    cidr,
+    mac         macaddr,
+    cash        money,
+    pt          point,
+    box_        box,
+    ints        int[],
+    texts       text[],
+    rng         int4range,
+    tsr         tstzrange,
+    m           mood,
+    p           pair,
+    pos         positive,
+    o           oid
+);
+ALTER TABLE zoo REPLICA IDENTITY FULL;
