@@ -12,3 +12,13 @@ mod state;
 pgrx::pg_module_magic!();
 
 pub use pg::callbacks::_PG_output_plugin_init;
+
+/// Version of the SQL stream format this library writes (see docs/format.md). A reader refuses
+/// streams of a newer major version than it knows.
+pub const FORMAT_VERSION: i32 = 1;
+
+/// `decoder_sql.format_version()`: the stream format version written by the installed plugin.
+#[pgrx::pg_extern(immutable, parallel_safe)]
+fn format_version() -> i32 {
+    FORMAT_VERSION
+}
