@@ -10,9 +10,16 @@ pub enum DecoderError {
     #[error("{0}")]
     Option(#[from] OptionError),
     #[error("cannot decode {operation} on table {relation}: it has no usable replica identity")]
-    MissingIdentity { relation: String, operation: &'static str },
+    MissingIdentity {
+        relation: String,
+        operation: &'static str,
+    },
     #[error("cannot decode {operation} on table {relation}: {source}")]
-    Render { relation: String, operation: &'static str, source: RenderError },
+    Render {
+        relation: String,
+        operation: &'static str,
+        source: RenderError,
+    },
 }
 
 /// SQLSTATE class of an error, independent of the pgrx enum so this module stays pure.
@@ -41,7 +48,8 @@ impl DecoderError {
                  with option missing_identity 'skip', which records each skipped change as a comment."
             )),
             DecoderError::Render { .. } => Some(
-                "Use REPLICA IDENTITY FULL for tables whose key columns hold large values.".to_owned(),
+                "Use REPLICA IDENTITY FULL for tables whose key columns hold large values."
+                    .to_owned(),
             ),
         }
     }

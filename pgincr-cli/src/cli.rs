@@ -3,7 +3,11 @@
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "pgincr", version, about = "Incremental plain-SQL backups of PostgreSQL through logical decoding")]
+#[command(
+    name = "pgincr",
+    version,
+    about = "Incremental plain-SQL backups of PostgreSQL through logical decoding"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,

@@ -11,7 +11,9 @@ pub use error::{Error, Result};
 
 /// Runs the parsed command line.
 pub fn run(cli: cli::Cli) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match cli.command {
             cli::Command::Check(args) => commands::check::run(args).await,

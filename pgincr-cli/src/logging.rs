@@ -11,5 +11,9 @@ pub fn init(args: &GlobalArgs) {
         (false, _) => "trace",
     };
     let filter = EnvFilter::try_from_env("PGINCR_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 }

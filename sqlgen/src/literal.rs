@@ -167,7 +167,10 @@ mod tests {
         for b in 0u8..=0x7f {
             let mut out = Vec::new();
             push_quoted(&mut out, &[b'x', b, b'y']);
-            assert!(!out.contains(&b'\n') && !out.contains(&b'\r'), "byte {b:#x}");
+            assert!(
+                !out.contains(&b'\n') && !out.contains(&b'\r'),
+                "byte {b:#x}"
+            );
         }
     }
 }

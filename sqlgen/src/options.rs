@@ -59,16 +59,25 @@ pub enum OptionError {
     #[error("option \"{name}\" = \"{}\" is unknown", value.as_deref().unwrap_or("(null)"))]
     Unknown { name: String, value: Option<String> },
     #[error("could not parse value \"{value}\" for parameter \"{name}\"")]
-    BadValue { name: String, value: String, expected: &'static str },
+    BadValue {
+        name: String,
+        value: String,
+        expected: &'static str,
+    },
     #[error("no value specified for parameter \"{name}\"")]
-    MissingValue { name: String, expected: &'static str },
+    MissingValue {
+        name: String,
+        expected: &'static str,
+    },
 }
 
 impl OptionError {
     /// What the option accepts, for the error's HINT.
     pub fn hint(&self) -> String {
         match self {
-            OptionError::Unknown { .. } => format!("Valid options are: {}.", OPTION_NAMES.join(", ")),
+            OptionError::Unknown { .. } => {
+                format!("Valid options are: {}.", OPTION_NAMES.join(", "))
+            }
             OptionError::BadValue { expected, .. } | OptionError::MissingValue { expected, .. } => {
                 format!("Expected {expected}.")
             }
@@ -141,11 +150,22 @@ impl Options {
 }
 
 fn bad(name: &str, value: &str, expected: &'static str) -> OptionError {
-    OptionError::BadValue { name: name.to_owned(), value: value.to_owned(), expected }
+    OptionError::BadValue {
+        name: name.to_owned(),
+        value: value.to_owned(),
+        expected,
+    }
 }
 
-fn required<'a>(name: &str, value: Option<&'a str>, expected: &'static str) -> Result<&'a str, OptionError> {
-    value.ok_or_else(|| OptionError::MissingValue { name: name.to_owned(), expected })
+fn required<'a>(
+    name: &str,
+    value: Option<&'a str>,
+    expected: &'static str,
+) -> Result<&'a str, OptionError> {
+    value.ok_or_else(|| OptionError::MissingValue {
+        name: name.to_owned(),
+        expected,
+    })
 }
 
 fn flag(name: &str, value: Option<&str>) -> Result<bool, OptionError> {
@@ -162,7 +182,11 @@ pub fn parse_bool(value: &str) -> Option<bool> {
     let is_prefix_of = |word: &str, min: usize| v.len() >= min && word.starts_with(v.as_str());
     if is_prefix_of("true", 1) || is_prefix_of("yes", 1) || is_prefix_of("on", 2) || v == "1" {
         Some(true)
-    } else if is_prefix_of("false", 1) || is_prefix_of("no", 1) || is_prefix_of("off", 2) || v == "0" {
+    } else if is_prefix_of("false", 1)
+        || is_prefix_of("no", 1)
+        || is_prefix_of("off", 2)
+        || v == "0"
+    {
         Some(false)
     } else {
         None
@@ -188,7 +212,11 @@ mod tests {
 
     #[test]
     fn bare_flag_means_true() {
-        assert!(parse(&[("include_transaction", None)]).unwrap().include_transaction);
+        assert!(
+            parse(&[("include_transaction", None)])
+                .unwrap()
+                .include_transaction
+        );
     }
 
     #[test]
@@ -213,7 +241,10 @@ mod tests {
     #[test]
     fn unknown_option_names_itself() {
         let err = parse(&[("include-xids", Some("1"))]).unwrap_err();
-        assert_eq!(err.to_string(), "option \"include-xids\" = \"1\" is unknown");
+        assert_eq!(
+            err.to_string(),
+            "option \"include-xids\" = \"1\" is unknown"
+        );
         let err = parse(&[("bogus", None)]).unwrap_err();
         assert_eq!(err.to_string(), "option \"bogus\" = \"(null)\" is unknown");
         assert!(err.hint().contains("include_transaction"));
@@ -229,7 +260,10 @@ mod tests {
         let err = parse(&[("missing_identity", Some("ignore"))]).unwrap_err();
         assert!(err.hint().contains("skip"));
         let err = parse(&[("missing_identity", None)]).unwrap_err();
-        assert_eq!(err.to_string(), "no value specified for parameter \"missing_identity\"");
+        assert_eq!(
+            err.to_string(),
+            "no value specified for parameter \"missing_identity\""
+        );
         assert!(parse(&[("ddl_prefix", Some(""))]).is_err());
         assert!(parse(&[("output_format", Some("json"))]).is_err());
     }

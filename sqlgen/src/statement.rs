@@ -34,7 +34,9 @@ pub enum RowMatch {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RenderError {
-    #[error("replica identity column {column} holds an unchanged TOASTed value that is not in the WAL")]
+    #[error(
+        "replica identity column {column} holds an unchanged TOASTed value that is not in the WAL"
+    )]
     ToastInKey { column: String },
     #[error("the replica identity provides no columns to find the row")]
     EmptyKey,
@@ -218,11 +220,18 @@ mod tests {
     use super::*;
 
     fn col<'a>(name: &'a str, class: TypeClass, cell: Cell<'a>) -> Column<'a> {
-        Column { name: name.as_bytes(), class, cell }
+        Column {
+            name: name.as_bytes(),
+            class,
+            cell,
+        }
     }
 
     fn key<'a>(name: &'a str, class: TypeClass, cell: Cell<'a>) -> KeyColumn<'a> {
-        KeyColumn { column: col(name, class, cell), compare_as_text: false }
+        KeyColumn {
+            column: col(name, class, cell),
+            compare_as_text: false,
+        }
     }
 
     fn text(out: Vec<u8>) -> String {
@@ -247,8 +256,16 @@ mod tests {
     #[test]
     fn insert_overriding_identity() {
         let mut out = Vec::new();
-        render_insert(&mut out, b"s.t", &[col("id", TypeClass::Integer, Cell::Text(b"5"))], true);
-        assert_eq!(text(out), "INSERT INTO s.t (id) OVERRIDING SYSTEM VALUE VALUES (5);");
+        render_insert(
+            &mut out,
+            b"s.t",
+            &[col("id", TypeClass::Integer, Cell::Text(b"5"))],
+            true,
+        );
+        assert_eq!(
+            text(out),
+            "INSERT INTO s.t (id) OVERRIDING SYSTEM VALUE VALUES (5);"
+        );
     }
 
     #[test]
@@ -326,7 +343,10 @@ mod tests {
     fn truncate_variants() {
         let mut out = Vec::new();
         render_truncate(&mut out, &[b"a.x", b"b.y"], true, true);
-        assert_eq!(text(out), "TRUNCATE TABLE ONLY a.x, b.y RESTART IDENTITY CASCADE;");
+        assert_eq!(
+            text(out),
+            "TRUNCATE TABLE ONLY a.x, b.y RESTART IDENTITY CASCADE;"
+        );
         let mut out = Vec::new();
         render_truncate(&mut out, &[b"a.x"], false, false);
         assert_eq!(text(out), "TRUNCATE TABLE ONLY a.x;");

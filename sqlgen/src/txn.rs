@@ -56,7 +56,12 @@ pub fn parse_begin(line: &str) -> Option<TxnInfo> {
             _ => {} // later format versions may add fields
         }
     }
-    Some(TxnInfo { xid: xid?, commit_lsn: commit_lsn?, end_lsn: end_lsn?, commit_time: commit_time? })
+    Some(TxnInfo {
+        xid: xid?,
+        commit_lsn: commit_lsn?,
+        end_lsn: end_lsn?,
+        commit_time: commit_time?,
+    })
 }
 
 const USECS_PER_SEC: i64 = 1_000_000;
@@ -84,11 +89,25 @@ pub fn parse_pg_timestamp(s: &str) -> Option<i64> {
     let s = s.strip_suffix('Z').or_else(|| s.strip_suffix("+00:00"))?;
     let (date, time) = s.split_once('T')?;
     let mut dp = date.splitn(3, '-');
-    let (y, m, d): (i64, u32, u32) = (dp.next()?.parse().ok()?, dp.next()?.parse().ok()?, dp.next()?.parse().ok()?);
+    let (y, m, d): (i64, u32, u32) = (
+        dp.next()?.parse().ok()?,
+        dp.next()?.parse().ok()?,
+        dp.next()?.parse().ok()?,
+    );
     let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
     let mut tp = hms.splitn(3, ':');
-    let (hh, mm, ss): (i64, i64, i64) = (tp.next()?.parse().ok()?, tp.next()?.parse().ok()?, tp.next()?.parse().ok()?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 || frac.len() > 6 {
+    let (hh, mm, ss): (i64, i64, i64) = (
+        tp.next()?.parse().ok()?,
+        tp.next()?.parse().ok()?,
+        tp.next()?.parse().ok()?,
+    );
+    if !(1..=12).contains(&m)
+        || !(1..=31).contains(&d)
+        || hh > 23
+        || mm > 59
+        || ss > 60
+        || frac.len() > 6
+    {
         return None;
     }
     let micros: i64 = if frac.is_empty() {
@@ -160,9 +179,19 @@ mod tests {
 
     #[test]
     fn parse_variants_and_garbage() {
-        assert_eq!(parse_pg_timestamp("2000-01-01T00:00:01+00:00"), Some(USECS_PER_SEC));
+        assert_eq!(
+            parse_pg_timestamp("2000-01-01T00:00:01+00:00"),
+            Some(USECS_PER_SEC)
+        );
         assert_eq!(parse_pg_timestamp("2000-01-01T00:00:00.5Z"), Some(500_000));
-        for bad in ["", "2000-01-01", "2000-13-01T00:00:00Z", "2000-01-01T00:00:00", "2000-01-01T00:00:00.1234567Z", "2000-01-01T00:00:00.x1Z"] {
+        for bad in [
+            "",
+            "2000-01-01",
+            "2000-13-01T00:00:00Z",
+            "2000-01-01T00:00:00",
+            "2000-01-01T00:00:00.1234567Z",
+            "2000-01-01T00:00:00.x1Z",
+        ] {
             assert_eq!(parse_pg_timestamp(bad), None, "{bad}");
         }
     }

@@ -12,7 +12,11 @@ use tempfile::TempDir;
 pub fn pg_bindir() -> PathBuf {
     let pg_config = std::env::var("PG_CONFIG").unwrap_or_else(|_| {
         let debian = "/usr/lib/postgresql/15/bin/pg_config";
-        if Path::new(debian).exists() { debian.to_owned() } else { "pg_config".to_owned() }
+        if Path::new(debian).exists() {
+            debian.to_owned()
+        } else {
+            "pg_config".to_owned()
+        }
     });
     let out = Command::new(&pg_config)
         .arg("--bindir")
@@ -30,7 +34,10 @@ pub fn decoder_library() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("current test executable");
     let deps = exe.parent().expect("deps dir");
-    let candidates = [deps.join("libdecoder_sql.so"), deps.parent().unwrap().join("libdecoder_sql.so")];
+    let candidates = [
+        deps.join("libdecoder_sql.so"),
+        deps.parent().unwrap().join("libdecoder_sql.so"),
+    ];
     candidates
         .iter()
         .filter_map(|p| Some((fs::metadata(p).ok()?.modified().ok()?, p)))
@@ -82,7 +89,10 @@ impl TestCluster {
     /// Creates and starts a cluster; `extra_conf` lines are appended to postgresql.conf.
     pub fn start_with(extra_conf: &[&str]) -> Self {
         let bindir = pg_bindir();
-        let dir = tempfile::Builder::new().prefix("pgincr-test-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("pgincr-test-")
+            .tempdir()
+            .expect("tempdir");
         let root = dir.path();
         for sub in ["lib", "sock"] {
             fs::create_dir(root.join(sub)).unwrap();
@@ -104,7 +114,16 @@ impl TestCluster {
             server_command(&bindir.join("initdb"))
                 .args(["-D"])
                 .arg(&data)
-                .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "-N"])
+                .args([
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "-N",
+                ])
                 .stdin(Stdio::null())
                 .output()
                 .expect("run initdb"),
@@ -125,7 +144,12 @@ impl TestCluster {
         let mut existing = fs::read_to_string(&conf_path).unwrap();
         existing.push_str(&conf);
         fs::write(&conf_path, existing).unwrap();
-        let mut cluster = TestCluster { dir, bindir, port, running: false };
+        let mut cluster = TestCluster {
+            dir,
+            bindir,
+            port,
+            running: false,
+        };
         cluster.pg_ctl_start();
         cluster
     }
@@ -144,7 +168,10 @@ impl TestCluster {
             .expect("run pg_ctl start");
         if !out.status.success() {
             let log = fs::read_to_string(&log).unwrap_or_default();
-            panic!("pg_ctl start failed: {}\n{log}", String::from_utf8_lossy(&out.stderr));
+            panic!(
+                "pg_ctl start failed: {}\n{log}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         self.running = true;
     }
@@ -197,7 +224,11 @@ impl TestCluster {
 
     /// libpq key/value connection string for `dbname`.
     pub fn conninfo(&self, dbname: &str) -> String {
-        format!("host={} port={} user=postgres dbname={dbname}", self.socket_dir().display(), self.port)
+        format!(
+            "host={} port={} user=postgres dbname={dbname}",
+            self.socket_dir().display(),
+            self.port
+        )
     }
 
     /// A connected tokio-postgres client (its connection task runs on the current runtime).
@@ -225,7 +256,18 @@ impl TestCluster {
     pub fn psql(&self, dbname: &str, sql: &str) -> String {
         let out = self
             .client_command("psql")
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", dbname, "-c", sql])
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                dbname,
+                "-c",
+                sql,
+            ])
             .output()
             .expect("run psql");
         String::from_utf8_lossy(&check("psql", out).stdout).into_owned()

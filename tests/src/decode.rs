@@ -5,18 +5,26 @@ use tokio_postgres::Client;
 /// Creates a decoder_sql slot. Must run outside a transaction that wrote anything.
 pub async fn create_slot(client: &Client, slot: &str) {
     client
-        .execute("SELECT 'init' FROM pg_create_logical_replication_slot($1, 'decoder_sql')", &[&slot])
+        .execute(
+            "SELECT 'init' FROM pg_create_logical_replication_slot($1, 'decoder_sql')",
+            &[&slot],
+        )
         .await
         .unwrap_or_else(|e| panic!("create slot {slot}: {e}"));
 }
 
 fn option_array(options: &[(&str, &str)]) -> Vec<String> {
-    options.iter().flat_map(|(k, v)| [k.to_string(), v.to_string()]).collect()
+    options
+        .iter()
+        .flat_map(|(k, v)| [k.to_string(), v.to_string()])
+        .collect()
 }
 
 /// Consumes and returns the decoded statements.
 pub async fn get_changes(client: &Client, slot: &str, options: &[(&str, &str)]) -> Vec<String> {
-    try_get_changes(client, slot, options).await.unwrap_or_else(|e| panic!("get changes: {e:?}"))
+    try_get_changes(client, slot, options)
+        .await
+        .unwrap_or_else(|e| panic!("get changes: {e:?}"))
 }
 
 /// Returns the decoded statements without consuming them.
@@ -48,8 +56,14 @@ pub async fn try_get_changes(
 
 /// The server error's message, SQLSTATE and hint, for assertions.
 pub fn db_error(err: &tokio_postgres::Error) -> (String, String, String) {
-    let db = err.as_db_error().unwrap_or_else(|| panic!("not a server error: {err:?}"));
-    (db.message().to_owned(), db.code().code().to_owned(), db.hint().unwrap_or_default().to_owned())
+    let db = err
+        .as_db_error()
+        .unwrap_or_else(|| panic!("not a server error: {err:?}"));
+    (
+        db.message().to_owned(),
+        db.code().code().to_owned(),
+        db.hint().unwrap_or_default().to_owned(),
+    )
 }
 
 /// Every row of every user table as text, ordered: equal databases give equal strings.

@@ -38,21 +38,52 @@ async fn insert_update_delete_with_primary_key() {
 async fn transaction_lines_and_annotations() {
     let (_c, db) = setup("CREATE TABLE t (id int PRIMARY KEY)").await;
     db.batch_execute("INSERT INTO t VALUES (1)").await.unwrap();
-    db.batch_execute("BEGIN; CREATE TEMP TABLE x (i int); COMMIT;").await.unwrap();
+    db.batch_execute("BEGIN; CREATE TEMP TABLE x (i int); COMMIT;")
+        .await
+        .unwrap();
     let plain = e2e::decode::peek_changes(&db, "s", &[("include_transaction", "on")]).await;
-    assert_eq!(plain, ["BEGIN;", "INSERT INTO public.t (id) VALUES (1);", "COMMIT;", "BEGIN;", "COMMIT;"]);
-    let skip = e2e::decode::peek_changes(&db, "s", &[("include_transaction", "on"), ("skip_empty_xacts", "on")]).await;
-    assert_eq!(skip, ["BEGIN;", "INSERT INTO public.t (id) VALUES (1);", "COMMIT;"]);
+    assert_eq!(
+        plain,
+        [
+            "BEGIN;",
+            "INSERT INTO public.t (id) VALUES (1);",
+            "COMMIT;",
+            "BEGIN;",
+            "COMMIT;"
+        ]
+    );
+    let skip = e2e::decode::peek_changes(
+        &db,
+        "s",
+        &[("include_transaction", "on"), ("skip_empty_xacts", "on")],
+    )
+    .await;
+    assert_eq!(
+        skip,
+        ["BEGIN;", "INSERT INTO public.t (id) VALUES (1);", "COMMIT;"]
+    );
 
-    let annotated = get_changes(&db, "s", &[("include_annotations", "on"), ("skip_empty_xacts", "on")]).await;
+    let annotated = get_changes(
+        &db,
+        "s",
+        &[("include_annotations", "on"), ("skip_empty_xacts", "on")],
+    )
+    .await;
     assert_eq!(annotated.len(), 3, "{annotated:?}");
-    let info = sqlgen::txn::parse_begin(&annotated[0]).unwrap_or_else(|| panic!("annotated BEGIN: {}", annotated[0]));
-    assert_eq!(annotated[2], format!("COMMIT; -- xid={} end_lsn={}", info.xid, info.end_lsn));
+    let info = sqlgen::txn::parse_begin(&annotated[0])
+        .unwrap_or_else(|| panic!("annotated BEGIN: {}", annotated[0]));
+    assert_eq!(
+        annotated[2],
+        format!("COMMIT; -- xid={} end_lsn={}", info.xid, info.end_lsn)
+    );
     assert!(info.commit_lsn < info.end_lsn);
     // The commit time is the server's clock at commit.
     let commit_time = sqlgen::txn::format_pg_timestamp(info.commit_time);
     let recent: bool = db
-        .query_one("SELECT $1::text::timestamptz BETWEEN now() - interval '5 minutes' AND now()", &[&commit_time])
+        .query_one(
+            "SELECT $1::text::timestamptz BETWEEN now() - interval '5 minutes' AND now()",
+            &[&commit_time],
+        )
         .await
         .unwrap()
         .get(0);
@@ -109,18 +140,34 @@ async fn missing_identity_is_an_error_or_a_recorded_skip() {
         .unwrap();
     let err = try_get_changes(&db, "s", &[]).await.unwrap_err();
     let (message, code, hint) = db_error(&err);
-    assert_eq!(message, "cannot decode UPDATE on table public.nokey: it has no usable replica identity");
+    assert_eq!(
+        message,
+        "cannot decode UPDATE on table public.nokey: it has no usable replica identity"
+    );
     assert_eq!(code, "55000");
-    assert!(hint.contains("REPLICA IDENTITY FULL") && hint.contains("missing_identity"), "{hint}");
+    assert!(
+        hint.contains("REPLICA IDENTITY FULL") && hint.contains("missing_identity"),
+        "{hint}"
+    );
 
-    db.batch_execute("INSERT INTO nothing VALUES (5); DELETE FROM nothing;").await.unwrap();
+    db.batch_execute("INSERT INTO nothing VALUES (5); DELETE FROM nothing;")
+        .await
+        .unwrap();
     let out = get_changes(&db, "s", &[("missing_identity", "skip")]).await;
     assert_eq!(out.len(), 4, "{out:?}");
     assert_eq!(out[0], "INSERT INTO public.nokey (a) VALUES (1);");
-    assert!(out[1].starts_with("-- decoder_sql: skipped UPDATE on public.nokey at "), "{}", out[1]);
+    assert!(
+        out[1].starts_with("-- decoder_sql: skipped UPDATE on public.nokey at "),
+        "{}",
+        out[1]
+    );
     assert!(out[1].ends_with(": no replica identity"));
     assert_eq!(out[2], "INSERT INTO public.\"nothing\" (a) VALUES (5);");
-    assert!(out[3].starts_with("-- decoder_sql: skipped DELETE on public.\"nothing\" at "), "{}", out[3]);
+    assert!(
+        out[3].starts_with("-- decoder_sql: skipped DELETE on public.\"nothing\" at "),
+        "{}",
+        out[3]
+    );
 }
 
 #[tokio::test]
@@ -131,7 +178,9 @@ async fn generated_identity_and_dropped_columns() {
          ALTER TABLE g DROP COLUMN gone;",
     )
     .await;
-    db.batch_execute("INSERT INTO g (x) VALUES (21); UPDATE g SET x = 1;").await.unwrap();
+    db.batch_execute("INSERT INTO g (x) VALUES (21); UPDATE g SET x = 1;")
+        .await
+        .unwrap();
     assert_eq!(
         get_changes(&db, "s", &[]).await,
         [
@@ -155,7 +204,9 @@ async fn column_added_with_default_after_rows_existed() {
     // The old row was written before b existed: its value is the stored default, not NULL.
     assert_eq!(
         get_changes(&db, "s", &[]).await,
-        ["DELETE FROM public.late WHERE ctid = (SELECT ctid FROM public.late WHERE a = 1 AND b = 7 LIMIT 1);"]
+        [
+            "DELETE FROM public.late WHERE ctid = (SELECT ctid FROM public.late WHERE a = 1 AND b = 7 LIMIT 1);"
+        ]
     );
 }
 
@@ -176,11 +227,20 @@ async fn unchanged_toast_is_left_out() {
     let out = get_changes(&db, "s", &[]).await;
     assert_eq!(out.len(), 3);
     // Compared without printing 10 kB on failure.
-    let insert = format!("INSERT INTO public.big (id, small, \"large\") VALUES (1, 's', '{}');", "x".repeat(10000));
+    let insert = format!(
+        "INSERT INTO public.big (id, small, \"large\") VALUES (1, 's', '{}');",
+        "x".repeat(10000)
+    );
     assert!(out[0] == insert, "INSERT differs: {}...", &out[0][..80]);
     // `large` was not modified: its value is not in the WAL, and SET leaves it out.
-    assert_eq!(out[1], "UPDATE public.big SET id = 1, small = 't' WHERE id = 1;");
-    let update = format!("UPDATE public.big SET id = 1, small = 't', \"large\" = '{}' WHERE id = 1;", "y".repeat(9000));
+    assert_eq!(
+        out[1],
+        "UPDATE public.big SET id = 1, small = 't' WHERE id = 1;"
+    );
+    let update = format!(
+        "UPDATE public.big SET id = 1, small = 't', \"large\" = '{}' WHERE id = 1;",
+        "y".repeat(9000)
+    );
     assert!(out[2] == update, "UPDATE differs: {}...", &out[2][..80]);
 }
 
@@ -217,7 +277,11 @@ async fn partitions_decode_as_their_leaf() {
          CREATE TABLE p_high PARTITION OF p FOR VALUES FROM (100) TO (200);",
     )
     .await;
-    db.batch_execute("INSERT INTO p VALUES (1, 'a'), (150, 'b'); UPDATE p SET v = 'c' WHERE id = 150;").await.unwrap();
+    db.batch_execute(
+        "INSERT INTO p VALUES (1, 'a'), (150, 'b'); UPDATE p SET v = 'c' WHERE id = 150;",
+    )
+    .await
+    .unwrap();
     assert_eq!(
         get_changes(&db, "s", &[]).await,
         [
@@ -235,9 +299,11 @@ async fn odd_identifiers_are_quoted() {
            CREATE TABLE "My Schema"."select" ("Id" int PRIMARY KEY, "we""ird" text, "from" int);"#,
     )
     .await;
-    db.batch_execute(r#"INSERT INTO "My Schema"."select" VALUES (1, 'x', 2); DELETE FROM "My Schema"."select";"#)
-        .await
-        .unwrap();
+    db.batch_execute(
+        r#"INSERT INTO "My Schema"."select" VALUES (1, 'x', 2); DELETE FROM "My Schema"."select";"#,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         get_changes(&db, "s", &[]).await,
         [
@@ -264,24 +330,60 @@ world');
     .await
     .unwrap();
     let out = e2e::decode::peek_changes(&db, "s", &[]).await;
-    assert_eq!(out, ["INSERT INTO public.t (id) VALUES (1);", "ALTER TABLE t ADD COLUMN x int;"]);
-    let out = get_changes(&db, "s", &[("include_messages", "on"), ("ddl_prefix", "other")]).await;
+    assert_eq!(
+        out,
+        [
+            "INSERT INTO public.t (id) VALUES (1);",
+            "ALTER TABLE t ADD COLUMN x int;"
+        ]
+    );
+    let out = get_changes(
+        &db,
+        "s",
+        &[("include_messages", "on"), ("ddl_prefix", "other")],
+    )
+    .await;
     assert_eq!(out.len(), 4, "{out:?}");
-    assert!(out[0].starts_with("-- message prefix=ddl transactional=false lsn="), "{}", out[0]);
+    assert!(
+        out[0].starts_with("-- message prefix=ddl transactional=false lsn="),
+        "{}",
+        out[0]
+    );
     assert!(out[0].ends_with(": DROP TABLE t;"), "{}", out[0]);
     assert_eq!(out[1], "INSERT INTO public.t (id) VALUES (1);");
-    assert!(out[2].starts_with("-- message prefix=ddl transactional=true lsn="), "{}", out[2]);
+    assert!(
+        out[2].starts_with("-- message prefix=ddl transactional=true lsn="),
+        "{}",
+        out[2]
+    );
     assert_eq!(out[3], "hello\nworld;");
 }
 
 #[tokio::test]
 async fn bad_options_are_clear_errors() {
     let (_c, db) = setup("CREATE TABLE t (id int)").await;
-    let cases: &[(&[(&str, &str)], &str, &str)] = &[
-        (&[("include-xids", "1")], "option \"include-xids\" = \"1\" is unknown", "Valid options are"),
-        (&[("include_transaction", "maybe")], "could not parse value \"maybe\" for parameter \"include_transaction\"", "boolean"),
-        (&[("missing_identity", "ignore")], "could not parse value \"ignore\" for parameter \"missing_identity\"", "\"skip\""),
-        (&[("output_format", "json")], "could not parse value \"json\" for parameter \"output_format\"", "textual"),
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: &[Case] = &[
+        (
+            &[("include-xids", "1")],
+            "option \"include-xids\" = \"1\" is unknown",
+            "Valid options are",
+        ),
+        (
+            &[("include_transaction", "maybe")],
+            "could not parse value \"maybe\" for parameter \"include_transaction\"",
+            "boolean",
+        ),
+        (
+            &[("missing_identity", "ignore")],
+            "could not parse value \"ignore\" for parameter \"missing_identity\"",
+            "\"skip\"",
+        ),
+        (
+            &[("output_format", "json")],
+            "could not parse value \"json\" for parameter \"output_format\"",
+            "textual",
+        ),
     ];
     for (options, message, hint_part) in cases {
         let err = try_get_changes(&db, "s", options).await.unwrap_err();

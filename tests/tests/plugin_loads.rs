@@ -8,9 +8,13 @@ use std::fs;
 async fn sql_interface_decodes_an_insert() {
     let cluster = TestCluster::start();
     let db = cluster.connect("postgres").await;
-    db.batch_execute("CREATE TABLE t (id int PRIMARY KEY, v text)").await.unwrap();
+    db.batch_execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        .await
+        .unwrap();
     create_slot(&db, "s").await;
-    db.batch_execute("INSERT INTO t VALUES (1, 'one')").await.unwrap();
+    db.batch_execute("INSERT INTO t VALUES (1, 'one')")
+        .await
+        .unwrap();
     let out = get_changes(&db, "s", &[]).await;
     assert_eq!(out, ["INSERT INTO public.t (id, v) VALUES (1, 'one');"]);
 }
@@ -19,23 +23,60 @@ async fn sql_interface_decodes_an_insert() {
 async fn pg_recvlogical_streams_to_a_file() {
     let cluster = TestCluster::start();
     let db = cluster.connect("postgres").await;
-    db.batch_execute("CREATE TABLE t (id int PRIMARY KEY)").await.unwrap();
+    db.batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .await
+        .unwrap();
     let create = cluster
         .client_command("pg_recvlogical")
-        .args(["-d", "postgres", "-S", "rl", "-P", "decoder_sql", "--create-slot"])
+        .args([
+            "-d",
+            "postgres",
+            "-S",
+            "rl",
+            "-P",
+            "decoder_sql",
+            "--create-slot",
+        ])
         .output()
         .unwrap();
-    assert!(create.status.success(), "{}", String::from_utf8_lossy(&create.stderr));
-    db.batch_execute("INSERT INTO t VALUES (1), (2)").await.unwrap();
-    let end: String = db.query_one("SELECT pg_current_wal_lsn()::text", &[]).await.unwrap().get(0);
+    assert!(
+        create.status.success(),
+        "{}",
+        String::from_utf8_lossy(&create.stderr)
+    );
+    db.batch_execute("INSERT INTO t VALUES (1), (2)")
+        .await
+        .unwrap();
+    let end: String = db
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
     let file = cluster.scratch_dir("out").join("stream.sql");
     let run = cluster
         .client_command("pg_recvlogical")
-        .args(["-d", "postgres", "-S", "rl", "--start", "--no-loop", "-o", "include_transaction", "-E", &end, "-f"])
+        .args([
+            "-d",
+            "postgres",
+            "-S",
+            "rl",
+            "--start",
+            "--no-loop",
+            "-o",
+            "include_transaction",
+            "-E",
+            &end,
+            "-f",
+        ])
         .arg(&file)
         .output()
         .unwrap();
-    assert!(run.status.success(), "{}\n{}", String::from_utf8_lossy(&run.stderr), cluster.server_log());
+    assert!(
+        run.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&run.stderr),
+        cluster.server_log()
+    );
     assert_eq!(
         fs::read_to_string(&file).unwrap(),
         "BEGIN;\nINSERT INTO public.t (id) VALUES (1);\nINSERT INTO public.t (id) VALUES (2);\nCOMMIT;\n"

@@ -73,14 +73,22 @@ async fn type_zoo_survives_decode_and_replay_under_odd_session_settings() {
         assert!(first.contains(expected), "{expected}\n  not in\n{first}");
     }
     let second = &lines[2];
-    for expected in ["'NaN', 'Infinity', 'NaN'", r"E'line1\nline2\ttab\r\x01 end'", "B''"] {
+    for expected in [
+        "'NaN', 'Infinity', 'NaN'",
+        r"E'line1\nline2\ttab\r\x01 end'",
+        "B''",
+    ] {
         assert!(second.contains(expected), "{expected}\n  not in\n{second}");
     }
 
     let file = cluster.scratch_dir("replay").join("changes.sql");
     fs::write(&file, lines.join("\n") + "\n").unwrap();
     let out = cluster.psql_file("restored", &file);
-    assert!(out.status.success(), "replay failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let (a, b) = (database_contents(&src).await, database_contents(&dst).await);
     assert!(a.contains("public.zoo: 5 rows"), "{a}");

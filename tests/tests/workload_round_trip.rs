@@ -46,31 +46,82 @@ async fn workload_replays_to_identical_contents() {
 
     let create = cluster
         .client_command("pg_recvlogical")
-        .args(["-d", "postgres", "-S", "backup", "-P", "decoder_sql", "--create-slot"])
+        .args([
+            "-d",
+            "postgres",
+            "-S",
+            "backup",
+            "-P",
+            "decoder_sql",
+            "--create-slot",
+        ])
         .output()
         .unwrap();
-    assert!(create.status.success(), "{}", String::from_utf8_lossy(&create.stderr));
+    assert!(
+        create.status.success(),
+        "{}",
+        String::from_utf8_lossy(&create.stderr)
+    );
     src.batch_execute(WORKLOAD).await.unwrap();
-    let end: String = src.query_one("SELECT pg_current_wal_flush_lsn()::text", &[]).await.unwrap().get(0);
+    let end: String = src
+        .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
 
     let file = cluster.scratch_dir("stream").join("changes.sql");
     let run = cluster
         .client_command("pg_recvlogical")
-        .args(["-d", "postgres", "-S", "backup", "--start", "--no-loop", "-E", &end])
-        .args(["-o", "include_transaction", "-o", "include_annotations", "-o", "skip_empty_xacts", "-f"])
+        .args([
+            "-d",
+            "postgres",
+            "-S",
+            "backup",
+            "--start",
+            "--no-loop",
+            "-E",
+            &end,
+        ])
+        .args([
+            "-o",
+            "include_transaction",
+            "-o",
+            "include_annotations",
+            "-o",
+            "skip_empty_xacts",
+            "-f",
+        ])
         .arg(&file)
         .output()
         .unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
 
     // Applied as logical replication applies: triggers already produced their rows at the source.
     let replay = cluster
         .client_command("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "restored", "-c", "SET session_replication_role = replica", "-f"])
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            "restored",
+            "-c",
+            "SET session_replication_role = replica",
+            "-f",
+        ])
         .arg(&file)
         .output()
         .unwrap();
-    assert!(replay.status.success(), "replay: {}", String::from_utf8_lossy(&replay.stderr));
+    assert!(
+        replay.status.success(),
+        "replay: {}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
 
     let (a, b) = (database_contents(&src).await, database_contents(&dst).await);
     assert!(a.contains("app.accounts: 200 rows"), "{a}");

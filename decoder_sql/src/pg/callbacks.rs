@@ -51,10 +51,16 @@ unsafe extern "C-unwind" fn decode_startup(
     // whose args are String nodes or NULL (a bare option name).
     let pairs: Vec<(String, Option<String>)> = unsafe {
         let list = (*ctx).output_plugin_options;
-        let len = if list.is_null() { 0 } else { usize::try_from((*list).length).unwrap_or(0) };
+        let len = if list.is_null() {
+            0
+        } else {
+            usize::try_from((*list).length).unwrap_or(0)
+        };
         (0..len)
             .map(|i| {
-                let elem = (*(*list).elements.add(i)).ptr_value.cast::<pg_sys::DefElem>();
+                let elem = (*(*list).elements.add(i))
+                    .ptr_value
+                    .cast::<pg_sys::DefElem>();
                 let name = cstr_lossy((*elem).defname);
                 let arg = (*elem).arg;
                 let value = (!arg.is_null() && (*arg).type_ == pg_sys::NodeTag::T_String)
@@ -75,7 +81,8 @@ unsafe extern "C-unwind" fn decode_startup(
             OutputFormat::Binary => pg_sys::OutputPluginOutputType::OUTPUT_PLUGIN_BINARY_OUTPUT,
         };
         let parent = (*ctx).context;
-        let relations = RelationCache::new(ChildContext::create(parent, c"decoder_sql relation cache"));
+        let relations =
+            RelationCache::new(ChildContext::create(parent, c"decoder_sql relation cache"));
         let scratch = ChildContext::create(parent, c"decoder_sql change");
         let state = DecoderState::new(options, relations, scratch);
         let state = PgMemoryContexts::For(parent).leak_and_drop_on_delete(state);
@@ -140,7 +147,12 @@ unsafe extern "C-unwind" fn decode_change(
             new: TupleRef::from_change(tp.newtuple),
             lsn: Lsn((*change).lsn),
         };
-        (Output::from_raw(ctx), state(ctx), RelView::from_raw(relation), change)
+        (
+            Output::from_raw(ctx),
+            state(ctx),
+            RelView::from_raw(relation),
+            change,
+        )
     };
     let scratch = state.scratch;
     if let Err(err) = scratch.run_and_reset(|| plugin::on_change(&mut out, state, rel, &change)) {
@@ -159,9 +171,17 @@ unsafe extern "C-unwind" fn decode_truncate(
     // SAFETY: `relations` holds `nrelations` open relations for this callback.
     let (mut out, state, rels, restart, cascade) = unsafe {
         let n = usize::try_from(nrelations).unwrap_or(0);
-        let rels: Vec<RelView> = (0..n).map(|i| RelView::from_raw(*relations.add(i))).collect();
+        let rels: Vec<RelView> = (0..n)
+            .map(|i| RelView::from_raw(*relations.add(i)))
+            .collect();
         let t = (*change).data.truncate;
-        (Output::from_raw(ctx), state(ctx), rels, t.restart_seqs, t.cascade)
+        (
+            Output::from_raw(ctx),
+            state(ctx),
+            rels,
+            t.restart_seqs,
+            t.cascade,
+        )
     };
     let scratch = state.scratch;
     scratch.run_and_reset(|| plugin::on_truncate(&mut out, state, &rels, restart, cascade));

@@ -94,7 +94,10 @@ impl RelInfo {
 
 /// Relations invalidated since the cache last looked; filled by the relcache callback, which
 /// may run at any catalog access, so it only records and never touches the cache itself.
-static PENDING: Mutex<Pending> = Mutex::new(Pending { all: false, relids: Vec::new() });
+static PENDING: Mutex<Pending> = Mutex::new(Pending {
+    all: false,
+    relids: Vec::new(),
+});
 static CALLBACK_REGISTERED: AtomicBool = AtomicBool::new(false);
 
 struct Pending {
@@ -125,12 +128,21 @@ impl RelationCache {
         if !CALLBACK_REGISTERED.swap(true, Ordering::SeqCst) {
             // SAFETY: registering a static function that only touches a static mutex.
             unsafe {
-                pg_sys::CacheRegisterRelcacheCallback(Some(relcache_invalidated), pg_sys::Datum::from(0));
+                pg_sys::CacheRegisterRelcacheCallback(
+                    Some(relcache_invalidated),
+                    pg_sys::Datum::from(0),
+                );
             }
         }
         // Invalidations recorded for an earlier session in this backend are irrelevant now.
-        *PENDING.lock().unwrap_or_else(|p| p.into_inner()) = Pending { all: false, relids: Vec::new() };
-        RelationCache { entries: HashMap::new(), fn_cxt }
+        *PENDING.lock().unwrap_or_else(|p| p.into_inner()) = Pending {
+            all: false,
+            relids: Vec::new(),
+        };
+        RelationCache {
+            entries: HashMap::new(),
+            fn_cxt,
+        }
     }
 
     /// Metadata for `rel` as of the change being decoded.
@@ -172,7 +184,11 @@ fn build(rel: RelView, fn_cxt: ChildContext) -> RelInfo {
         let form = &*(*raw).rd_rel;
         let schema = pg_sys::get_namespace_name(form.relnamespace);
         let mut name = Vec::new();
-        sqlgen::push_qualified(&mut name, cstr_bytes(schema), cstr_bytes(form.relname.data.as_ptr()));
+        sqlgen::push_qualified(
+            &mut name,
+            cstr_bytes(schema),
+            cstr_bytes(form.relname.data.as_ptr()),
+        );
 
         let tupdesc = (*raw).rd_att;
         let natts = usize::try_from((*tupdesc).natts).unwrap_or(0);
@@ -203,7 +219,14 @@ fn build(rel: RelView, fn_cxt: ChildContext) -> RelInfo {
             pg_sys::REPLICA_IDENTITY_NOTHING => Identity::Missing,
             _ => identity_key(raw),
         };
-        RelInfo { name, columns, insert_columns, update_columns, identity, has_identity_always }
+        RelInfo {
+            name,
+            columns,
+            insert_columns,
+            update_columns,
+            identity,
+            has_identity_always,
+        }
     }
 }
 
@@ -228,14 +251,24 @@ unsafe fn identity_key(raw: pg_sys::Relation) -> Identity {
                 key.push(index);
             }
         }
-        if key.is_empty() { Identity::Missing } else { Identity::Key(key) }
+        if key.is_empty() {
+            Identity::Missing
+        } else {
+            Identity::Key(key)
+        }
     }
 }
 
-fn column_info(name: Vec<u8>, typid: pg_sys::Oid, dropped: bool, fn_cxt: ChildContext) -> ColumnInfo {
+fn column_info(
+    name: Vec<u8>,
+    typid: pg_sys::Oid,
+    dropped: bool,
+    fn_cxt: ChildContext,
+) -> ColumnInfo {
     // SAFETY: `fn_cxt.0` is a live context of the decoding session; FmgrInfo is zeroed and then
     // filled by fmgr_info_cxt. Catalog lookups run inside the decoding transaction.
-    let output: Box<UnsafeCell<pg_sys::FmgrInfo>> = Box::new(UnsafeCell::new(unsafe { std::mem::zeroed() }));
+    let output: Box<UnsafeCell<pg_sys::FmgrInfo>> =
+        Box::new(UnsafeCell::new(unsafe { std::mem::zeroed() }));
     if dropped {
         // A dropped column's type may be gone; nothing is ever printed for it.
         return ColumnInfo {
@@ -260,7 +293,14 @@ fn column_info(name: Vec<u8>, typid: pg_sys::Oid, dropped: bool, fn_cxt: ChildCo
         // be read as an anonymous record, so they are compared in text form too.
         let composite = pg_sys::get_typtype(base) as u8 == pg_sys::TYPTYPE_COMPOSITE;
         let compare_as_text = composite || tce.is_null() || (*tce).eq_opr == pg_sys::InvalidOid;
-        ColumnInfo { name, class, compare_as_text, fast, is_varlena, output }
+        ColumnInfo {
+            name,
+            class,
+            compare_as_text,
+            fast,
+            is_varlena,
+            output,
+        }
     }
 }
 
@@ -272,7 +312,9 @@ fn classify(base: pg_sys::Oid) -> (TypeClass, FastPath) {
         pg_sys::BOOLOID => (TypeClass::Bool, FastPath::Bool),
         pg_sys::FLOAT8OID | pg_sys::NUMERICOID => (TypeClass::Number, FastPath::Output),
         pg_sys::BITOID | pg_sys::VARBITOID => (TypeClass::Bit, FastPath::Output),
-        pg_sys::TEXTOID | pg_sys::VARCHAROID | pg_sys::BPCHAROID => (TypeClass::Quoted, FastPath::Text),
+        pg_sys::TEXTOID | pg_sys::VARCHAROID | pg_sys::BPCHAROID => {
+            (TypeClass::Quoted, FastPath::Text)
+        }
         _ => (TypeClass::Quoted, FastPath::Output),
     }
 }

@@ -56,11 +56,17 @@ impl DecodedRow {
             self.values.resize(natts, pg_sys::Datum::from(0));
             self.nulls.clear();
             self.nulls.resize(natts, true);
-            pg_sys::heap_deform_tuple(tuple.raw, tupdesc, self.values.as_mut_ptr(), self.nulls.as_mut_ptr());
+            pg_sys::heap_deform_tuple(
+                tuple.raw,
+                tupdesc,
+                self.values.as_mut_ptr(),
+                self.nulls.as_mut_ptr(),
+            );
             // Columns added after the tuple was written (ALTER TABLE ADD COLUMN ... DEFAULT
             // without rewrite) are absent from it; heap_deform_tuple reports them NULL, but
             // their value is the stored "missing" default.
-            let stored = usize::from((*(*tuple.raw).t_data).t_infomask2 & pg_sys::HEAP_NATTS_MASK as u16);
+            let stored =
+                usize::from((*(*tuple.raw).t_data).t_infomask2 & pg_sys::HEAP_NATTS_MASK as u16);
             for i in stored..natts {
                 let attnum = i32::try_from(i + 1).expect("invariant: attnum fits i32");
                 let mut isnull = true;
@@ -83,8 +89,10 @@ impl DecodedRow {
             CellSrc::Null => Cell::Null,
             CellSrc::UnchangedToast => Cell::UnchangedToast,
             CellSrc::Arena(start, len) => Cell::Text(&self.arena[start..start + len]),
-            // SAFETY: scratch memory outlives every use of the row within the change callback.
-            CellSrc::Scratch(ptr, len) => Cell::Text(unsafe { std::slice::from_raw_parts(ptr, len) }),
+            CellSrc::Scratch(ptr, len) => {
+                // SAFETY: scratch memory outlives every use of the row within the change callback.
+                Cell::Text(unsafe { std::slice::from_raw_parts(ptr, len) })
+            }
         }
     }
 

@@ -8,7 +8,12 @@ use crate::state::DecoderState;
 use sqlgen::statement::{self, render_comment};
 use sqlgen::{Column, KeyColumn, MissingIdentity, Rendered, RowMatch};
 
-pub fn on_change(out: &mut Output, state: &mut DecoderState, rel: RelView, change: &Change) -> Result<()> {
+pub fn on_change(
+    out: &mut Output,
+    state: &mut DecoderState,
+    rel: RelView,
+    change: &Change,
+) -> Result<()> {
     let info = state.relations.get(rel);
     state.buf.clear();
     let rendered = match change.kind {
@@ -25,14 +30,20 @@ pub fn on_change(out: &mut Output, state: &mut DecoderState, rel: RelView, chang
                 return missing_identity(out, state, &info, change);
             };
             if key_from_old {
-                let old = change.old.expect("invariant: key_from_old implies an old tuple");
+                let old = change
+                    .old
+                    .expect("invariant: key_from_old implies an old tuple");
                 state.old_row.load(&info, rel, old, &key_cols);
                 state.new_row.load(&info, rel, new, &info.update_columns);
             } else {
                 let wanted = union(&info.update_columns, &key_cols);
                 state.new_row.load(&info, rel, new, &wanted);
             }
-            let key_row = if key_from_old { &state.old_row } else { &state.new_row };
+            let key_row = if key_from_old {
+                &state.old_row
+            } else {
+                &state.new_row
+            };
             let set = columns(&info, &state.new_row, &info.update_columns);
             let key = key_columns(&info, key_row, &key_cols);
             statement::render_update(&mut state.buf, &info.name, &set, &key, matching)
@@ -41,7 +52,9 @@ pub fn on_change(out: &mut Output, state: &mut DecoderState, rel: RelView, chang
             let Some((matching, key_cols, true)) = row_identity(&info, change) else {
                 return missing_identity(out, state, &info, change);
             };
-            let old = change.old.expect("invariant: key_from_old implies an old tuple");
+            let old = change
+                .old
+                .expect("invariant: key_from_old implies an old tuple");
             state.old_row.load(&info, rel, old, &key_cols);
             let key = key_columns(&info, &state.old_row, &key_cols);
             statement::render_delete(&mut state.buf, &info.name, &key, matching)
@@ -61,7 +74,13 @@ pub fn on_change(out: &mut Output, state: &mut DecoderState, rel: RelView, chang
     Ok(())
 }
 
-pub fn on_truncate(out: &mut Output, state: &mut DecoderState, rels: &[RelView], restart: bool, cascade: bool) {
+pub fn on_truncate(
+    out: &mut Output,
+    state: &mut DecoderState,
+    rels: &[RelView],
+    restart: bool,
+    cascade: bool,
+) {
     let infos: Vec<_> = rels.iter().map(|&r| state.relations.get(r)).collect();
     let names: Vec<&[u8]> = infos.iter().map(|i| i.name.as_slice()).collect();
     state.buf.clear();
@@ -86,10 +105,18 @@ fn row_identity(info: &RelInfo, change: &Change) -> Option<(RowMatch, Vec<usize>
     }
 }
 
-fn missing_identity(out: &mut Output, state: &mut DecoderState, info: &RelInfo, change: &Change) -> Result<()> {
+fn missing_identity(
+    out: &mut Output,
+    state: &mut DecoderState,
+    info: &RelInfo,
+    change: &Change,
+) -> Result<()> {
     let operation = change.kind.sql_verb();
     match state.options.missing_identity {
-        MissingIdentity::Error => Err(DecoderError::MissingIdentity { relation: info.name_lossy(), operation }),
+        MissingIdentity::Error => Err(DecoderError::MissingIdentity {
+            relation: info.name_lossy(),
+            operation,
+        }),
         MissingIdentity::Skip => {
             let text = format!(
                 "decoder_sql: skipped {operation} on {} at {}: no replica identity",
@@ -107,7 +134,11 @@ fn missing_identity(out: &mut Output, state: &mut DecoderState, info: &RelInfo, 
 fn columns<'a>(info: &'a RelInfo, row: &'a DecodedRow, which: &[usize]) -> Vec<Column<'a>> {
     which
         .iter()
-        .map(|&i| Column { name: &info.columns[i].name, class: info.columns[i].class, cell: row.cell(i) })
+        .map(|&i| Column {
+            name: &info.columns[i].name,
+            class: info.columns[i].class,
+            cell: row.cell(i),
+        })
         .collect()
 }
 
@@ -117,7 +148,11 @@ fn key_columns<'a>(info: &'a RelInfo, row: &'a DecodedRow, which: &[usize]) -> V
         .map(|&i| {
             let col = &info.columns[i];
             KeyColumn {
-                column: Column { name: &col.name, class: col.class, cell: row.cell(i) },
+                column: Column {
+                    name: &col.name,
+                    class: col.class,
+                    cell: row.cell(i),
+                },
                 compare_as_text: col.compare_as_text,
             }
         })

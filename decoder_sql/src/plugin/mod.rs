@@ -48,7 +48,9 @@ pub struct Message<'a> {
 
 /// Parses the plugin options given to the decoding session.
 pub fn on_startup(pairs: &[(String, Option<String>)]) -> Result<Options> {
-    Ok(Options::parse(pairs.iter().map(|(n, v)| (n.as_str(), v.as_deref())))?)
+    Ok(Options::parse(
+        pairs.iter().map(|(n, v)| (n.as_str(), v.as_deref())),
+    )?)
 }
 
 /// Writes `state.buf` as one message, opening the transaction first when needed.

@@ -52,5 +52,9 @@ fn write_begin(out: &mut Output, state: &mut DecoderState) {
 }
 
 fn annotation(state: &DecoderState) -> Option<TxnInfo> {
-    if state.options.include_annotations { state.txn.info } else { None }
+    if state.options.include_annotations {
+        state.txn.info
+    } else {
+        None
+    }
 }

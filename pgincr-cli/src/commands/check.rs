@@ -20,11 +20,19 @@ pub struct Finding {
 }
 
 fn ok(what: impl Into<String>) -> Finding {
-    Finding { level: Level::Ok, what: what.into(), fix: None }
+    Finding {
+        level: Level::Ok,
+        what: what.into(),
+        fix: None,
+    }
 }
 
 fn problem(level: Level, what: impl Into<String>, fix: impl Into<String>) -> Finding {
-    Finding { level, what: what.into(), fix: Some(fix.into()) }
+    Finding {
+        level,
+        what: what.into(),
+        fix: Some(fix.into()),
+    }
 }
 
 pub async fn run(args: CheckArgs) -> Result<()> {
@@ -42,22 +50,36 @@ pub async fn run(args: CheckArgs) -> Result<()> {
         }
     }
     let failed = findings.iter().filter(|f| f.level == Level::Fail).count();
-    if failed > 0 { Err(Error::CheckFailed { failed }) } else { Ok(()) }
+    if failed > 0 {
+        Err(Error::CheckFailed { failed })
+    } else {
+        Ok(())
+    }
 }
 
 async fn setting(client: &Client, name: &str) -> Result<String> {
-    Ok(client.query_one("SELECT current_setting($1)", &[&name]).await?.get(0))
+    Ok(client
+        .query_one("SELECT current_setting($1)", &[&name])
+        .await?
+        .get(0))
 }
 
 /// Runs every check against the connected database.
 pub async fn inspect(client: &Client) -> Result<Vec<Finding>> {
     let mut out = Vec::new();
 
-    let version: i32 = setting(client, "server_version_num").await?.parse().unwrap_or(0);
+    let version: i32 = setting(client, "server_version_num")
+        .await?
+        .parse()
+        .unwrap_or(0);
     out.push(if version >= 150000 {
         ok(format!("server version {version}"))
     } else {
-        problem(Level::Warn, format!("server version {version} is not tested"), "use PostgreSQL 15 or later")
+        problem(
+            Level::Warn,
+            format!("server version {version} is not tested"),
+            "use PostgreSQL 15 or later",
+        )
     });
 
     let wal_level = setting(client, "wal_level").await?;
@@ -81,7 +103,9 @@ pub async fn inspect(client: &Client) -> Result<Vec<Finding>> {
         .await?;
     let (max_slots, used_slots, senders): (i32, i32, i32) = (row.get(0), row.get(1), row.get(2));
     out.push(if used_slots < max_slots {
-        ok(format!("replication slots: {used_slots} of {max_slots} in use"))
+        ok(format!(
+            "replication slots: {used_slots} of {max_slots} in use"
+        ))
     } else {
         problem(
             Level::Fail,
@@ -92,17 +116,28 @@ pub async fn inspect(client: &Client) -> Result<Vec<Finding>> {
     out.push(if senders > 0 {
         ok(format!("max_wal_senders = {senders}"))
     } else {
-        problem(Level::Fail, "max_wal_senders = 0", "ALTER SYSTEM SET max_wal_senders = 10; then restart")
+        problem(
+            Level::Fail,
+            "max_wal_senders = 0",
+            "ALTER SYSTEM SET max_wal_senders = 10; then restart",
+        )
     });
 
     let can_replicate: bool = client
-        .query_one("SELECT rolsuper OR rolreplication FROM pg_roles WHERE rolname = current_user", &[])
+        .query_one(
+            "SELECT rolsuper OR rolreplication FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
         .await?
         .get(0);
     out.push(if can_replicate {
         ok("role may use replication")
     } else {
-        problem(Level::Fail, "role lacks the REPLICATION attribute", "ALTER ROLE <backup role> REPLICATION;")
+        problem(
+            Level::Fail,
+            "role lacks the REPLICATION attribute",
+            "ALTER ROLE <backup role> REPLICATION;",
+        )
     });
 
     let ext = client
@@ -165,12 +200,18 @@ pub async fn inspect(client: &Client) -> Result<Vec<Finding>> {
         let names: Vec<String> = unlogged.iter().map(|r| r.get(0)).collect();
         problem(
             Level::Warn,
-            format!("unlogged tables are not in the WAL; only their base-dump contents are kept: {}", names.join(", ")),
+            format!(
+                "unlogged tables are not in the WAL; only their base-dump contents are kept: {}",
+                names.join(", ")
+            ),
             "ALTER TABLE <t> SET LOGGED if their changes matter",
         )
     });
 
-    let large_objects: i64 = client.query_one("SELECT count(*) FROM pg_largeobject_metadata", &[]).await?.get(0);
+    let large_objects: i64 = client
+        .query_one("SELECT count(*) FROM pg_largeobject_metadata", &[])
+        .await?
+        .get(0);
     out.push(if large_objects == 0 {
         ok("no large objects")
     } else {

@@ -22,23 +22,26 @@ pub fn config(dsn: &str) -> Result<Config> {
             }
         }
     }
-    if config.get_ports().is_empty() {
-        if let Some(port) = env("PGPORT").and_then(|p| p.parse().ok()) {
-            config.port(port);
-        }
+    if config.get_ports().is_empty()
+        && let Some(port) = env("PGPORT").and_then(|p| p.parse().ok())
+    {
+        config.port(port);
     }
     if config.get_user().is_none() {
-        let user = env("PGUSER").or_else(|| env("USER")).unwrap_or_else(|| "postgres".to_owned());
+        let user = env("PGUSER")
+            .or_else(|| env("USER"))
+            .unwrap_or_else(|| "postgres".to_owned());
         config.user(&user);
     }
     if config.get_dbname().is_none() {
-        let db = env("PGDATABASE").unwrap_or_else(|| config.get_user().unwrap_or("postgres").to_owned());
+        let db =
+            env("PGDATABASE").unwrap_or_else(|| config.get_user().unwrap_or("postgres").to_owned());
         config.dbname(&db);
     }
-    if config.get_password().is_none() {
-        if let Some(pw) = env("PGPASSWORD") {
-            config.password(pw);
-        }
+    if config.get_password().is_none()
+        && let Some(pw) = env("PGPASSWORD")
+    {
+        config.password(pw);
     }
     config.application_name("pgincr");
     Ok(config)
