@@ -51,20 +51,24 @@ pub enum Rendered {
 }
 
 /// `INSERT INTO t (a, b) [OVERRIDING SYSTEM VALUE] VALUES (1, 'x');`
-pub fn render_insert(
+pub fn render_insert<'a, I>(
     out: &mut Vec<u8>,
     table: &[u8],
-    columns: &[Column<'_>],
+    columns: I,
     overriding_system_value: bool,
-) {
+) where
+    I: IntoIterator<Item = Column<'a>>,
+    I::IntoIter: Clone,
+{
+    let columns = columns.into_iter();
     out.extend_from_slice(b"INSERT INTO ");
     out.extend_from_slice(table);
-    if columns.is_empty() {
+    if columns.clone().next().is_none() {
         out.extend_from_slice(b" DEFAULT VALUES;");
         return;
     }
     out.extend_from_slice(b" (");
-    for (i, col) in columns.iter().enumerate() {
+    for (i, col) in columns.clone().enumerate() {
         if i > 0 {
             out.extend_from_slice(b", ");
         }
@@ -75,7 +79,7 @@ pub fn render_insert(
         out.extend_from_slice(b" OVERRIDING SYSTEM VALUE");
     }
     out.extend_from_slice(b" VALUES (");
-    for (i, col) in columns.iter().enumerate() {
+    for (i, col) in columns.enumerate() {
         if i > 0 {
             out.extend_from_slice(b", ");
         }
@@ -85,19 +89,24 @@ pub fn render_insert(
 }
 
 /// `UPDATE t SET a = 1 WHERE k = 2;`. Unchanged TOAST values are left out of SET.
-pub fn render_update(
+pub fn render_update<'a, S, K>(
     out: &mut Vec<u8>,
     table: &[u8],
-    set: &[Column<'_>],
-    key: &[KeyColumn<'_>],
+    set: S,
+    key: K,
     matching: RowMatch,
-) -> Result<Rendered, RenderError> {
+) -> Result<Rendered, RenderError>
+where
+    S: IntoIterator<Item = Column<'a>>,
+    K: IntoIterator<Item = KeyColumn<'a>>,
+    K::IntoIter: Clone,
+{
     let start = out.len();
     out.extend_from_slice(b"UPDATE ");
     out.extend_from_slice(table);
     out.extend_from_slice(b" SET ");
     let mut any = false;
-    for col in set.iter().filter(|c| c.cell != Cell::UnchangedToast) {
+    for col in set.into_iter().filter(|c| c.cell != Cell::UnchangedToast) {
         if any {
             out.extend_from_slice(b", ");
         }
@@ -119,12 +128,16 @@ pub fn render_update(
 }
 
 /// `DELETE FROM t WHERE k = 2;`
-pub fn render_delete(
+pub fn render_delete<'a, K>(
     out: &mut Vec<u8>,
     table: &[u8],
-    key: &[KeyColumn<'_>],
+    key: K,
     matching: RowMatch,
-) -> Result<Rendered, RenderError> {
+) -> Result<Rendered, RenderError>
+where
+    K: IntoIterator<Item = KeyColumn<'a>>,
+    K::IntoIter: Clone,
+{
     let start = out.len();
     out.extend_from_slice(b"DELETE FROM ");
     out.extend_from_slice(table);
@@ -164,13 +177,18 @@ pub fn render_comment(out: &mut Vec<u8>, text: &[u8]) {
     );
 }
 
-fn push_row_match(
+fn push_row_match<'a, K>(
     out: &mut Vec<u8>,
     table: &[u8],
-    key: &[KeyColumn<'_>],
+    key: K,
     matching: RowMatch,
-) -> Result<(), RenderError> {
-    if key.is_empty() {
+) -> Result<(), RenderError>
+where
+    K: IntoIterator<Item = KeyColumn<'a>>,
+    K::IntoIter: Clone,
+{
+    let key = key.into_iter();
+    if key.clone().next().is_none() {
         return Err(RenderError::EmptyKey);
     }
     match matching {
@@ -189,8 +207,11 @@ fn push_row_match(
     }
 }
 
-fn push_conditions(out: &mut Vec<u8>, key: &[KeyColumn<'_>]) -> Result<(), RenderError> {
-    for (i, k) in key.iter().enumerate() {
+fn push_conditions<'a>(
+    out: &mut Vec<u8>,
+    key: impl Iterator<Item = KeyColumn<'a>>,
+) -> Result<(), RenderError> {
+    for (i, k) in key.enumerate() {
         if i > 0 {
             out.extend_from_slice(b" AND ");
         }
@@ -246,7 +267,7 @@ mod tests {
             col("\"Name\"", TypeClass::Quoted, Cell::Text(b"O'Brien")),
             col("note", TypeClass::Quoted, Cell::Null),
         ];
-        render_insert(&mut out, b"public.t", &cols, false);
+        render_insert(&mut out, b"public.t", cols, false);
         assert_eq!(
             text(out),
             "INSERT INTO public.t (id, \"Name\", note) VALUES (1, 'O''Brien', null);"
@@ -259,7 +280,7 @@ mod tests {
         render_insert(
             &mut out,
             b"s.t",
-            &[col("id", TypeClass::Integer, Cell::Text(b"5"))],
+            [col("id", TypeClass::Integer, Cell::Text(b"5"))],
             true,
         );
         assert_eq!(
@@ -271,7 +292,7 @@ mod tests {
     #[test]
     fn insert_without_columns_uses_default_values() {
         let mut out = Vec::new();
-        render_insert(&mut out, b"s.t", &[], false);
+        render_insert(&mut out, b"s.t", [], false);
         assert_eq!(text(out), "INSERT INTO s.t DEFAULT VALUES;");
     }
 
@@ -287,7 +308,7 @@ mod tests {
             key("k1", TypeClass::Integer, Cell::Text(b"7")),
             key("k2", TypeClass::Quoted, Cell::Null),
         ];
-        let r = render_update(&mut out, b"public.t", &set, &k, RowMatch::Key).unwrap();
+        let r = render_update(&mut out, b"public.t", set, k, RowMatch::Key).unwrap();
         assert_eq!(r, Rendered::Statement);
         assert_eq!(
             text(out),
@@ -300,7 +321,7 @@ mod tests {
         let mut out = b"keep".to_vec();
         let set = [col("big", TypeClass::Quoted, Cell::UnchangedToast)];
         let k = [key("id", TypeClass::Integer, Cell::Text(b"1"))];
-        let r = render_update(&mut out, b"t", &set, &k, RowMatch::Key).unwrap();
+        let r = render_update(&mut out, b"t", set, k, RowMatch::Key).unwrap();
         assert_eq!(r, Rendered::Nothing);
         assert_eq!(out, b"keep");
     }
@@ -315,7 +336,7 @@ mod tests {
                 compare_as_text: true,
             },
         ];
-        render_delete(&mut out, b"public.nopk", &k, RowMatch::FullRow).unwrap();
+        render_delete(&mut out, b"public.nopk", k, RowMatch::FullRow).unwrap();
         assert_eq!(
             text(out),
             "DELETE FROM public.nopk WHERE ctid = (SELECT ctid FROM public.nopk \
@@ -327,7 +348,7 @@ mod tests {
     fn toast_in_key_is_an_error_and_writes_nothing() {
         let mut out = Vec::new();
         let k = [key("k", TypeClass::Quoted, Cell::UnchangedToast)];
-        let err = render_delete(&mut out, b"t", &k, RowMatch::Key).unwrap_err();
+        let err = render_delete(&mut out, b"t", k, RowMatch::Key).unwrap_err();
         assert_eq!(err, RenderError::ToastInKey { column: "k".into() });
         assert!(out.is_empty());
     }
@@ -335,7 +356,7 @@ mod tests {
     #[test]
     fn empty_key_is_an_error() {
         let mut out = Vec::new();
-        let err = render_delete(&mut out, b"t", &[], RowMatch::Key).unwrap_err();
+        let err = render_delete(&mut out, b"t", [], RowMatch::Key).unwrap_err();
         assert_eq!(err, RenderError::EmptyKey);
     }
 

@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 struct Plugin {
     name: &'static str,
     slot: &'static str,
+    /// SQL-interface decode of the whole range (not consuming it).
     query: &'static str,
+    /// The same options for pg_recvlogical.
+    stream_options: &'static [&'static str],
 }
 
 const PLUGINS: &[Plugin] = &[
@@ -22,25 +25,31 @@ const PLUGINS: &[Plugin] = &[
         name: "decoder_sql",
         slot: "b_decoder_sql",
         query: "SELECT count(*), sum(octet_length(data))::bigint FROM pg_logical_slot_peek_changes('b_decoder_sql', NULL, NULL, 'include_transaction', 'on')",
+        stream_options: &["include_transaction=on"],
     },
     Plugin {
         name: "test_decoding",
         slot: "b_test_decoding",
         query: "SELECT count(*), sum(octet_length(data))::bigint FROM pg_logical_slot_peek_changes('b_test_decoding', NULL, NULL)",
+        stream_options: &[],
     },
     Plugin {
         name: "wal2json",
         slot: "b_wal2json",
         query: "SELECT count(*), sum(octet_length(data))::bigint FROM pg_logical_slot_peek_changes('b_wal2json', NULL, NULL, 'format-version', '2')",
+        stream_options: &["format-version=2"],
     },
     Plugin {
         name: "pgoutput",
         slot: "b_pgoutput",
         query: "SELECT count(*), sum(octet_length(data))::bigint FROM pg_logical_slot_peek_binary_changes('b_pgoutput', NULL, NULL, 'proto_version', '1', 'publication_names', 'bench')",
+        stream_options: &["proto_version=1", "publication_names=bench"],
     },
 ];
 
 const ROUNDS: usize = 5;
+/// Streaming consumes a slot, so each streaming round needs its own slot per plugin.
+const STREAM_ROUNDS: usize = 3;
 
 #[tokio::main]
 async fn main() {
@@ -67,6 +76,15 @@ async fn main() {
         )
         .await
         .unwrap_or_else(|e| panic!("create {} slot: {e}", p.name));
+        for round in 0..STREAM_ROUNDS {
+            let slot = format!("{}_{round}", p.slot);
+            db.execute(
+                "SELECT 'init' FROM pg_create_logical_replication_slot($1, $2)",
+                &[&slot, &p.name],
+            )
+            .await
+            .unwrap();
+        }
     }
     let batch = 10_000i64;
     let mut start = 1;
@@ -113,21 +131,71 @@ async fn main() {
             sizes[i] = (row.get(0), bytes.unwrap_or(0));
         }
     }
+    let end_lsn: String = db
+        .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let out_file = cluster.scratch_dir("bench").join("stream.out");
+    let mut streamed = vec![Duration::MAX; PLUGINS.len()];
+    let mut streamed_bytes = vec![0u64; PLUGINS.len()];
+    for round in 0..STREAM_ROUNDS {
+        for (i, p) in PLUGINS.iter().enumerate() {
+            let slot = format!("{}_{round}", p.slot);
+            let _ = std::fs::remove_file(&out_file);
+            let mut cmd = cluster.client_command("pg_recvlogical");
+            cmd.args([
+                "-d",
+                "postgres",
+                "-S",
+                &slot,
+                "--start",
+                "--no-loop",
+                "-F",
+                "0",
+                "-E",
+                &end_lsn,
+                "-f",
+            ])
+            .arg(&out_file);
+            for o in p.stream_options {
+                cmd.args(["-o", o]);
+            }
+            let t = Instant::now();
+            let out = cmd.output().unwrap();
+            let elapsed = t.elapsed();
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                p.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            streamed[i] = streamed[i].min(elapsed);
+            streamed_bytes[i] = std::fs::metadata(&out_file).map(|m| m.len()).unwrap_or(0);
+        }
+    }
+
+    println!("\nSQL interface: pg_logical_slot_peek_(binary_)changes, best of {ROUNDS}");
+    print_table(&best, &sizes.iter().map(|s| s.1 as u64).collect::<Vec<_>>());
+    println!("\nstreaming: pg_recvlogical --start -E <end> to a file, best of {STREAM_ROUNDS}");
+    print_table(&streamed, &streamed_bytes);
+}
+
+fn print_table(times: &[Duration], bytes: &[u64]) {
     let by_name = |n: &str| PLUGINS.iter().position(|p| p.name == n).unwrap();
-    let pgoutput = best[by_name("pgoutput")].as_secs_f64();
-    let test_decoding = best[by_name("test_decoding")].as_secs_f64();
+    let pgoutput = times[by_name("pgoutput")].as_secs_f64();
+    let test_decoding = times[by_name("test_decoding")].as_secs_f64();
     println!(
-        "{:<14} {:>10} {:>10} {:>12} {:>12} {:>14}",
-        "plugin", "ms", "messages", "output MB", "vs pgoutput", "vs test_decoding"
+        "{:<14} {:>10} {:>12} {:>12} {:>17}",
+        "plugin", "ms", "output MB", "vs pgoutput", "vs test_decoding"
     );
     for (i, p) in PLUGINS.iter().enumerate() {
-        let s = best[i].as_secs_f64();
+        let s = times[i].as_secs_f64();
         println!(
-            "{:<14} {:>10.1} {:>10} {:>12.1} {:>11.2}x {:>13.2}x",
+            "{:<14} {:>10.1} {:>12.1} {:>11.2}x {:>16.2}x",
             p.name,
             s * 1000.0,
-            sizes[i].0,
-            sizes[i].1 as f64 / 1e6,
+            bytes[i] as f64 / 1e6,
             s / pgoutput,
             s / test_decoding
         );

@@ -393,3 +393,52 @@ async fn bad_options_are_clear_errors() {
         assert!(hint.contains(hint_part), "{hint}");
     }
 }
+
+#[tokio::test]
+async fn schema_changes_between_changes_are_followed() {
+    let (_c, db) = setup("CREATE TABLE t (id int PRIMARY KEY, a text)").await;
+    db.batch_execute(
+        "INSERT INTO t VALUES (1, 'x');
+         ALTER TABLE t ADD COLUMN b int DEFAULT 5;
+         INSERT INTO t VALUES (2, 'y', 6);
+         ALTER TABLE t DROP COLUMN a;
+         INSERT INTO t VALUES (3, 7);
+         ALTER TABLE t RENAME COLUMN b TO c;
+         ALTER TABLE t RENAME TO u;
+         UPDATE u SET c = 8 WHERE id = 3;
+         ALTER TABLE u REPLICA IDENTITY FULL;
+         DELETE FROM u WHERE id = 1;",
+    )
+    .await
+    .unwrap();
+    // All decoded in one session: the relation cache must follow each change.
+    assert_eq!(
+        get_changes(&db, "s", &[]).await,
+        [
+            "INSERT INTO public.t (id, a) VALUES (1, 'x');",
+            "INSERT INTO public.t (id, a, b) VALUES (2, 'y', 6);",
+            "INSERT INTO public.t (id, b) VALUES (3, 7);",
+            "UPDATE public.u SET id = 3, c = 8 WHERE id = 3;",
+            "DELETE FROM public.u WHERE ctid = (SELECT ctid FROM public.u WHERE id = 1 AND c = 5 LIMIT 1);",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn decoding_session_settings_are_restored() {
+    let (_c, db) = setup("CREATE TABLE t (ts timestamptz)").await;
+    db.batch_execute("SET DateStyle = 'SQL, DMY'; SET TimeZone = 'Asia/Tokyo'; SET extra_float_digits = 0;")
+        .await
+        .unwrap();
+    db.batch_execute("INSERT INTO t VALUES ('2024-01-02 03:04:05+00')").await.unwrap();
+    assert_eq!(
+        get_changes(&db, "s", &[]).await,
+        ["INSERT INTO public.t (ts) VALUES ('2024-01-02 03:04:05+00');"]
+    );
+    let row = db
+        .query_one("SELECT current_setting('DateStyle'), current_setting('TimeZone'), current_setting('extra_float_digits')", &[])
+        .await
+        .unwrap();
+    let settings: (String, String, String) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(settings, ("SQL, DMY".into(), "Asia/Tokyo".into(), "0".into()));
+}

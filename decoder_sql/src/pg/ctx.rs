@@ -19,10 +19,20 @@ impl Output {
     pub fn write(&mut self, bytes: &[u8]) {
         let len = i32::try_from(bytes.len()).expect("invariant: a statement is below 1 GB");
         // SAFETY: `raw` is the live decoding context of this callback; PrepareWrite resets
-        // ctx->out, we append our bytes, Write hands them to the walsender or SQL function.
+        // ctx->out, we append our bytes (keeping the StringInfo invariants: len < maxlen and a
+        // trailing NUL), Write hands them to the walsender or SQL function.
+        // Appending in Rust when the buffer has room saves a call per message.
         unsafe {
             pg_sys::OutputPluginPrepareWrite(self.raw, true);
-            pg_sys::appendBinaryStringInfo((*self.raw).out, bytes.as_ptr().cast(), len);
+            let out = &mut *(*self.raw).out;
+            if out.maxlen - out.len > len {
+                let dst = out.data.add(out.len as usize).cast::<u8>();
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len());
+                out.len += len;
+                *out.data.add(out.len as usize) = 0;
+            } else {
+                pg_sys::appendBinaryStringInfo(out, bytes.as_ptr().cast(), len);
+            }
             pg_sys::OutputPluginWrite(self.raw, true);
         }
     }

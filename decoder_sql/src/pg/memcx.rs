@@ -35,7 +35,11 @@ impl ChildContext {
                 // the scratch one to the decoding context. Runs on unwind too.
                 unsafe {
                     pg_sys::CurrentMemoryContext = self.0;
-                    pg_sys::MemoryContextReset(self.1);
+                    // Skip the call when nothing was allocated (isReset is maintained by
+                    // the allocator).
+                    if !(*self.1).isReset {
+                        pg_sys::MemoryContextReset(self.1);
+                    }
                 }
             }
         }

@@ -80,7 +80,10 @@ pub struct RelInfo {
     /// Columns an UPDATE sets: as for INSERT, minus GENERATED ALWAYS identity columns, which
     /// an UPDATE may not assign.
     pub update_columns: Vec<usize>,
-    /// Columns compared for REPLICA IDENTITY FULL (same as `insert_columns`).
+    /// `update_columns` plus the key columns: what an UPDATE reads from the new tuple when the
+    /// key did not change.
+    pub update_and_key_columns: Vec<usize>,
+    /// How UPDATE and DELETE find the row; FULL compares `insert_columns`.
     pub identity: Identity,
     /// Has a GENERATED ALWAYS identity column: INSERT needs OVERRIDING SYSTEM VALUE.
     pub has_identity_always: bool,
@@ -99,6 +102,8 @@ static PENDING: Mutex<Pending> = Mutex::new(Pending {
     relids: Vec::new(),
 });
 static CALLBACK_REGISTERED: AtomicBool = AtomicBool::new(false);
+/// Set with every recorded invalidation, so the per-change check is one atomic load.
+static PENDING_ANY: AtomicBool = AtomicBool::new(false);
 
 struct Pending {
     all: bool,
@@ -114,6 +119,7 @@ unsafe extern "C-unwind" fn relcache_invalidated(_arg: pg_sys::Datum, relid: pg_
     } else if !pending.all {
         pending.relids.push(relid);
     }
+    PENDING_ANY.store(true, Ordering::Release);
 }
 
 pub struct RelationCache {
@@ -158,6 +164,9 @@ impl RelationCache {
     }
 
     fn apply_invalidations(&mut self) {
+        if !PENDING_ANY.swap(false, Ordering::Acquire) {
+            return;
+        }
         let mut pending = PENDING.lock().unwrap_or_else(|p| p.into_inner());
         if pending.all {
             self.entries.clear();
@@ -219,11 +228,18 @@ fn build(rel: RelView, fn_cxt: ChildContext) -> RelInfo {
             pg_sys::REPLICA_IDENTITY_NOTHING => Identity::Missing,
             _ => identity_key(raw),
         };
+        let mut update_and_key_columns = update_columns.clone();
+        if let Identity::Key(key) = &identity {
+            update_and_key_columns.extend(key);
+            update_and_key_columns.sort_unstable();
+            update_and_key_columns.dedup();
+        }
         RelInfo {
             name,
             columns,
             insert_columns,
             update_columns,
+            update_and_key_columns,
             identity,
             has_identity_always,
         }

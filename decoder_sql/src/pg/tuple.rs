@@ -124,7 +124,15 @@ impl DecodedRow {
                 return CellSrc::UnchangedToast;
             }
             if col.fast == FastPath::Text {
-                let detoasted = pg_sys::pg_detoast_datum_packed(ptr);
+                // Plain (uncompressed, inline) values are read in place; only compressed or
+                // reassembled-TOAST values need the detoast call.
+                let plain =
+                    !pgrx::varlena::varatt_is_4b_c(ptr) && !pgrx::varlena::varatt_is_1b_e(ptr);
+                let detoasted = if plain {
+                    ptr
+                } else {
+                    pg_sys::pg_detoast_datum_packed(ptr)
+                };
                 let data = pgrx::varlena::vardata_any(detoasted).cast::<u8>();
                 return CellSrc::Scratch(data, pgrx::varlena::varsize_any_exhdr(detoasted));
             }

@@ -18,14 +18,18 @@ pub fn on_change(
     state.buf.clear();
     let rendered = match change.kind {
         ChangeKind::Insert => {
-            let Some(new) = change.new else { return Ok(()) };
+            let Some(new) = change.new else {
+                return Ok(());
+            };
             state.new_row.load(&info, rel, new, &info.insert_columns);
             let cols = columns(&info, &state.new_row, &info.insert_columns);
-            statement::render_insert(&mut state.buf, &info.name, &cols, info.has_identity_always);
+            statement::render_insert(&mut state.buf, &info.name, cols, info.has_identity_always);
             Ok(Rendered::Statement)
         }
         ChangeKind::Update => {
-            let Some(new) = change.new else { return Ok(()) };
+            let Some(new) = change.new else {
+                return Ok(());
+            };
             let Some((matching, key_cols, key_from_old)) = row_identity(&info, change) else {
                 return missing_identity(out, state, &info, change);
             };
@@ -33,11 +37,12 @@ pub fn on_change(
                 let old = change
                     .old
                     .expect("invariant: key_from_old implies an old tuple");
-                state.old_row.load(&info, rel, old, &key_cols);
+                state.old_row.load(&info, rel, old, key_cols);
                 state.new_row.load(&info, rel, new, &info.update_columns);
             } else {
-                let wanted = union(&info.update_columns, &key_cols);
-                state.new_row.load(&info, rel, new, &wanted);
+                state
+                    .new_row
+                    .load(&info, rel, new, &info.update_and_key_columns);
             }
             let key_row = if key_from_old {
                 &state.old_row
@@ -45,8 +50,8 @@ pub fn on_change(
                 &state.new_row
             };
             let set = columns(&info, &state.new_row, &info.update_columns);
-            let key = key_columns(&info, key_row, &key_cols);
-            statement::render_update(&mut state.buf, &info.name, &set, &key, matching)
+            let key = key_columns(&info, key_row, key_cols);
+            statement::render_update(&mut state.buf, &info.name, set, key, matching)
         }
         ChangeKind::Delete => {
             let Some((matching, key_cols, true)) = row_identity(&info, change) else {
@@ -55,9 +60,9 @@ pub fn on_change(
             let old = change
                 .old
                 .expect("invariant: key_from_old implies an old tuple");
-            state.old_row.load(&info, rel, old, &key_cols);
-            let key = key_columns(&info, &state.old_row, &key_cols);
-            statement::render_delete(&mut state.buf, &info.name, &key, matching)
+            state.old_row.load(&info, rel, old, key_cols);
+            let key = key_columns(&info, &state.old_row, key_cols);
+            statement::render_delete(&mut state.buf, &info.name, key, matching)
         }
     };
     match rendered {
@@ -90,16 +95,16 @@ pub fn on_truncate(
 
 /// How to find the changed row: (match kind, key columns, whether they come from the old tuple).
 /// `None` when the WAL record carries no way to identify the row.
-fn row_identity(info: &RelInfo, change: &Change) -> Option<(RowMatch, Vec<usize>, bool)> {
+fn row_identity<'a>(info: &'a RelInfo, change: &Change) -> Option<(RowMatch, &'a [usize], bool)> {
     match (&info.identity, change.old.is_some()) {
         // FULL logs the whole old row for every UPDATE and DELETE.
-        (Identity::Full, true) => Some((RowMatch::FullRow, info.insert_columns.clone(), true)),
+        (Identity::Full, true) => Some((RowMatch::FullRow, &info.insert_columns, true)),
         // The old key is logged only when it changed (UPDATE) or for DELETE.
         (Identity::Key(key), has_old) => {
             if change.kind == ChangeKind::Delete && !has_old {
                 return None;
             }
-            Some((RowMatch::Key, key.clone(), has_old))
+            Some((RowMatch::Key, key, has_old))
         }
         (Identity::Full, false) | (Identity::Missing, _) => None,
     }
@@ -131,37 +136,32 @@ fn missing_identity(
     }
 }
 
-fn columns<'a>(info: &'a RelInfo, row: &'a DecodedRow, which: &[usize]) -> Vec<Column<'a>> {
-    which
-        .iter()
-        .map(|&i| Column {
-            name: &info.columns[i].name,
-            class: info.columns[i].class,
-            cell: row.cell(i),
-        })
-        .collect()
+fn columns<'a>(
+    info: &'a RelInfo,
+    row: &'a DecodedRow,
+    which: &'a [usize],
+) -> impl Iterator<Item = Column<'a>> + Clone {
+    which.iter().map(move |&i| Column {
+        name: &info.columns[i].name,
+        class: info.columns[i].class,
+        cell: row.cell(i),
+    })
 }
 
-fn key_columns<'a>(info: &'a RelInfo, row: &'a DecodedRow, which: &[usize]) -> Vec<KeyColumn<'a>> {
-    which
-        .iter()
-        .map(|&i| {
-            let col = &info.columns[i];
-            KeyColumn {
-                column: Column {
-                    name: &col.name,
-                    class: col.class,
-                    cell: row.cell(i),
-                },
-                compare_as_text: col.compare_as_text,
-            }
-        })
-        .collect()
-}
-
-fn union(a: &[usize], b: &[usize]) -> Vec<usize> {
-    let mut all: Vec<usize> = a.iter().chain(b).copied().collect();
-    all.sort_unstable();
-    all.dedup();
-    all
+fn key_columns<'a>(
+    info: &'a RelInfo,
+    row: &'a DecodedRow,
+    which: &'a [usize],
+) -> impl Iterator<Item = KeyColumn<'a>> + Clone {
+    which.iter().map(move |&i| {
+        let col = &info.columns[i];
+        KeyColumn {
+            column: Column {
+                name: &col.name,
+                class: col.class,
+                cell: row.cell(i),
+            },
+            compare_as_text: col.compare_as_text,
+        }
+    })
 }
