@@ -427,10 +427,14 @@ async fn schema_changes_between_changes_are_followed() {
 #[tokio::test]
 async fn decoding_session_settings_are_restored() {
     let (_c, db) = setup("CREATE TABLE t (ts timestamptz)").await;
-    db.batch_execute("SET DateStyle = 'SQL, DMY'; SET TimeZone = 'Asia/Tokyo'; SET extra_float_digits = 0;")
+    db.batch_execute(
+        "SET DateStyle = 'SQL, DMY'; SET TimeZone = 'Asia/Tokyo'; SET extra_float_digits = 0;",
+    )
+    .await
+    .unwrap();
+    db.batch_execute("INSERT INTO t VALUES ('2024-01-02 03:04:05+00')")
         .await
         .unwrap();
-    db.batch_execute("INSERT INTO t VALUES ('2024-01-02 03:04:05+00')").await.unwrap();
     assert_eq!(
         get_changes(&db, "s", &[]).await,
         ["INSERT INTO public.t (ts) VALUES ('2024-01-02 03:04:05+00');"]
@@ -440,5 +444,8 @@ async fn decoding_session_settings_are_restored() {
         .await
         .unwrap();
     let settings: (String, String, String) = (row.get(0), row.get(1), row.get(2));
-    assert_eq!(settings, ("SQL, DMY".into(), "Asia/Tokyo".into(), "0".into()));
+    assert_eq!(
+        settings,
+        ("SQL, DMY".into(), "Asia/Tokyo".into(), "0".into())
+    );
 }
