@@ -4,6 +4,7 @@
 //! Layout: `pg/` is the only place that touches `pg_sys` or holds `unsafe`; `plugin/` decides
 //! what to emit from safe views; all SQL text is rendered by the pure `sqlgen` crate.
 
+mod capture;
 mod error;
 mod pg;
 mod plugin;

@@ -72,7 +72,7 @@ pub async fn database_contents(client: &Client) -> String {
         .query(
             "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'decoder_sql') \
              AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1",
             &[],
         )
@@ -94,4 +94,68 @@ pub async fn database_contents(client: &Client) -> String {
         out.push_str(&format!("{name}: {digest}\n"));
     }
     out
+}
+
+/// Writes `lines` to a file and applies it to `dbname` with psql as logical replication
+/// applies changes (`session_replication_role = replica`), stopping at the first error.
+pub fn replay(
+    cluster: &crate::TestCluster,
+    dbname: &str,
+    lines: &[String],
+) -> std::process::Output {
+    let file = cluster.scratch_dir("replay").join(format!("{dbname}.sql"));
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    cluster
+        .client_command("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dbname])
+        .args(["-c", "SET session_replication_role = replica", "-f"])
+        .arg(&file)
+        .output()
+        .expect("run psql")
+}
+
+/// `pg_dump --schema-only` of `dbname` without the decoder_sql extension's own objects and
+/// without comments, for comparing schemas.
+pub fn schema_dump(cluster: &crate::TestCluster, dbname: &str) -> String {
+    let out = cluster
+        .client_command("pg_dump")
+        .args([
+            "--schema-only",
+            "--no-owner",
+            "--exclude-schema=decoder_sql",
+            "-d",
+            dbname,
+        ])
+        .output()
+        .expect("run pg_dump");
+    assert!(
+        out.status.success(),
+        "pg_dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        // \restrict carries a random key per dump (PostgreSQL 15.14+).
+        .filter(|l| {
+            !l.starts_with("--") && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict")
+        })
+        .filter(|l| !l.contains("decoder_sql") && !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Lines only in `a` and lines only in `b`, for readable assertion messages.
+pub fn line_diff(a: &str, b: &str) -> String {
+    let only = |x: &str, y: &str| {
+        let ys: std::collections::HashSet<&str> = y.lines().collect();
+        x.lines()
+            .filter(|l| !ys.contains(l))
+            .map(|l| format!("  {l}\n"))
+            .collect::<String>()
+    };
+    format!(
+        "only in first:\n{}only in second:\n{}",
+        only(a, b),
+        only(b, a)
+    )
 }

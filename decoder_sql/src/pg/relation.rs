@@ -87,6 +87,8 @@ pub struct RelInfo {
     pub identity: Identity,
     /// Has a GENERATED ALWAYS identity column: INSERT needs OVERRIDING SYSTEM VALUE.
     pub has_identity_always: bool,
+    /// A materialized view: its rows are derived, the replayed CREATE/REFRESH recomputes them.
+    pub is_materialized_view: bool,
 }
 
 impl RelInfo {
@@ -242,6 +244,7 @@ fn build(rel: RelView, fn_cxt: ChildContext) -> RelInfo {
             update_and_key_columns,
             identity,
             has_identity_always,
+            is_materialized_view: form.relkind as u8 == pg_sys::RELKIND_MATVIEW,
         }
     }
 }

@@ -1,0 +1,179 @@
+-- DDL capture: every top-level DDL statement is written into the WAL as a transactional
+-- logical message with prefix 'ddl', at its exact position among the transaction's changes.
+-- The decoder_sql output plugin prints such messages verbatim, so the stream replays schema
+-- changes in order with the data. See docs/ddl-capture.md.
+
+-- What could not be captured, for the DBA to apply by hand. UNLOGGED: its rows must not enter
+-- the logical stream (a restore target need not have this extension).
+CREATE UNLOGGED TABLE decoder_sql.uncaptured (
+    id          bigserial PRIMARY KEY,
+    logged_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    command_tag text NOT NULL,
+    reason      text NOT NULL,
+    query       text
+);
+COMMENT ON TABLE decoder_sql.uncaptured IS
+    'DDL that decoder_sql could not write into the logical backup stream (also marked there by a comment)';
+GRANT USAGE ON SCHEMA decoder_sql TO PUBLIC;
+GRANT SELECT, INSERT ON decoder_sql.uncaptured TO PUBLIC;
+GRANT USAGE ON SEQUENCE decoder_sql.uncaptured_id_seq TO PUBLIC;
+
+-- Records a DDL command that cannot be replayed from the stream: a one-line comment in the
+-- stream, a row in decoder_sql.uncaptured and a WARNING to the session. Never fails the DDL.
+CREATE FUNCTION decoder_sql.record_uncaptured(command_tag text, reason text) RETURNS void
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    query text := pg_catalog.current_query();
+    excerpt text := pg_catalog.left(pg_catalog.regexp_replace(query, '\s+', ' ', 'g'), 200);
+BEGIN
+    PERFORM pg_catalog.pg_logical_emit_message(true, 'ddl',
+        '-- decoder_sql: NOT CAPTURED: ' || command_tag || ' (' || reason || ') in: ' || excerpt);
+    INSERT INTO decoder_sql.uncaptured (command_tag, reason, query) VALUES (command_tag, reason, query);
+    RAISE WARNING 'decoder_sql: % was not captured into the logical backup stream', command_tag
+        USING DETAIL = reason,
+              HINT = 'Replay it by hand after restoring; it is listed in decoder_sql.uncaptured.';
+END
+$fn$;
+
+-- sql_drop runs before ddl_command_end of the same DROP: remember whether it dropped only
+-- temporary objects (transaction-local setting), since ddl_command_end has no object list
+-- for DROP.
+CREATE FUNCTION decoder_sql.capture_sql_drop() RETURNS event_trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM pg_catalog.set_config('decoder_sql.dropped_temp_only',
+        (SELECT CASE WHEN pg_catalog.bool_and(is_temporary) THEN 'on' ELSE 'off' END
+           FROM pg_catalog.pg_event_trigger_dropped_objects()),
+        true);
+END
+$fn$;
+
+CREATE FUNCTION decoder_sql.capture_ddl_command_end() RETURNS event_trigger
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    n_objects int;
+    n_temp int;
+    n_self int;
+    dropped_temp_only text := pg_catalog.current_setting('decoder_sql.dropped_temp_only', true);
+    stmt text;
+BEGIN
+    PERFORM pg_catalog.set_config('decoder_sql.dropped_temp_only', '', true);
+    -- Objects created by an extension script come back with CREATE EXTENSION itself.
+    IF decoder_sql.in_extension_script() THEN
+        RETURN;
+    END IF;
+    -- Captured at ddl_command_start, before the rows they insert.
+    IF tg_tag IN ('CREATE TABLE AS', 'SELECT INTO') THEN
+        RETURN;
+    END IF;
+    SELECT pg_catalog.count(*),
+           pg_catalog.count(*) FILTER (WHERE schema_name ~ '^pg_temp'),
+           pg_catalog.count(*) FILTER (WHERE object_type = 'extension' AND object_identity = 'decoder_sql')
+      INTO n_objects, n_temp, n_self
+      FROM pg_catalog.pg_event_trigger_ddl_commands();
+    -- Temporary objects do not outlive their session; this extension is not part of the data.
+    IF (n_objects > 0 AND n_objects = n_temp) OR n_self > 0 THEN
+        RETURN;
+    END IF;
+    IF n_objects = 0 AND dropped_temp_only = 'on' THEN
+        RETURN;
+    END IF;
+    stmt := decoder_sql.top_level_statement(tg_tag);
+    IF stmt IS NULL THEN
+        PERFORM decoder_sql.record_uncaptured(tg_tag, 'run inside a function, procedure or DO block');
+        RETURN;
+    END IF;
+    PERFORM pg_catalog.pg_logical_emit_message(true, 'ddl',
+        decoder_sql.set_search_path_statement(pg_catalog.current_setting('search_path')));
+    PERFORM pg_catalog.pg_logical_emit_message(true, 'ddl', stmt);
+END
+$fn$;
+
+-- CREATE TABLE AS / SELECT INTO write their rows before ddl_command_end; the table must be
+-- created (empty) in the stream before those rows.
+CREATE FUNCTION decoder_sql.capture_ddl_command_start() RETURNS event_trigger
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    stmt text;
+BEGIN
+    IF decoder_sql.in_extension_script() THEN
+        RETURN;
+    END IF;
+    stmt := decoder_sql.create_table_as_statement(tg_tag);
+    IF stmt IS NULL THEN
+        PERFORM decoder_sql.record_uncaptured(tg_tag, CASE tg_tag
+            WHEN 'SELECT INTO' THEN 'SELECT INTO cannot be replayed before its rows; use CREATE TABLE AS'
+            ELSE 'run inside a function, procedure or DO block' END);
+        RETURN;
+    END IF;
+    IF stmt = '' THEN
+        RETURN; -- temporary table
+    END IF;
+    PERFORM pg_catalog.pg_logical_emit_message(true, 'ddl',
+        decoder_sql.set_search_path_statement(pg_catalog.current_setting('search_path')));
+    PERFORM pg_catalog.pg_logical_emit_message(true, 'ddl', stmt);
+END
+$fn$;
+
+CREATE EVENT TRIGGER decoder_sql_ddl_capture ON ddl_command_end
+    EXECUTE FUNCTION decoder_sql.capture_ddl_command_end();
+CREATE EVENT TRIGGER decoder_sql_ddl_capture_start ON ddl_command_start
+    WHEN TAG IN ('CREATE TABLE AS', 'SELECT INTO')
+    EXECUTE FUNCTION decoder_sql.capture_ddl_command_start();
+CREATE EVENT TRIGGER decoder_sql_sql_drop ON sql_drop
+    EXECUTE FUNCTION decoder_sql.capture_sql_drop();
+
+-- Pausing disables the event triggers (persistently, transactionally); DDL run while paused
+-- is not in the stream.
+CREATE FUNCTION decoder_sql.pause_capture() RETURNS void LANGUAGE sql AS $fn$
+    ALTER EVENT TRIGGER decoder_sql_ddl_capture DISABLE;
+    ALTER EVENT TRIGGER decoder_sql_ddl_capture_start DISABLE;
+    ALTER EVENT TRIGGER decoder_sql_sql_drop DISABLE;
+$fn$;
+
+CREATE FUNCTION decoder_sql.resume_capture() RETURNS void LANGUAGE sql AS $fn$
+    ALTER EVENT TRIGGER decoder_sql_ddl_capture ENABLE;
+    ALTER EVENT TRIGGER decoder_sql_ddl_capture_start ENABLE;
+    ALTER EVENT TRIGGER decoder_sql_sql_drop ENABLE;
+$fn$;
+
+-- 'enabled', 'paused', or 'partial' (some triggers disabled).
+CREATE FUNCTION decoder_sql.capture_status() RETURNS text LANGUAGE sql STABLE AS $fn$
+    SELECT CASE WHEN pg_catalog.bool_and(evtenabled <> 'D') THEN 'enabled'
+                WHEN pg_catalog.bool_and(evtenabled = 'D') THEN 'paused'
+                ELSE 'partial' END
+      FROM pg_catalog.pg_event_trigger
+     WHERE evtname IN ('decoder_sql_ddl_capture', 'decoder_sql_ddl_capture_start', 'decoder_sql_sql_drop');
+$fn$;
+
+-- Sequences are not decoded by PostgreSQL. This writes the current state of every permanent
+-- sequence of the database into the stream as `SELECT pg_catalog.setval(...)` statements, in
+-- the calling transaction; pgincr calls it periodically. Returns the number of sequences.
+CREATE FUNCTION decoder_sql.snapshot_sequences() RETURNS integer
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    seq record;
+    last bigint;
+    called boolean;
+    n integer := 0;
+BEGIN
+    FOR seq IN
+        SELECT c.oid::regclass AS name
+          FROM pg_catalog.pg_class c
+          JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace
+         WHERE c.relkind = 'S' AND c.relpersistence = 'p'
+           AND s.nspname NOT IN ('pg_catalog', 'information_schema')
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                            WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                              AND d.objid = c.oid AND d.deptype = 'e')
+         ORDER BY 1::text
+    LOOP
+        EXECUTE pg_catalog.format('SELECT last_value, is_called FROM %s', seq.name) INTO last, called;
+        PERFORM pg_catalog.pg_logical_emit_message(true, 'ddl',
+            pg_catalog.format('SELECT pg_catalog.setval(%L, %s, %s);', seq.name::text, last,
+                CASE WHEN called THEN 'true' ELSE 'false' END));
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$fn$;

@@ -1,0 +1,107 @@
+//! Text handling for captured DDL statements. Pure string work; the extension decides which
+//! statement to capture.
+
+/// `text` trimmed and ending in `;`. When its last line holds a `--` comment, the `;` goes on a
+/// line of its own so it is not swallowed by the comment.
+pub fn terminate_statement(text: &str) -> String {
+    let trimmed = text.trim();
+    if trimmed.ends_with(';') {
+        return trimmed.to_owned();
+    }
+    let last_line = trimmed.rsplit('\n').next().unwrap_or(trimmed);
+    if last_line.contains("--") {
+        format!("{trimmed}\n;")
+    } else {
+        format!("{trimmed};")
+    }
+}
+
+/// A `CREATE TABLE ... AS query` turned into its `WITH NO DATA` form: its rows reach the stream
+/// as INSERTs of their own, so the replayed statement must create the table empty.
+pub fn create_table_as_without_data(text: &str) -> String {
+    let body = text.trim().trim_end_matches(';').trim_end();
+    let upper = body.to_ascii_uppercase();
+    let words: Vec<&str> = upper.split_ascii_whitespace().collect();
+    let ends_with =
+        |tail: &[&str]| words.len() >= tail.len() && words[words.len() - tail.len()..] == *tail;
+    let stripped = if ends_with(&["WITH", "NO", "DATA"]) {
+        return terminate_statement(body);
+    } else if ends_with(&["WITH", "DATA"]) {
+        // Remove the last two words, whatever their spacing and case.
+        let without_data = body[..upper
+            .rfind("DATA")
+            .expect("invariant: DATA is the last word")]
+            .trim_end();
+        without_data[..without_data.len() - "WITH".len()].trim_end()
+    } else {
+        body
+    };
+    let last_line = stripped.rsplit('\n').next().unwrap_or(stripped);
+    let separator = if last_line.contains("--") { "\n" } else { " " };
+    format!("{stripped}{separator}WITH NO DATA;")
+}
+
+/// `SELECT pg_catalog.set_config('search_path', '<path>', false);`: replays the search_path a
+/// DDL statement ran with, so unqualified names resolve as they did on the source.
+pub fn set_search_path_statement(search_path: &str) -> String {
+    let mut lit = Vec::new();
+    crate::literal::push_quoted(&mut lit, search_path.as_bytes());
+    format!(
+        "SELECT pg_catalog.set_config('search_path', {}, false);",
+        String::from_utf8(lit).expect("invariant: quoting keeps UTF-8")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn termination() {
+        assert_eq!(
+            terminate_statement("  CREATE TABLE t (i int)  "),
+            "CREATE TABLE t (i int);"
+        );
+        assert_eq!(terminate_statement("DROP TABLE t;"), "DROP TABLE t;");
+        assert_eq!(
+            terminate_statement("CREATE TABLE t () -- note"),
+            "CREATE TABLE t () -- note\n;"
+        );
+        assert_eq!(
+            terminate_statement("CREATE FUNCTION f() RETURNS int\nAS $$ SELECT 1 $$ LANGUAGE sql"),
+            "CREATE FUNCTION f() RETURNS int\nAS $$ SELECT 1 $$ LANGUAGE sql;"
+        );
+    }
+
+    #[test]
+    fn ctas_gets_no_data() {
+        assert_eq!(
+            create_table_as_without_data("CREATE TABLE x AS SELECT 1 AS a"),
+            "CREATE TABLE x AS SELECT 1 AS a WITH NO DATA;"
+        );
+        assert_eq!(
+            create_table_as_without_data("create table x as select 1 with data;"),
+            "create table x as select 1 WITH NO DATA;"
+        );
+        assert_eq!(
+            create_table_as_without_data("CREATE TABLE x AS SELECT 1 WITH  NO DATA"),
+            "CREATE TABLE x AS SELECT 1 WITH  NO DATA;"
+        );
+        assert_eq!(
+            create_table_as_without_data("CREATE TABLE x AS SELECT 1 -- c"),
+            "CREATE TABLE x AS SELECT 1 -- c\nWITH NO DATA;"
+        );
+    }
+
+    #[test]
+    fn search_path_is_a_literal() {
+        assert_eq!(
+            set_search_path_statement("\"$user\", public"),
+            "SELECT pg_catalog.set_config('search_path', '\"$user\", public', false);"
+        );
+        assert_eq!(
+            set_search_path_statement("it's"),
+            "SELECT pg_catalog.set_config('search_path', 'it''s', false);"
+        );
+    }
+}
