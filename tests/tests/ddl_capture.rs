@@ -402,3 +402,22 @@ async fn extension_itself_is_not_in_the_stream() {
         "{lines:#?}"
     );
 }
+
+#[tokio::test]
+async fn other_extensions_are_created_by_their_create_extension_only() {
+    let s = scenario("").await;
+    s.src
+        .batch_execute("CREATE EXTENSION pg_trgm; CREATE TABLE words (w text); CREATE INDEX ON words USING gin (w gin_trgm_ops);")
+        .await
+        .unwrap();
+    let lines = s.replay_and_compare().await;
+    let ddl: Vec<&String> = lines.iter().filter(|l| l.starts_with("CREATE")).collect();
+    assert_eq!(
+        ddl,
+        [
+            "CREATE EXTENSION pg_trgm;",
+            "CREATE TABLE words (w text);",
+            "CREATE INDEX ON words USING gin (w gin_trgm_ops);"
+        ]
+    );
+}
