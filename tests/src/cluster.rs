@@ -88,6 +88,16 @@ impl TestCluster {
 
     /// Creates and starts a cluster; `extra_conf` lines are appended to postgresql.conf.
     pub fn start_with(extra_conf: &[&str]) -> Self {
+        Self::create(extra_conf, true)
+    }
+
+    /// A cluster that does not load a freshly built decoder_sql (for tests of other programs,
+    /// which may run before the library is built).
+    pub fn start_without_plugin(extra_conf: &[&str]) -> Self {
+        Self::create(extra_conf, false)
+    }
+
+    fn create(extra_conf: &[&str], with_plugin: bool) -> Self {
         let bindir = pg_bindir();
         let dir = tempfile::Builder::new()
             .prefix("pgincr-test-")
@@ -97,7 +107,10 @@ impl TestCluster {
         for sub in ["lib", "sock"] {
             fs::create_dir(root.join(sub)).unwrap();
         }
-        fs::copy(decoder_library(), root.join("lib/decoder_sql.so")).expect("copy decoder_sql.so");
+        if with_plugin {
+            fs::copy(decoder_library(), root.join("lib/decoder_sql.so"))
+                .expect("copy decoder_sql.so");
+        }
         if is_root() {
             let pg = nix::unistd::User::from_name("postgres")
                 .expect("user lookup")

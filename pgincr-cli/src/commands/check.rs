@@ -222,6 +222,24 @@ pub async fn inspect(client: &Client) -> Result<Vec<Finding>> {
         )
     });
 
+    let public_can_emit: bool = client
+        .query_one(
+            "SELECT has_function_privilege('public', 'pg_catalog.pg_logical_emit_message(boolean, text, text)', 'EXECUTE')",
+            &[],
+        )
+        .await?
+        .get(0);
+    out.push(if public_can_emit {
+        problem(
+            Level::Warn,
+            "every role may call pg_logical_emit_message(): any role can inject 'ddl' messages that a restore would execute",
+            "REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text), \
+             pg_logical_emit_message(boolean, text, bytea) FROM PUBLIC; then GRANT it to roles that run DDL",
+        )
+    } else {
+        ok("pg_logical_emit_message() is not open to PUBLIC")
+    });
+
     let keep = setting(client, "max_slot_wal_keep_size").await?;
     out.push(if keep == "-1" {
         problem(

@@ -1,0 +1,107 @@
+//! `pgincr check` against real clusters: it reports each problem it claims to find, with its
+//! fix, and exits 3 when a check fails.
+
+use e2e::TestCluster;
+use std::process::Output;
+
+fn pgincr_check(cluster: &TestCluster, dbname: &str) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pgincr"))
+        .args(["check", "-d", &cluster.conninfo(dbname)])
+        .env_remove("PGINCR_DSN")
+        .output()
+        .expect("run pgincr")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn wal_level_replica_fails() {
+    let cluster = TestCluster::start_without_plugin(&["wal_level = replica"]);
+    let out = pgincr_check(&cluster, "postgres");
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("FAIL wal_level = replica"), "{text}");
+    assert!(
+        text.contains("fix: ALTER SYSTEM SET wal_level = logical"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn finds_tables_that_cannot_be_backed_up_and_passes_once_fixed() {
+    let cluster = TestCluster::start_without_plugin(&["max_slot_wal_keep_size = 1GB"]);
+    let db = cluster.connect("postgres").await;
+    db.batch_execute(
+        "CREATE TABLE nopk (a int);
+         CREATE TABLE nothing (a int PRIMARY KEY); ALTER TABLE nothing REPLICA IDENTITY NOTHING;
+         CREATE TABLE fine (a int PRIMARY KEY);
+         CREATE TABLE full_ok (a int); ALTER TABLE full_ok REPLICA IDENTITY FULL;
+         CREATE UNLOGGED TABLE scratch (a int PRIMARY KEY);
+         SELECT lo_create(0);",
+    )
+    .await
+    .unwrap();
+    let out = pgincr_check(&cluster, "postgres");
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("FAIL tables without usable replica identity (UPDATE/DELETE cannot be backed up): public.\"nothing\", public.nopk")
+            || text.contains("FAIL tables without usable replica identity (UPDATE/DELETE cannot be backed up): public.nopk, public.nothing"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("full_ok") && !text.contains("public.fine"),
+        "{text}"
+    );
+    assert!(text.contains("WARN unlogged tables are not in the WAL; only their base-dump contents are kept: public.scratch"), "{text}");
+    assert!(text.contains("WARN 1 large objects"), "{text}");
+    assert!(text.contains("ok   wal_level = logical"), "{text}");
+    assert!(text.contains("ok   max_slot_wal_keep_size = 1GB"), "{text}");
+    assert!(
+        text.contains("WARN every role may call pg_logical_emit_message()"),
+        "{text}"
+    );
+
+    db.batch_execute(
+        "ALTER TABLE nopk REPLICA IDENTITY FULL; ALTER TABLE nothing REPLICA IDENTITY DEFAULT;
+         DROP TABLE scratch; SELECT lo_unlink(oid) FROM pg_largeobject_metadata;
+         REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) FROM PUBLIC;",
+    )
+    .await
+    .unwrap();
+    let out = pgincr_check(&cluster, "postgres");
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("ok   every table has a usable replica identity"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ok   pg_logical_emit_message() is not open to PUBLIC"),
+        "{text}"
+    );
+}
+
+#[test]
+fn unreachable_server_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgincr"))
+        .args([
+            "check",
+            "-d",
+            &format!(
+                "host={} port=1 user=postgres dbname=postgres",
+                dir.path().display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("could not connect to the database"),
+        "{stderr}"
+    );
+}
