@@ -35,6 +35,16 @@ BEGIN
 END
 $fn$;
 
+-- Writes a captured statement into the stream, preceded by the search_path it ran with.
+CREATE FUNCTION decoder_sql.emit_ddl(stmt text) RETURNS void
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM pg_catalog.pg_logical_emit_message(true, 'ddl',
+        decoder_sql.set_search_path_statement(pg_catalog.current_setting('search_path')));
+    PERFORM pg_catalog.pg_logical_emit_message(true, 'ddl', stmt);
+END
+$fn$;
+
 -- sql_drop runs before ddl_command_end of the same DROP: remember whether it dropped only
 -- temporary objects (transaction-local setting), since ddl_command_end has no object list
 -- for DROP.
@@ -83,9 +93,7 @@ BEGIN
         PERFORM decoder_sql.record_uncaptured(tg_tag, 'run inside a function, procedure or DO block');
         RETURN;
     END IF;
-    PERFORM pg_catalog.pg_logical_emit_message(true, 'ddl',
-        decoder_sql.set_search_path_statement(pg_catalog.current_setting('search_path')));
-    PERFORM pg_catalog.pg_logical_emit_message(true, 'ddl', stmt);
+    PERFORM decoder_sql.emit_ddl(stmt);
 END
 $fn$;
 
@@ -109,9 +117,7 @@ BEGIN
     IF stmt = '' THEN
         RETURN; -- temporary table
     END IF;
-    PERFORM pg_catalog.pg_logical_emit_message(true, 'ddl',
-        decoder_sql.set_search_path_statement(pg_catalog.current_setting('search_path')));
-    PERFORM pg_catalog.pg_logical_emit_message(true, 'ddl', stmt);
+    PERFORM decoder_sql.emit_ddl(stmt);
 END
 $fn$;
 

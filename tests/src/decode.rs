@@ -96,8 +96,7 @@ pub async fn database_contents(client: &Client) -> String {
     out
 }
 
-/// Writes `lines` to a file and applies it to `dbname` with psql as logical replication
-/// applies changes (`session_replication_role = replica`), stopping at the first error.
+/// Writes `lines` to a file and applies it to `dbname` with [`replay_file`].
 pub fn replay(
     cluster: &crate::TestCluster,
     dbname: &str,
@@ -105,11 +104,21 @@ pub fn replay(
 ) -> std::process::Output {
     let file = cluster.scratch_dir("replay").join(format!("{dbname}.sql"));
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    replay_file(cluster, dbname, &file)
+}
+
+/// Applies a SQL file to `dbname` with psql as logical replication applies changes
+/// (`session_replication_role = replica`), stopping at the first error.
+pub fn replay_file(
+    cluster: &crate::TestCluster,
+    dbname: &str,
+    file: &std::path::Path,
+) -> std::process::Output {
     cluster
         .client_command("psql")
         .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dbname])
         .args(["-c", "SET session_replication_role = replica", "-f"])
-        .arg(&file)
+        .arg(file)
         .output()
         .expect("run psql")
 }
@@ -158,4 +167,20 @@ pub fn line_diff(a: &str, b: &str) -> String {
         only(a, b),
         only(b, a)
     )
+}
+
+/// Runs pg_recvlogical against `dbname` with `args`, panicking with its stderr on failure.
+pub fn recvlogical(cluster: &crate::TestCluster, dbname: &str, args: &[&str]) {
+    let out = cluster
+        .client_command("pg_recvlogical")
+        .args(["-d", dbname])
+        .args(args)
+        .output()
+        .expect("run pg_recvlogical");
+    assert!(
+        out.status.success(),
+        "pg_recvlogical {args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        cluster.server_log()
+    );
 }

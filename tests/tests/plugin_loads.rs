@@ -1,7 +1,7 @@
 //! The plugin loads both through the SQL interface and through pg_recvlogical.
 
 use e2e::TestCluster;
-use e2e::decode::{create_slot, get_changes};
+use e2e::decode::{create_slot, get_changes, recvlogical};
 use std::fs;
 
 #[tokio::test]
@@ -26,23 +26,10 @@ async fn pg_recvlogical_streams_to_a_file() {
     db.batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
         .await
         .unwrap();
-    let create = cluster
-        .client_command("pg_recvlogical")
-        .args([
-            "-d",
-            "postgres",
-            "-S",
-            "rl",
-            "-P",
-            "decoder_sql",
-            "--create-slot",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        create.status.success(),
-        "{}",
-        String::from_utf8_lossy(&create.stderr)
+    recvlogical(
+        &cluster,
+        "postgres",
+        &["-S", "rl", "-P", "decoder_sql", "--create-slot"],
     );
     db.batch_execute("INSERT INTO t VALUES (1), (2)")
         .await
@@ -53,11 +40,11 @@ async fn pg_recvlogical_streams_to_a_file() {
         .unwrap()
         .get(0);
     let file = cluster.scratch_dir("out").join("stream.sql");
-    let run = cluster
-        .client_command("pg_recvlogical")
-        .args([
-            "-d",
-            "postgres",
+    let file_arg = file.to_str().unwrap();
+    recvlogical(
+        &cluster,
+        "postgres",
+        &[
             "-S",
             "rl",
             "--start",
@@ -67,15 +54,8 @@ async fn pg_recvlogical_streams_to_a_file() {
             "-E",
             &end,
             "-f",
-        ])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&run.stderr),
-        cluster.server_log()
+            file_arg,
+        ],
     );
     assert_eq!(
         fs::read_to_string(&file).unwrap(),

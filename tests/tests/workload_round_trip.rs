@@ -2,7 +2,7 @@
 //! the schema gives exactly the source's table contents.
 
 use e2e::TestCluster;
-use e2e::decode::database_contents;
+use e2e::decode::{database_contents, recvlogical, replay_file};
 
 const SCHEMA: &str = "
 CREATE SCHEMA app;
@@ -44,23 +44,10 @@ async fn workload_replays_to_identical_contents() {
     let dst = cluster.connect("restored").await;
     dst.batch_execute(SCHEMA).await.unwrap();
 
-    let create = cluster
-        .client_command("pg_recvlogical")
-        .args([
-            "-d",
-            "postgres",
-            "-S",
-            "backup",
-            "-P",
-            "decoder_sql",
-            "--create-slot",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        create.status.success(),
-        "{}",
-        String::from_utf8_lossy(&create.stderr)
+    recvlogical(
+        &cluster,
+        "postgres",
+        &["-S", "backup", "-P", "decoder_sql", "--create-slot"],
     );
     src.batch_execute(WORKLOAD).await.unwrap();
     let end: String = src
@@ -70,57 +57,32 @@ async fn workload_replays_to_identical_contents() {
         .get(0);
 
     let file = cluster.scratch_dir("stream").join("changes.sql");
-    let run = cluster
-        .client_command("pg_recvlogical")
-        .args([
-            "-d",
-            "postgres",
+    let file_arg = file.to_str().unwrap();
+    recvlogical(
+        &cluster,
+        "postgres",
+        &[
             "-S",
             "backup",
             "--start",
             "--no-loop",
             "-E",
             &end,
-        ])
-        .args([
-            "-o",
-            "include_transaction",
             "-o",
             "include_annotations",
             "-o",
             "skip_empty_xacts",
             "-f",
-        ])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+            file_arg,
+        ],
     );
 
     // Applied as logical replication applies: triggers already produced their rows at the source.
-    let replay = cluster
-        .client_command("psql")
-        .args([
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            "restored",
-            "-c",
-            "SET session_replication_role = replica",
-            "-f",
-        ])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = replay_file(&cluster, "restored", &file);
     assert!(
-        replay.status.success(),
+        out.status.success(),
         "replay: {}",
-        String::from_utf8_lossy(&replay.stderr)
+        String::from_utf8_lossy(&out.stderr)
     );
 
     let (a, b) = (database_contents(&src).await, database_contents(&dst).await);
