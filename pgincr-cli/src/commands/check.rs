@@ -190,7 +190,10 @@ pub async fn inspect(client: &Client) -> Result<Vec<Finding>> {
         .query(
             "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'u' ORDER BY 1",
+             WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'u' \
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
+                               AND d.objid = c.oid AND d.deptype = 'e') \
+             ORDER BY 1",
             &[],
         )
         .await?;
