@@ -264,36 +264,6 @@ impl TestCluster {
             .stdin(Stdio::null());
         c
     }
-
-    /// Runs SQL through psql (ON_ERROR_STOP, unaligned, tuples only) and returns stdout.
-    pub fn psql(&self, dbname: &str, sql: &str) -> String {
-        let out = self
-            .client_command("psql")
-            .args([
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                dbname,
-                "-c",
-                sql,
-            ])
-            .output()
-            .expect("run psql");
-        String::from_utf8_lossy(&check("psql", out).stdout).into_owned()
-    }
-
-    /// Runs a SQL file through psql, stopping at the first error; returns the raw output.
-    pub fn psql_file(&self, dbname: &str, file: &Path) -> Output {
-        self.client_command("psql")
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dbname, "-f"])
-            .arg(file)
-            .output()
-            .expect("run psql")
-    }
 }
 
 impl Drop for TestCluster {

@@ -2,8 +2,7 @@
 //! decoding session's DateStyle, IntervalStyle, extra_float_digits, bytea_output or TimeZone.
 
 use e2e::TestCluster;
-use e2e::decode::{create_slot, database_contents, get_changes};
-use std::fs;
+use e2e::decode::{create_slot, database_contents, get_changes, replay};
 
 const ZOO: &str = include_str!("../../sql/type_zoo.sql");
 
@@ -81,9 +80,7 @@ async fn type_zoo_survives_decode_and_replay_under_odd_session_settings() {
         assert!(second.contains(expected), "{expected}\n  not in\n{second}");
     }
 
-    let file = cluster.scratch_dir("replay").join("changes.sql");
-    fs::write(&file, lines.join("\n") + "\n").unwrap();
-    let out = cluster.psql_file("restored", &file);
+    let out = replay(&cluster, "restored", &lines);
     assert!(
         out.status.success(),
         "replay failed: {}",
