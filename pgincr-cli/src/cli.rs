@@ -1,12 +1,19 @@
 //! Command-line definitions. Doc comments here are the `--help` text.
 
-use clap::{Args, Parser, Subcommand};
+use crate::units::{parse_duration, parse_size};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "pgincr",
     version,
-    about = "Incremental plain-SQL backups of PostgreSQL through logical decoding"
+    about = "Incremental plain-SQL backups of PostgreSQL through logical decoding",
+    long_about = "Incremental plain-SQL backups of PostgreSQL through logical decoding.\n\n\
+        Typical use: `pgincr check`, `pgincr init` (slot + first base backup), `pgincr stream` \
+        (runs continuously), `pgincr base` now and then, `pgincr status` from monitoring, \
+        `pgincr verify`, `pgincr prune`, and `pgincr restore` when it matters."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -23,26 +30,205 @@ pub struct GlobalArgs {
     /// Only errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Directory of pg_dump, pg_dumpall, psql and pg_recvlogical (default: found on PATH).
+    #[arg(long, global = true, env = "PGINCR_PG_BINDIR", value_name = "DIR")]
+    pub pg_bindir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check that a server is ready for pgincr backups; changes nothing.
+    /// Check that a server is ready for pgincr backups (with --fix, apply the safe fixes).
     Check(CheckArgs),
+    /// Create the repository, the replication slot and the first base backup aligned with it.
+    Init(InitArgs),
+    /// Take a new base backup aligned with the change stream (safe while `stream` runs).
+    Base(BaseArgs),
+    /// Receive changes continuously into compressed, checksummed segment files.
+    Stream(StreamArgs),
+    /// Report slot lag and backup freshness with Nagios exit codes (0 ok, 1 warning, 2 critical).
+    Status(StatusArgs),
+    /// Restore into a new, empty database: latest state or a point in time.
+    Restore(RestoreArgs),
+    /// Check checksums, segment continuity and readability of a repository.
+    Verify(VerifyArgs),
+    /// Delete old base backups and the segments only they needed.
+    Prune(PruneArgs),
 }
 
 /// How to reach the source database. Follows libpq: a conninfo string or URI, and PG*
 /// environment variables for whatever it leaves out. Passwords belong in ~/.pgpass or
-/// PGPASSWORD, never on the command line.
-#[derive(Debug, Args)]
+/// PGPASSWORD; one given in the connection string is passed to child programs through
+/// PGPASSWORD, never on their command lines.
+#[derive(Debug, Args, Clone)]
 pub struct ConnArgs {
     /// Connection string or URI of the database to back up (e.g. "host=/run/postgresql dbname=app").
     #[arg(long, short = 'd', env = "PGINCR_DSN", default_value = "")]
     pub dsn: String,
 }
 
+#[derive(Debug, Args, Clone)]
+pub struct RepoArgs {
+    /// Backup repository directory.
+    #[arg(long, short = 'r', env = "PGINCR_REPO", value_name = "DIR")]
+    pub repo: PathBuf,
+}
+
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
+    /// Offer the safe fixes (create the extension; give tables without a usable replica
+    /// identity one: USING INDEX of a suitable unique index, else FULL).
+    #[arg(long)]
+    pub fix: bool,
+    /// Apply the fixes without asking (needed when stdin is not a terminal).
+    #[arg(long, requires = "fix")]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Name of the logical replication slot to create.
+    #[arg(long, default_value = "pgincr")]
+    pub slot: String,
+    /// Start over: empty an existing repository directory and recreate the slot.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BaseArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    #[command(flatten)]
+    pub repo: RepoArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Compression {
+    Zstd,
+    None,
+}
+
+#[derive(Debug, Args)]
+pub struct StreamArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Close the open segment when it reaches this size.
+    #[arg(long, default_value = "64MB", value_parser = parse_size)]
+    pub segment_size: u64,
+    /// Close the open segment when it is this old and not empty.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub segment_age: Duration,
+    /// Compression of closed segments (zstd files open with the standard `zstd` tool).
+    #[arg(long, value_enum, default_value = "zstd")]
+    pub compression: Compression,
+    /// How often pg_recvlogical reports its position to the server.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub status_interval: Duration,
+    /// How often received changes are fsynced (and then confirmed to the server).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub fsync_interval: Duration,
+    /// How often the current values of all sequences are written into the stream (0 = never).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub sequence_interval: Duration,
+    /// Longest wait between restarts of pg_recvlogical after failures.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub max_backoff: Duration,
+    /// Receive everything committed up to now, close the segment and exit (for cron jobs).
+    #[arg(long)]
+    pub catch_up: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    Text,
+    Json,
+    Prometheus,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Repository to report on (segment age and size); without it only the slot is checked.
+    #[arg(long, short = 'r', env = "PGINCR_REPO", value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+    /// Slot name (default: the repository's, else "pgincr").
+    #[arg(long)]
+    pub slot: Option<String>,
+    /// WARNING when the slot holds back this much WAL.
+    #[arg(long, default_value = "1GB", value_parser = parse_size)]
+    pub warn_lag: u64,
+    /// CRITICAL when the slot holds back this much WAL.
+    #[arg(long, default_value = "10GB", value_parser = parse_size)]
+    pub critical_lag: u64,
+    /// CRITICAL when no change has reached the repository for this long while the slot is
+    /// inactive or lagging.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub critical_age: Duration,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: StatusFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Connection string of the target database: new and empty, or one this restore
+    /// already started (it then resumes).
+    #[arg(long, short = 't', env = "PGINCR_TARGET", default_value = "")]
+    pub target: String,
+    /// Create the target database first (with the source's encoding and locale).
+    #[arg(long)]
+    pub create: bool,
+    /// Stop before the first transaction that committed after this time
+    /// (any PostgreSQL timestamptz input, e.g. "2026-11-22 14:05:00+01").
+    #[arg(long, conflicts_with = "to_lsn")]
+    pub to_time: Option<String>,
+    /// Stop before the first transaction whose commit LSN is past this one.
+    #[arg(long)]
+    pub to_lsn: Option<String>,
+    /// Use this base backup (id under bases/) instead of the newest suitable one.
+    #[arg(long)]
+    pub base: Option<String>,
+    /// Do not restore roles and tablespaces from the globals dump.
+    #[arg(long)]
+    pub no_globals: bool,
+    /// List what would be restored and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Largest batch of transactions sent in one round trip.
+    #[arg(long, default_value = "1MB", value_parser = parse_size)]
+    pub batch_size: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Also restore into this (new, empty) database to prove the backup loads.
+    #[arg(long, value_name = "CONNINFO")]
+    pub restore_test: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Keep this many newest base backups.
+    #[arg(long)]
+    pub keep_bases: Option<usize>,
+    /// Keep base backups younger than this (e.g. "30d"); the newest base is always kept.
+    #[arg(long, value_parser = parse_duration)]
+    pub keep_age: Option<Duration>,
+    /// Show what would be deleted.
+    #[arg(long)]
+    pub dry_run: bool,
 }

@@ -1,11 +1,18 @@
 //! pgincr: incremental, plain-SQL backups of PostgreSQL through logical decoding with the
 //! decoder_sql output plugin.
 
+pub mod chain;
 pub mod cli;
 pub mod commands;
+pub mod conninfo;
 pub mod error;
 pub mod logging;
 pub mod pg;
+pub mod progress;
+pub mod repo;
+pub mod segment;
+pub mod tool;
+pub mod units;
 
 pub use error::{Error, Result};
 
@@ -14,9 +21,17 @@ pub fn run(cli: cli::Cli) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    progress::set_quiet(cli.global.quiet);
+    let bindir = cli.global.pg_bindir;
     runtime.block_on(async move {
+        use cli::Command;
         match cli.command {
-            cli::Command::Check(args) => commands::check::run(args).await,
+            Command::Check(args) => commands::check::run(args).await,
+            Command::Init(args) => commands::init::run(args, bindir).await,
+            Command::Base(args) => commands::base::run(args, bindir).await,
+            Command::Stream(args) => commands::stream::run(args, bindir).await,
+            Command::Restore(args) => commands::restore::run(args, bindir).await,
+            _ => Err(Error::Invalid("not yet".into())),
         }
     })
 }

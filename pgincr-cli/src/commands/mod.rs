@@ -1,3 +1,7 @@
-//! One module per subcommand.
+//! One module per command.
 
+pub mod base;
 pub mod check;
+pub mod init;
+pub mod restore;
+pub mod stream;

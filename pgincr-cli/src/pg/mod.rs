@@ -1,7 +1,55 @@
 //! Connections to PostgreSQL with libpq's conventions.
 
+pub mod replication;
+
+use crate::conninfo;
+use crate::tool::Tools;
 use crate::{Error, Result};
+use std::path::PathBuf;
 use tokio_postgres::{Client, Config, NoTls};
+
+/// A database to talk to, both through our own connections and through PostgreSQL's
+/// client programs.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// The connection string as given (may contain a password; never logged or passed on).
+    dsn: String,
+    /// The connection string without its password, for child programs.
+    pub public_dsn: String,
+    pub tools: Tools,
+}
+
+impl Endpoint {
+    pub fn new(dsn: &str, bindir: Option<PathBuf>) -> Result<Self> {
+        let (public_dsn, password) = conninfo::split_password(dsn).map_err(Error::Invalid)?;
+        let password = password.or_else(|| std::env::var("PGPASSWORD").ok());
+        Ok(Endpoint {
+            dsn: dsn.to_owned(),
+            public_dsn,
+            tools: Tools { bindir, password },
+        })
+    }
+
+    pub async fn connect(&self) -> Result<Client> {
+        connect(&self.dsn).await
+    }
+
+    /// The same server, another database.
+    pub fn with_dbname(&self, dbname: &str) -> Result<Endpoint> {
+        Ok(Endpoint {
+            dsn: conninfo::with_param(&self.dsn, "dbname", dbname).map_err(Error::Invalid)?,
+            public_dsn: conninfo::with_param(&self.public_dsn, "dbname", dbname)
+                .map_err(Error::Invalid)?,
+            tools: self.tools.clone(),
+        })
+    }
+
+    /// The database this endpoint connects to.
+    pub fn dbname(&self) -> Result<String> {
+        let c = config(&self.dsn)?;
+        Ok(c.get_dbname().unwrap_or("postgres").to_owned())
+    }
+}
 
 /// Builds a connection config from a conninfo string or URI, filling what it leaves out from
 /// the PG* environment variables as libpq does (PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD).

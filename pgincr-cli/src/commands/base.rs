@@ -1,0 +1,216 @@
+//! `pgincr base`: a full base backup aligned exactly with the change stream.
+//!
+//! A temporary slot with an exported snapshot marks the point: `pg_dump --snapshot` sees
+//! every transaction that committed before the slot's consistent point and none after, and
+//! the permanent slot's stream has every transaction after it. Restore uses the consistent
+//! point to skip what the dump already holds. Safe while `stream` runs.
+
+use crate::cli::BaseArgs;
+use crate::pg::Endpoint;
+use crate::pg::replication::ExportedSnapshot;
+use crate::repo::{self, Base, Extension, Repo, ServerInfo, SqlFileWriter};
+use crate::units::human_bytes;
+use crate::{Error, Result, progress};
+use std::path::PathBuf;
+use tokio::io::AsyncReadExt;
+use tokio_postgres::Client;
+
+pub async fn run(args: BaseArgs, bindir: Option<PathBuf>) -> Result<()> {
+    let repo = Repo::new(&args.repo.repo);
+    let manifest = repo.load()?;
+    let source = Endpoint::new(&args.conn.dsn, bindir)?;
+    let client = source.connect().await?;
+    let (_, system_identifier, database) = server_info(&client).await?;
+    if system_identifier != manifest.source.system_identifier
+        || database != manifest.source.database
+    {
+        return Err(Error::Invalid(format!(
+            "this repository backs up database \"{}\" of system {}, but the connection goes to \"{database}\" of system {system_identifier}",
+            manifest.source.database, manifest.source.system_identifier
+        )));
+    }
+    let slot = format!("pgincr_base_{}", std::process::id());
+    let base = take_base(&repo, &source, &client, &slot, true).await?;
+    repo.update(|m| {
+        m.bases.push(base.clone());
+        Ok(())
+    })?;
+    report(&base);
+    Ok(())
+}
+
+pub fn report(base: &Base) {
+    println!(
+        "base backup {} taken: consistent point {}, dump {} ({} of SQL)",
+        base.id,
+        base.consistent_lsn,
+        human_bytes(base.dump.bytes),
+        human_bytes(base.dump.sql_bytes)
+    );
+}
+
+/// Server facts for the manifest, the system identifier and the database name.
+pub async fn server_info(client: &Client) -> Result<(ServerInfo, String, String)> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('server_version'),
+                    current_setting('server_version_num')::int,
+                    pg_catalog.pg_encoding_to_char(d.encoding)::text,
+                    d.datcollate::text, d.datctype::text,
+                    (SELECT system_identifier::text FROM pg_catalog.pg_control_system()),
+                    current_database()::text
+               FROM pg_catalog.pg_database d WHERE d.datname = current_database()",
+            &[],
+        )
+        .await?;
+    let extensions = client
+        .query(
+            "SELECT extname::text, extversion FROM pg_catalog.pg_extension ORDER BY 1",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| Extension {
+            name: r.get(0),
+            version: r.get(1),
+        })
+        .collect::<Vec<_>>();
+    let decoder_sql_format_version = if extensions.iter().any(|e| e.name == "decoder_sql") {
+        client
+            .query_one("SELECT decoder_sql.format_version()", &[])
+            .await?
+            .get(0)
+    } else {
+        0
+    };
+    Ok((
+        ServerInfo {
+            server_version: row.get(0),
+            server_version_num: row.get(1),
+            encoding: row.get(2),
+            lc_collate: row.get(3),
+            lc_ctype: row.get(4),
+            extensions,
+            decoder_sql_format_version,
+        },
+        row.get(5),
+        row.get(6),
+    ))
+}
+
+/// Creates `slot` with an exported snapshot, dumps the database and the globals under it,
+/// and returns the manifest entry (the caller records it).
+pub async fn take_base(
+    repo: &Repo,
+    source: &Endpoint,
+    client: &Client,
+    slot: &str,
+    temporary: bool,
+) -> Result<Base> {
+    let (server, _, _) = server_info(client).await?;
+    let started = repo::now_rfc3339();
+    let mut id = repo::now_id();
+    while repo.path(repo::BASES_DIR).join(&id).exists() {
+        id.push('x');
+    }
+    let partial = format!("{}/{id}.partial", repo::BASES_DIR);
+    repo::create_private_dir(&repo.path(&partial))?;
+
+    let snap = ExportedSnapshot::create(source, slot, temporary, server.server_version_num).await?;
+    tracing::info!(
+        "slot {} created; consistent point {}, snapshot {}",
+        snap.slot,
+        snap.consistent_lsn,
+        snap.snapshot
+    );
+    // Every transaction in the snapshot committed before this moment.
+    let snapshot_time: String = client
+        .query_one(
+            "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+            &[],
+        )
+        .await?
+        .get(0);
+
+    let files = async {
+        let dump = dump(repo, source, &partial, &snap.snapshot).await?;
+        let globals = dump_globals(repo, source, &partial).await?;
+        Ok::<_, Error>((dump, globals))
+    }
+    .await;
+    let consistent_lsn = snap.consistent_lsn;
+    let released = snap.release().await;
+    let (dump, globals) = match (files, released) {
+        (Ok(files), Ok(())) => files,
+        (Err(e), _) | (_, Err(e)) => {
+            let _ = std::fs::remove_dir_all(repo.path(&partial));
+            return Err(e);
+        }
+    };
+
+    let final_rel = format!("{}/{id}", repo::BASES_DIR);
+    std::fs::rename(repo.path(&partial), repo.path(&final_rel))
+        .map_err(Error::io(format!("renaming {partial}")))?;
+    repo::sync_dir(&repo.path(repo::BASES_DIR))?;
+    let moved = |mut f: repo::FileEntry| {
+        f.path = f.path.replacen(&partial, &final_rel, 1);
+        f
+    };
+    Ok(Base {
+        id,
+        started,
+        finished: repo::now_rfc3339(),
+        consistent_lsn,
+        snapshot_time,
+        snapshot_slot: slot.to_owned(),
+        server,
+        dump: moved(dump),
+        globals: moved(globals),
+    })
+}
+
+/// `pg_dump` of the database under the exported snapshot, zstd-compressed as it arrives.
+async fn dump(
+    repo: &Repo,
+    source: &Endpoint,
+    dir: &str,
+    snapshot: &str,
+) -> Result<repo::FileEntry> {
+    let mut pg_dump = source
+        .tools
+        .command("pg_dump")
+        .args(["--format=plain", "--no-password"])
+        .arg(format!("--snapshot={snapshot}"))
+        .arg("-d")
+        .arg(&source.public_dsn)
+        .spawn()?;
+    let mut stdout = pg_dump.child.stdout.take().expect("piped stdout");
+    let mut out = SqlFileWriter::create(repo, &format!("{dir}/dump.sql"), true)?;
+    let bar = progress::bytes_spinner("base dump");
+    let mut buf = vec![0u8; 1 << 18];
+    loop {
+        let n = stdout.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        tokio::task::block_in_place(|| out.write_all(&buf[..n]))?;
+        bar.inc(n as u64);
+    }
+    pg_dump.wait().await?;
+    bar.finish_and_clear();
+    tokio::task::block_in_place(|| out.finish())
+}
+
+/// Roles, memberships and tablespaces: `pg_dumpall --globals-only`.
+async fn dump_globals(repo: &Repo, source: &Endpoint, dir: &str) -> Result<repo::FileEntry> {
+    let sql = source
+        .tools
+        .command("pg_dumpall")
+        .args(["--globals-only", "--no-password", "-d"])
+        .arg(&source.public_dsn)
+        .output()
+        .await?;
+    let mut out = SqlFileWriter::create(repo, &format!("{dir}/globals.sql"), false)?;
+    out.write_all(&sql)?;
+    out.finish()
+}

@@ -1,0 +1,499 @@
+//! `pgincr stream`: runs `pg_recvlogical -P decoder_sql` into the repository and keeps it
+//! running.
+//!
+//! - pg_recvlogical appends to `segments/open.sql`. Rotation renames that file to its final
+//!   name and sends SIGHUP; once pg_recvlogical has let go of it, the segment is scanned
+//!   (transactions, LSN range), compressed, checksummed and added to the manifest.
+//! - After a failure pg_recvlogical is restarted with exponential backoff. Before each
+//!   start the open segment is cut back to its last complete transaction: anything after
+//!   it was never confirmed to the server, which sends it again.
+//! - SIGINT/SIGTERM stop pg_recvlogical with SIGINT (it flushes and confirms what it
+//!   wrote), then the open segment is closed.
+//! - Every `--sequence-interval` the extension writes the sequences' values into the
+//!   stream (`decoder_sql.snapshot_sequences()`).
+
+use super::init::slot_state;
+use crate::chain::segment_file_name;
+use crate::cli::{Compression, StreamArgs};
+use crate::pg::Endpoint;
+use crate::repo::{self, Manifest, Repo, Segment, SqlFileWriter};
+use crate::segment::summarize;
+use crate::tool::{Running, describe_status};
+use crate::units::human_bytes;
+use crate::{Error, Result};
+use nix::sys::signal::Signal;
+use sqlgen::lsn::Lsn;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_postgres::Client;
+
+/// How long pg_recvlogical gets to exit after SIGINT before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// A run shorter than this counts as a failure for the backoff.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
+
+pub async fn run(args: StreamArgs, bindir: Option<PathBuf>) -> Result<()> {
+    let repo = Repo::new(&args.repo.repo);
+    let manifest = repo.load()?;
+    let _running = repo.lock_file("stream.lock", false)?;
+    let source = Endpoint::new(&args.conn.dsn, bindir)?;
+    let client = source.connect().await?;
+    check_slot(&client, &manifest).await?;
+
+    let mut segments = OpenSegment::recover(&repo, &manifest, args.compression)?;
+    let end_lsn = if args.catch_up {
+        let lsn: String = client
+            .query_one("SELECT pg_catalog.pg_current_wal_lsn()::text", &[])
+            .await?
+            .get(0);
+        Some(lsn)
+    } else {
+        None
+    };
+    tracing::info!(
+        "streaming slot {} into {} from {}",
+        manifest.source.slot,
+        repo.segments_dir().display(),
+        segments.resume_lsn()
+    );
+
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut backoff = Duration::from_secs(1);
+    let mut sequences = SequenceSnapshots::new(source.clone(), client, args.sequence_interval);
+    loop {
+        let mut child = start_receiver(&source, &manifest, &repo, &args, &segments, &end_lsn)?;
+        let started = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let outcome = loop {
+            tokio::select! {
+                status = child.child.wait() => break Some(status?),
+                _ = sigint.recv() => break None,
+                _ = sigterm.recv() => break None,
+                _ = tick.tick() => {
+                    if segments.due(args.segment_size, args.segment_age) && started.elapsed() > Duration::from_secs(1) {
+                        segments.rotate(Some(&child)).await?;
+                    }
+                    sequences.maybe_snapshot().await;
+                }
+            }
+        };
+        match outcome {
+            None => {
+                tracing::info!("stopping");
+                stop_receiver(&mut child).await;
+                segments.recover_tail()?;
+                segments.rotate(None).await?;
+                return Ok(());
+            }
+            Some(status) if status.success() && end_lsn.is_some() => {
+                segments.recover_tail()?;
+                segments.rotate(None).await?;
+                tracing::info!("caught up to {}", end_lsn.as_deref().unwrap_or(""));
+                return Ok(());
+            }
+            Some(status) => {
+                tracing::error!(
+                    "pg_recvlogical stopped ({}):\n{}",
+                    describe_status(status),
+                    child.stderr_tail()
+                );
+                segments.recover_tail()?;
+                // A vanished slot cannot be resumed: the stream has a gap from here on.
+                match source.connect().await {
+                    Ok(c) => check_slot(&c, &manifest).await?,
+                    Err(e) => tracing::warn!("{e}"),
+                }
+                if started.elapsed() > HEALTHY_RUN {
+                    backoff = Duration::from_secs(1);
+                }
+                tracing::info!("restarting pg_recvlogical in {}s", backoff.as_secs());
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = sigint.recv() => { segments.rotate(None).await?; return Ok(()); }
+                    _ = sigterm.recv() => { segments.rotate(None).await?; return Ok(()); }
+                }
+                backoff = (backoff * 2).min(args.max_backoff);
+            }
+        }
+    }
+}
+
+/// The slot must exist, use decoder_sql and belong to the repository's database.
+async fn check_slot(client: &Client, manifest: &Manifest) -> Result<()> {
+    let slot = &manifest.source.slot;
+    match slot_state(client, slot).await? {
+        None => Err(Error::Repository(format!(
+            "replication slot {slot} does not exist: changes since it was dropped are lost to \
+             this repository. Start a new repository with `pgincr init`."
+        ))),
+        Some(s) if s.plugin != "decoder_sql" || s.database != manifest.source.database => {
+            Err(Error::Repository(format!(
+                "replication slot {slot} uses plugin {} on database {}, not decoder_sql on {}",
+                s.plugin, s.database, manifest.source.database
+            )))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+fn start_receiver(
+    source: &Endpoint,
+    manifest: &Manifest,
+    repo: &Repo,
+    args: &StreamArgs,
+    segments: &OpenSegment,
+    end_lsn: &Option<String>,
+) -> Result<Running> {
+    let mut tool = source
+        .tools
+        .command("pg_recvlogical")
+        .args(["--start", "--no-loop", "--no-password", "-S"])
+        .arg(&manifest.source.slot)
+        .arg("-d")
+        .arg(&source.public_dsn)
+        .arg("-f")
+        .arg(repo.open_segment_path())
+        .arg(format!(
+            "--status-interval={}",
+            args.status_interval.as_secs().max(1)
+        ))
+        .arg(format!(
+            "--fsync-interval={}",
+            args.fsync_interval.as_secs()
+        ))
+        .args(["-o", "include_annotations=on", "-o", "skip_empty_xacts=on"])
+        // Transactions up to here are complete in the repository: start after them.
+        .arg(format!("--startpos={}", segments.resume_lsn()));
+    if let Some(end) = end_lsn {
+        tool = tool.arg(format!("--endpos={end}"));
+    }
+    tool.spawn()
+}
+
+async fn stop_receiver(child: &mut Running) {
+    child.signal(Signal::SIGINT);
+    match tokio::time::timeout(STOP_TIMEOUT, child.child.wait()).await {
+        Ok(Ok(status)) if !status.success() => tracing::warn!(
+            "pg_recvlogical exited with {} on stop:\n{}",
+            describe_status(status),
+            child.stderr_tail()
+        ),
+        Ok(_) => {}
+        Err(_) => {
+            tracing::warn!("pg_recvlogical did not stop in time; killing it");
+            let _ = child.child.kill().await;
+        }
+    }
+}
+
+/// The segment being written and the chain position before it.
+struct OpenSegment {
+    repo: Repo,
+    compression: Compression,
+    /// End of the last transaction in the closed segments.
+    last_end_lsn: Lsn,
+    /// End of the last complete transaction in the open segment, as last recovered.
+    open_end_lsn: Option<Lsn>,
+    next_seq: u64,
+    /// When the open segment was first seen with data (for age-based rotation).
+    data_since: Option<Instant>,
+}
+
+impl OpenSegment {
+    /// Finishes segments a previous run left half-closed, then cuts the open segment back
+    /// to its last complete transaction.
+    fn recover(repo: &Repo, manifest: &Manifest, compression: Compression) -> Result<Self> {
+        let mut seg = OpenSegment {
+            repo: repo.clone(),
+            compression,
+            last_end_lsn: manifest
+                .segments
+                .last()
+                .map_or(manifest.source.stream_start_lsn, |s| s.end_lsn),
+            next_seq: manifest.segments.last().map_or(1, |s| s.seq + 1),
+            data_since: None,
+            open_end_lsn: None,
+        };
+        let known: Vec<&str> = manifest
+            .segments
+            .iter()
+            .map(|s| s.file.path.as_str())
+            .collect();
+        let mut leftovers = Vec::new();
+        for entry in fs::read_dir(repo.segments_dir()).map_err(Error::io(format!(
+            "reading {}",
+            repo.segments_dir().display()
+        )))? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            let rel = format!("{}/{name}", repo::SEGMENTS_DIR);
+            if known.contains(&rel.as_str()) || name == repo::OPEN_SEGMENT {
+                continue;
+            }
+            if name.ends_with(".sql") {
+                leftovers.push(name);
+            } else if name.ends_with(".zst") || name.ends_with(".tmp") {
+                // A compression that did not finish; redone from the .sql file.
+                let _ = fs::remove_file(repo.segments_dir().join(&name));
+            }
+        }
+        leftovers.sort();
+        for name in leftovers {
+            tracing::info!("finishing segment {name} left by an earlier run");
+            seg.finish(&repo.segments_dir().join(name))?;
+        }
+        seg.recover_tail()?;
+        Ok(seg)
+    }
+
+    /// Cuts the open segment after its last complete transaction (pg_recvlogical is not
+    /// running). The cut-off part was never confirmed to the server, so it comes again.
+    fn recover_tail(&mut self) -> Result<()> {
+        let path = self.repo.open_segment_path();
+        if !path.exists() {
+            return Ok(());
+        }
+        let s = summarize(vec![(path.clone(), repo::OPEN_SEGMENT.to_owned())])?;
+        if s.complete_bytes < s.bytes {
+            tracing::info!(
+                "dropping {} bytes of an incomplete transaction at the end of {} (the server sends it again)",
+                s.bytes - s.complete_bytes,
+                repo::OPEN_SEGMENT
+            );
+            let f = fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(Error::io(format!("opening {}", path.display())))?;
+            f.set_len(s.complete_bytes)
+                .and_then(|_| f.sync_all())
+                .map_err(Error::io(format!("truncating {}", path.display())))?;
+        }
+        self.open_end_lsn = s.last_end_lsn;
+        Ok(())
+    }
+
+    /// Where pg_recvlogical starts: after the last complete transaction on disk.
+    fn resume_lsn(&self) -> Lsn {
+        self.open_end_lsn
+            .map_or(self.last_end_lsn, |o| o.max(self.last_end_lsn))
+    }
+
+    fn open_size(&self) -> u64 {
+        fs::metadata(self.repo.open_segment_path()).map_or(0, |m| m.len())
+    }
+
+    /// Whether the open segment should be closed now.
+    fn due(&mut self, max_size: u64, max_age: Duration) -> bool {
+        let size = self.open_size();
+        if size == 0 {
+            self.data_since = None;
+            return false;
+        }
+        let since = *self.data_since.get_or_insert_with(Instant::now);
+        size >= max_size || since.elapsed() >= max_age
+    }
+
+    /// Closes the open segment: renames it, makes pg_recvlogical (if running) reopen its
+    /// output, then finishes the renamed file.
+    async fn rotate(&mut self, receiver: Option<&Running>) -> Result<()> {
+        let open = self.repo.open_segment_path();
+        if self.open_size() == 0 {
+            if receiver.is_none() {
+                let _ = fs::remove_file(&open);
+            }
+            return Ok(());
+        }
+        let closing = self
+            .repo
+            .segments_dir()
+            .join(segment_file_name(self.next_seq, self.last_end_lsn));
+        fs::rename(&open, &closing).map_err(Error::io(format!("renaming {}", open.display())))?;
+        repo::sync_dir(&self.repo.segments_dir())?;
+        if let Some(child) = receiver {
+            child.signal(Signal::SIGHUP);
+            wait_until_closed(child, &closing).await;
+        }
+        self.data_since = None;
+        let mut finisher = OpenSegmentFinisher::from(&*self);
+        let segment = tokio::task::spawn_blocking(move || finisher.finish(&closing))
+            .await
+            .map_err(|e| Error::Invalid(format!("segment finisher failed: {e}")))??;
+        self.last_end_lsn = segment.end_lsn;
+        self.next_seq = segment.seq + 1;
+        self.open_end_lsn = None;
+        Ok(())
+    }
+
+    /// Scans, compresses and registers a closed segment file (synchronous).
+    fn finish(&mut self, path: &Path) -> Result<()> {
+        let segment = OpenSegmentFinisher::from(&*self).finish(path)?;
+        self.last_end_lsn = segment.end_lsn;
+        self.next_seq = segment.seq + 1;
+        Ok(())
+    }
+}
+
+/// The part of closing a segment that runs off the async runtime.
+struct OpenSegmentFinisher {
+    repo: Repo,
+    compression: Compression,
+    last_end_lsn: Lsn,
+    seq: u64,
+}
+
+impl From<&OpenSegment> for OpenSegmentFinisher {
+    fn from(s: &OpenSegment) -> Self {
+        OpenSegmentFinisher {
+            repo: s.repo.clone(),
+            compression: s.compression,
+            last_end_lsn: s.last_end_lsn,
+            seq: s.next_seq,
+        }
+    }
+}
+
+impl OpenSegmentFinisher {
+    fn finish(&mut self, path: &Path) -> Result<Segment> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let summary = summarize(vec![(path.to_owned(), name.clone())])?;
+        let rel = format!("{}/{name}", repo::SEGMENTS_DIR);
+        let file = match self.compression {
+            Compression::Zstd => {
+                let mut out = SqlFileWriter::create(&self.repo, &rel, true)?;
+                let mut input = fs::File::open(path)
+                    .map_err(Error::io(format!("opening {}", path.display())))?;
+                let mut buf = vec![0u8; 1 << 18];
+                loop {
+                    let n = input
+                        .read(&mut buf)
+                        .map_err(Error::io(format!("reading {}", path.display())))?;
+                    if n == 0 {
+                        break;
+                    }
+                    out.write_all(&buf[..n])?;
+                }
+                out.finish()?
+            }
+            Compression::None => {
+                let (sha256, bytes) = repo::hash_file(path)?;
+                fs::File::open(path)
+                    .and_then(|f| f.sync_all())
+                    .map_err(Error::io(format!("syncing {}", path.display())))?;
+                repo::FileEntry {
+                    path: rel,
+                    bytes,
+                    sha256,
+                    sql_bytes: bytes,
+                    compression: "none".into(),
+                }
+            }
+        };
+        repo::sync_dir(&self.repo.segments_dir())?;
+        let segment = Segment {
+            seq: self.seq,
+            file,
+            start_lsn: self.last_end_lsn,
+            end_lsn: summary
+                .last_end_lsn
+                .map_or(self.last_end_lsn, |e| e.max(self.last_end_lsn)),
+            transactions: summary.transactions,
+            starts_in_transaction: summary.starts_in_transaction,
+            last_commit_time: summary
+                .last_commit_time
+                .map(sqlgen::txn::format_pg_timestamp),
+            closed: repo::now_rfc3339(),
+        };
+        self.repo.update(|m| {
+            m.segments.push(segment.clone());
+            Ok(())
+        })?;
+        if self.compression == Compression::Zstd {
+            fs::remove_file(path).map_err(Error::io(format!("removing {}", path.display())))?;
+        }
+        tracing::info!(
+            "closed segment {} ({} transactions, up to {}, {})",
+            segment.seq,
+            segment.transactions,
+            segment.end_lsn,
+            human_bytes(segment.file.bytes)
+        );
+        Ok(segment)
+    }
+}
+
+/// Waits until pg_recvlogical no longer has `path` open (it closes its output file on
+/// the next turn of its loop after SIGHUP).
+async fn wait_until_closed(child: &Running, path: &Path) {
+    let Some(pid) = child.child.id() else { return };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if !holds_open(pid, path) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::warn!("pg_recvlogical still has {} open after 30s", path.display());
+}
+
+fn holds_open(pid: u32, path: &Path) -> bool {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten()
+        .any(|fd| fs::read_link(fd.path()).is_ok_and(|target| target == path))
+}
+
+/// Periodic `decoder_sql.snapshot_sequences()` calls, on a connection opened again after
+/// errors (the server may have restarted).
+struct SequenceSnapshots {
+    source: Endpoint,
+    client: Option<Client>,
+    every: Duration,
+    last: Option<Instant>,
+    warned: bool,
+}
+
+impl SequenceSnapshots {
+    fn new(source: Endpoint, client: Client, every: Duration) -> Self {
+        SequenceSnapshots {
+            source,
+            client: Some(client),
+            every,
+            last: None,
+            warned: false,
+        }
+    }
+
+    async fn maybe_snapshot(&mut self) {
+        if self.every.is_zero() || self.last.is_some_and(|l| l.elapsed() < self.every) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        if self.client.is_none() {
+            self.client = self.source.connect().await.ok();
+        }
+        let Some(client) = &self.client else { return };
+        match client
+            .query_one("SELECT decoder_sql.snapshot_sequences()", &[])
+            .await
+        {
+            Ok(row) => tracing::debug!("wrote {} sequence values", row.get::<_, i32>(0)),
+            Err(e) => {
+                if !self.warned {
+                    self.warned = true;
+                    tracing::warn!(
+                        "could not snapshot sequences (restore still syncs owned sequences to their columns): {}",
+                        crate::error::describe_pg_error(&e)
+                    );
+                }
+                self.client = None;
+            }
+        }
+    }
+}

@@ -1,0 +1,545 @@
+//! The backup repository: one directory holding base backups, change segments and
+//! `manifest.json`, which lists every file with its checksum. Layout in docs/repository.md.
+//!
+//! Several commands write the manifest (`init`, `base`, `stream`, `prune`), possibly at the
+//! same time, so every update happens under an exclusive lock on `manifest.lock` and
+//! replaces the file atomically (write, fsync, rename, fsync directory).
+
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlgen::lsn::Lsn;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+pub const MANIFEST: &str = "manifest.json";
+pub const FORMAT: u32 = 1;
+pub const BASES_DIR: &str = "bases";
+pub const SEGMENTS_DIR: &str = "segments";
+/// The segment pg_recvlogical is writing to.
+pub const OPEN_SEGMENT: &str = "open.sql";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub created: String,
+    pub source: Source,
+    /// Base backups, oldest first.
+    #[serde(default)]
+    pub bases: Vec<Base>,
+    /// Closed change segments in stream order.
+    #[serde(default)]
+    pub segments: Vec<Segment>,
+}
+
+/// The database being backed up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Source {
+    pub system_identifier: String,
+    pub database: String,
+    pub slot: String,
+    /// Where the change stream starts: the slot's consistent point.
+    #[serde(with = "lsn_text")]
+    pub stream_start_lsn: Lsn,
+}
+
+/// Facts about the server and database at the time of a base backup.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerInfo {
+    pub server_version: String,
+    pub server_version_num: i32,
+    pub encoding: String,
+    pub lc_collate: String,
+    pub lc_ctype: String,
+    pub extensions: Vec<Extension>,
+    pub decoder_sql_format_version: i32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Extension {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Base {
+    /// Directory name under `bases/`, a UTC timestamp.
+    pub id: String,
+    pub started: String,
+    pub finished: String,
+    /// Transactions that committed before this point are in the dump; the rest come from
+    /// the change stream.
+    #[serde(with = "lsn_text")]
+    pub consistent_lsn: Lsn,
+    /// Server time when the snapshot was taken (RFC 3339).
+    pub snapshot_time: String,
+    /// The slot whose snapshot the dump used.
+    pub snapshot_slot: String,
+    pub server: ServerInfo,
+    pub dump: FileEntry,
+    pub globals: FileEntry,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Segment {
+    pub seq: u64,
+    pub file: FileEntry,
+    /// End of the last complete transaction before this segment.
+    #[serde(with = "lsn_text")]
+    pub start_lsn: Lsn,
+    /// End of the last transaction that commits in this segment (`start_lsn` if none).
+    #[serde(with = "lsn_text")]
+    pub end_lsn: Lsn,
+    pub transactions: u64,
+    /// The segment begins inside a transaction whose BEGIN is in the previous segment.
+    #[serde(default)]
+    pub starts_in_transaction: bool,
+    /// Commit time of the last transaction, if any (RFC 3339).
+    #[serde(default)]
+    pub last_commit_time: Option<String>,
+    pub closed: String,
+}
+
+/// A file of the repository with what verify checks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Path relative to the repository.
+    pub path: String,
+    /// Size on disk.
+    pub bytes: u64,
+    /// SHA-256 of the file as stored (hex).
+    pub sha256: String,
+    /// Size of the SQL text after decompression.
+    pub sql_bytes: u64,
+    /// "zstd" or "none".
+    pub compression: String,
+}
+
+/// Serialises an LSN as PostgreSQL spells it ("16/B374D848").
+pub mod lsn_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use sqlgen::lsn::Lsn;
+
+    pub fn serialize<S: Serializer>(lsn: &Lsn, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(lsn)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Lsn, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// An opened repository directory.
+#[derive(Debug, Clone)]
+pub struct Repo {
+    pub root: PathBuf,
+}
+
+impl Repo {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Repo { root: root.into() }
+    }
+
+    pub fn path(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    pub fn manifest_path(&self) -> PathBuf {
+        self.path(MANIFEST)
+    }
+
+    pub fn segments_dir(&self) -> PathBuf {
+        self.path(SEGMENTS_DIR)
+    }
+
+    pub fn open_segment_path(&self) -> PathBuf {
+        self.segments_dir().join(OPEN_SEGMENT)
+    }
+
+    pub fn exists(&self) -> bool {
+        self.manifest_path().exists()
+    }
+
+    /// Creates the directory tree with owner-only permissions.
+    pub fn create_dirs(&self) -> Result<()> {
+        for dir in [
+            self.root.clone(),
+            self.path(BASES_DIR),
+            self.path(SEGMENTS_DIR),
+        ] {
+            create_private_dir(&dir)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the manifest (without locking: a reader sees either the old or the new file).
+    pub fn load(&self) -> Result<Manifest> {
+        let path = self.manifest_path();
+        let text = fs::read_to_string(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::Repository(format!(
+                    "{} is not a pgincr repository (no {MANIFEST}); create one with `pgincr init`",
+                    self.root.display()
+                ))
+            } else {
+                Error::IoAt {
+                    context: format!("reading {}", path.display()),
+                    source: e,
+                }
+            }
+        })?;
+        let manifest: Manifest = serde_json::from_str(&text)
+            .map_err(|e| Error::Repository(format!("{} is damaged: {e}", path.display())))?;
+        if manifest.format > FORMAT {
+            return Err(Error::Repository(format!(
+                "{} has format {}, newer than this pgincr understands ({FORMAT}); use a newer pgincr",
+                path.display(),
+                manifest.format
+            )));
+        }
+        Ok(manifest)
+    }
+
+    /// Holds the manifest lock for the duration of `f`, then writes what `f` returned.
+    pub fn update<T>(&self, f: impl FnOnce(&mut Manifest) -> Result<T>) -> Result<T> {
+        let _lock = self.lock_file("manifest.lock", true)?;
+        let mut manifest = self.load()?;
+        let out = f(&mut manifest)?;
+        self.store(&manifest)?;
+        Ok(out)
+    }
+
+    /// Writes the manifest atomically; the caller must hold the manifest lock (or be
+    /// creating the repository).
+    pub fn store(&self, manifest: &Manifest) -> Result<()> {
+        let mut text = serde_json::to_string_pretty(manifest).expect("manifest serialises");
+        text.push('\n');
+        write_atomically(&self.manifest_path(), text.as_bytes())
+    }
+
+    /// Takes an exclusive lock on a file in the repository root. With `wait = false` a held
+    /// lock is an error naming the file.
+    pub fn lock_file(&self, name: &str, wait: bool) -> Result<File> {
+        let path = self.path(name);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(Error::io(format!("opening {}", path.display())))?;
+        if wait {
+            file.lock()
+                .map_err(Error::io(format!("locking {}", path.display())))?;
+        } else if file.try_lock().is_err() {
+            return Err(Error::Repository(format!(
+                "{} is locked: another pgincr process is using this repository",
+                path.display()
+            )));
+        }
+        Ok(file)
+    }
+
+    /// Total size of all files under the repository.
+    pub fn disk_usage(&self) -> u64 {
+        fn walk(dir: &Path) -> u64 {
+            let Ok(entries) = fs::read_dir(dir) else {
+                return 0;
+            };
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => walk(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        walk(&self.root)
+    }
+}
+
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(Error::io(format!("creating {}", dir.display())))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(Error::io(format!(
+        "setting permissions of {}",
+        dir.display()
+    )))
+}
+
+/// Creates (or truncates) a file readable by its owner only.
+pub fn create_private_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(Error::io(format!("creating {}", path.display())))
+}
+
+/// Replaces `path` with `data` so that readers and crashes see the old or the new content.
+pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = create_private_file(&tmp)?;
+    f.write_all(data)
+        .and_then(|_| f.sync_all())
+        .map_err(Error::io(format!("writing {}", tmp.display())))?;
+    fs::rename(&tmp, path).map_err(Error::io(format!("renaming {}", tmp.display())))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io(format!("syncing directory {}", dir.display())))
+}
+
+/// SHA-256 (hex) and size of a file.
+pub fn hash_file(path: &Path) -> Result<(String, u64)> {
+    let mut f = File::open(path).map_err(Error::io(format!("opening {}", path.display())))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(Error::io(format!("reading {}", path.display())))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), total))
+}
+
+/// Opens a repository file for reading as SQL text, decompressing zstd transparently.
+pub fn open_sql(path: &Path) -> Result<Box<dyn Read + Send>> {
+    let f = File::open(path).map_err(Error::io(format!("opening {}", path.display())))?;
+    if path.extension().is_some_and(|e| e == "zst") {
+        let dec = zstd::stream::read::Decoder::new(f)
+            .map_err(Error::io(format!("reading {}", path.display())))?;
+        Ok(Box::new(dec))
+    } else {
+        Ok(Box::new(f))
+    }
+}
+
+/// Now, as RFC 3339 UTC.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("formatting now")
+}
+
+/// Now, as a directory-name-friendly UTC timestamp (20261122T200543Z).
+pub fn now_id() -> String {
+    let f = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    time::OffsetDateTime::now_utc()
+        .format(&f)
+        .expect("formatting now")
+}
+
+/// Parses an RFC 3339 timestamp into microseconds since the Unix epoch.
+pub fn parse_rfc3339_micros(s: &str) -> Option<i128> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp_nanos() / 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_round_trips_and_rejects_newer_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::new(dir.path().join("r"));
+        repo.create_dirs().unwrap();
+        let mode = fs::metadata(&repo.root).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let m = Manifest {
+            format: FORMAT,
+            created: now_rfc3339(),
+            source: Source {
+                system_identifier: "1".into(),
+                database: "app".into(),
+                slot: "pgincr".into(),
+                stream_start_lsn: "0/16B3748".parse().unwrap(),
+            },
+            bases: vec![],
+            segments: vec![],
+        };
+        repo.store(&m).unwrap();
+        let mode = fs::metadata(repo.manifest_path())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        let text = fs::read_to_string(repo.manifest_path()).unwrap();
+        assert!(
+            text.contains("\"stream_start_lsn\": \"0/16B3748\""),
+            "{text}"
+        );
+        repo.update(|m| {
+            m.source.database = "other".into();
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(repo.load().unwrap().source.database, "other");
+
+        fs::write(
+            repo.manifest_path(),
+            text.replace("\"format\": 1", "\"format\": 99"),
+        )
+        .unwrap();
+        let err = repo.load().unwrap_err().to_string();
+        assert!(err.contains("newer than this pgincr"), "{err}");
+        fs::write(repo.manifest_path(), "{").unwrap();
+        assert!(repo.load().unwrap_err().to_string().contains("damaged"));
+    }
+
+    #[test]
+    fn a_held_lock_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::new(dir.path());
+        let _held = repo.lock_file("stream.lock", false).unwrap();
+        let err = repo
+            .lock_file("stream.lock", false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("another pgincr process"), "{err}");
+    }
+
+    #[test]
+    fn zstd_files_read_back_as_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.sql.zst");
+        fs::write(&p, zstd::encode_all(&b"SELECT 1;\n"[..], 3).unwrap()).unwrap();
+        let mut s = String::new();
+        open_sql(&p).unwrap().read_to_string(&mut s).unwrap();
+        assert_eq!(s, "SELECT 1;\n");
+        assert_eq!(
+            parse_rfc3339_micros("2000-01-01T00:00:00.000001Z"),
+            Some(946_684_800_000_001)
+        );
+    }
+}
+
+/// A writer that hashes and counts what passes through it.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    pub bytes: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// The inner writer, the hex SHA-256 and the byte count.
+    pub fn finish(self) -> (W, String, u64) {
+        (self.inner, hex::encode(self.hasher.finalize()), self.bytes)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes SQL text into a repository file, optionally zstd-compressed, and returns its
+/// manifest entry once the file is durable.
+pub struct SqlFileWriter {
+    path: PathBuf,
+    rel: String,
+    sink: Sink,
+    sql_bytes: u64,
+}
+
+enum Sink {
+    Plain(HashingWriter<File>),
+    Zstd(zstd::stream::write::Encoder<'static, HashingWriter<File>>),
+}
+
+/// zstd level for repository files: fast, and about 5-10x smaller for SQL text.
+const ZSTD_LEVEL: i32 = 3;
+
+impl SqlFileWriter {
+    /// `rel` is the path relative to the repository root, `.zst` added when compressing.
+    pub fn create(repo: &Repo, rel: &str, compress: bool) -> Result<Self> {
+        let rel = if compress {
+            format!("{rel}.zst")
+        } else {
+            rel.to_owned()
+        };
+        let path = repo.path(&rel);
+        let file = HashingWriter::new(create_private_file(&path)?);
+        let sink = if compress {
+            let mut enc = zstd::stream::write::Encoder::new(file, ZSTD_LEVEL)
+                .map_err(Error::io(format!("compressing {}", path.display())))?;
+            // A frame checksum lets the plain `zstd -t` detect damage too.
+            enc.include_checksum(true)
+                .map_err(Error::io(format!("compressing {}", path.display())))?;
+            Sink::Zstd(enc)
+        } else {
+            Sink::Plain(file)
+        };
+        Ok(SqlFileWriter {
+            path,
+            rel,
+            sink,
+            sql_bytes: 0,
+        })
+    }
+
+    pub fn write_all(&mut self, data: &[u8]) -> Result<()> {
+        let r = match &mut self.sink {
+            Sink::Plain(w) => w.write_all(data),
+            Sink::Zstd(w) => w.write_all(data),
+        };
+        r.map_err(Error::io(format!("writing {}", self.path.display())))?;
+        self.sql_bytes += data.len() as u64;
+        Ok(())
+    }
+
+    /// Flushes, fsyncs and describes the file.
+    pub fn finish(self) -> Result<FileEntry> {
+        let ctx = format!("writing {}", self.path.display());
+        let (hashing, compression) = match self.sink {
+            Sink::Plain(w) => (w, "none"),
+            Sink::Zstd(enc) => (enc.finish().map_err(Error::io(ctx.clone()))?, "zstd"),
+        };
+        let (file, sha256, bytes) = hashing.finish();
+        file.sync_all().map_err(Error::io(ctx))?;
+        Ok(FileEntry {
+            path: self.rel,
+            bytes,
+            sha256,
+            sql_bytes: self.sql_bytes,
+            compression: compression.to_owned(),
+        })
+    }
+}

@@ -1,0 +1,426 @@
+//! Reading the change stream back: segment files hold decoder_sql output with transaction
+//! annotations (`BEGIN; -- xid=… commit_lsn=… end_lsn=… commit_time=…` … `COMMIT; -- …`).
+//! This module cuts that text into whole transactions, whatever file boundaries fall
+//! in between, and says where each came from.
+//!
+//! Two irregularities are normal and handled here: a transaction cut short when
+//! pg_recvlogical stopped (a later BEGIN supersedes it: the server sends it again), and a
+//! transaction sent twice after a restart (the caller skips it by LSN).
+
+use crate::repo;
+use crate::{Error, Result};
+use sqlgen::lsn::Lsn;
+use sqlgen::txn::{TxnInfo, parse_begin};
+use std::fmt;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+
+/// A position in the change stream, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: String,
+    pub line: u64,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// One complete transaction, BEGIN line to COMMIT line.
+#[derive(Debug, Clone)]
+pub struct Txn {
+    pub info: TxnInfo,
+    /// The transaction's text, each line ending in '\n'.
+    pub text: String,
+    /// Where its BEGIN line is.
+    pub begin: Location,
+}
+
+#[derive(Debug)]
+pub enum Event {
+    Txn(Txn),
+    /// A transaction that stopped before its COMMIT; the stream sends it again in full.
+    Superseded {
+        xid: u32,
+        at: Location,
+    },
+    /// A statement outside any transaction (not written by decoder_sql's transaction
+    /// output); it is reported, never applied.
+    Stray {
+        at: Location,
+        line: String,
+    },
+    /// The COMMIT of a transaction whose BEGIN is in an earlier file (the input started
+    /// in the middle of it).
+    OrphanCommit {
+        end_lsn: Lsn,
+        at: Location,
+    },
+}
+
+/// Cuts lines into transactions.
+#[derive(Debug)]
+pub struct Parser {
+    open: Option<Txn>,
+    /// Whether a BEGIN (or the COMMIT ending a leading partial transaction) was seen:
+    /// lines before it continue a transaction begun before the input started.
+    started: bool,
+    /// Whether transactions keep their text (restore) or only their identity (scans).
+    keep_text: bool,
+    /// Lines before the first BEGIN that belong to an earlier transaction.
+    pub continuation_lines: u64,
+}
+
+impl Default for Parser {
+    fn default() -> Self {
+        Parser::new(true)
+    }
+}
+
+impl Parser {
+    pub fn new(keep_text: bool) -> Self {
+        Parser {
+            open: None,
+            started: false,
+            keep_text,
+            continuation_lines: 0,
+        }
+    }
+
+    /// Whether a transaction is open (its COMMIT not seen yet).
+    pub fn in_transaction(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// Takes one line (with or without its '\n').
+    pub fn feed(&mut self, line: &str, at: Location) -> std::result::Result<Option<Event>, String> {
+        let content = line.trim_end_matches(['\n', '\r']);
+        if content.starts_with("BEGIN;") {
+            let info = parse_begin(content).ok_or_else(|| {
+                format!(
+                    "{at}: BEGIN without a transaction annotation; the stream must be written with \
+                     decoder_sql's include_annotations option"
+                )
+            })?;
+            let superseded = self.open.take().map(|t| Event::Superseded {
+                xid: t.info.xid,
+                at: t.begin,
+            });
+            self.started = true;
+            let mut text = String::new();
+            if self.keep_text {
+                text.push_str(content);
+                text.push('\n');
+            }
+            self.open = Some(Txn {
+                info,
+                text,
+                begin: at,
+            });
+            return Ok(superseded);
+        }
+        if let Some(txn) = &mut self.open {
+            if self.keep_text {
+                txn.text.push_str(content);
+                txn.text.push('\n');
+            }
+            if content.starts_with("COMMIT;") {
+                let xid = commit_xid(content);
+                if xid.is_some_and(|x| x != txn.info.xid) {
+                    return Err(format!(
+                        "{at}: COMMIT of transaction {} inside transaction {} (begun at {})",
+                        xid.unwrap_or_default(),
+                        txn.info.xid,
+                        txn.begin
+                    ));
+                }
+                return Ok(self.open.take().map(Event::Txn));
+            }
+            return Ok(None);
+        }
+        if content.trim().is_empty() || content.starts_with("--") {
+            return Ok(None);
+        }
+        if !self.started {
+            self.continuation_lines += 1;
+            if content.starts_with("COMMIT;") {
+                self.started = true;
+                let end_lsn = commit_end_lsn(content)
+                    .ok_or_else(|| format!("{at}: COMMIT without a transaction annotation"))?;
+                return Ok(Some(Event::OrphanCommit { end_lsn, at }));
+            }
+            return Ok(None);
+        }
+        Ok(Some(Event::Stray {
+            at,
+            line: content.to_owned(),
+        }))
+    }
+
+    /// The transaction still open at the end of the input (not applied: it has no COMMIT yet).
+    pub fn finish(self) -> Option<Txn> {
+        self.open
+    }
+}
+
+fn commit_end_lsn(line: &str) -> Option<Lsn> {
+    line.split_ascii_whitespace()
+        .find_map(|f| f.strip_prefix("end_lsn="))
+        .and_then(|x| x.parse().ok())
+}
+
+fn commit_xid(line: &str) -> Option<u32> {
+    line.split_ascii_whitespace()
+        .find_map(|f| f.strip_prefix("xid="))
+        .and_then(|x| x.parse().ok())
+}
+
+/// Reads a list of segment files in order as one stream of lines.
+pub struct StreamReader {
+    files: std::vec::IntoIter<(PathBuf, String)>,
+    current: Option<(Box<dyn BufRead + Send>, String, u64)>,
+    line: String,
+    /// SQL bytes read so far (after decompression).
+    pub bytes_read: u64,
+}
+
+impl StreamReader {
+    /// `files` are (path, name to show in messages).
+    pub fn new(files: Vec<(PathBuf, String)>) -> Self {
+        StreamReader {
+            files: files.into_iter(),
+            current: None,
+            line: String::new(),
+            bytes_read: 0,
+        }
+    }
+
+    /// The next line and where it is; `None` at the end of the last file.
+    pub fn next_line(&mut self) -> Result<Option<(&str, Location)>> {
+        loop {
+            if self.current.is_none() {
+                let Some((path, name)) = self.files.next() else {
+                    return Ok(None);
+                };
+                let reader = BufReader::with_capacity(1 << 16, repo::open_sql(&path)?);
+                self.current = Some((Box::new(reader), name, 0));
+            }
+            let (reader, name, line_no) = self.current.as_mut().expect("current file");
+            self.line.clear();
+            let n = reader.read_line(&mut self.line).map_err(|e| {
+                Error::Repository(format!("{name}:{}: cannot read: {e}", *line_no + 1))
+            })?;
+            if n == 0 {
+                self.current = None;
+                continue;
+            }
+            *line_no += 1;
+            self.bytes_read += n as u64;
+            let at = Location {
+                file: name.clone(),
+                line: *line_no,
+            };
+            return Ok(Some((&self.line, at)));
+        }
+    }
+}
+
+/// What a scan of segment files found.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    /// Transactions whose COMMIT is in the files, repeats excluded.
+    pub transactions: u64,
+    /// Transactions whose end_lsn is not past an earlier one (sent again after a restart).
+    pub repeated: u64,
+    pub superseded: u64,
+    pub strays: u64,
+    /// The input begins inside a transaction begun in an earlier file.
+    pub starts_in_transaction: bool,
+    /// The input ends inside a transaction (continued in the next file, or cut short).
+    pub ends_in_transaction: bool,
+    pub last_end_lsn: Option<Lsn>,
+    pub last_commit_time: Option<i64>,
+    /// Byte offset just past the last complete transaction (where a cut-short tail begins).
+    pub complete_bytes: u64,
+    pub bytes: u64,
+}
+
+/// Scans files in order for their transactions (segment metadata, verify, tail recovery).
+pub fn summarize(files: Vec<(PathBuf, String)>) -> Result<Summary> {
+    let mut reader = StreamReader::new(files);
+    let mut parser = Parser::new(false);
+    let mut s = Summary::default();
+    let note_end = |s: &mut Summary, end_lsn: Lsn, time: Option<i64>| {
+        if s.last_end_lsn.is_some_and(|l| end_lsn <= l) {
+            s.repeated += 1;
+            return;
+        }
+        s.transactions += 1;
+        s.last_end_lsn = Some(end_lsn);
+        if time.is_some() {
+            s.last_commit_time = time;
+        }
+    };
+    while let Some((line, at)) = reader.next_line()? {
+        let event = parser.feed(line, at).map_err(Error::Repository)?;
+        let bytes = reader.bytes_read;
+        match event {
+            Some(Event::Txn(t)) => {
+                s.complete_bytes = bytes;
+                note_end(&mut s, t.info.end_lsn, Some(t.info.commit_time));
+            }
+            Some(Event::OrphanCommit { end_lsn, .. }) => {
+                s.complete_bytes = bytes;
+                note_end(&mut s, end_lsn, None);
+            }
+            Some(Event::Superseded { .. }) => s.superseded += 1,
+            Some(Event::Stray { .. }) => s.strays += 1,
+            None => {
+                if !parser.in_transaction() && parser.started {
+                    s.complete_bytes = bytes;
+                }
+            }
+        }
+    }
+    s.starts_in_transaction = parser.continuation_lines > 0;
+    s.ends_in_transaction = parser.in_transaction();
+    s.bytes = reader.bytes_read;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(line: u64) -> Location {
+        Location {
+            file: "f".into(),
+            line,
+        }
+    }
+
+    const B1: &str =
+        "BEGIN; -- xid=10 commit_lsn=0/100 end_lsn=0/128 commit_time=2026-01-01T00:00:00.000000Z";
+    const B2: &str =
+        "BEGIN; -- xid=11 commit_lsn=0/200 end_lsn=0/228 commit_time=2026-01-01T00:00:01.000000Z";
+
+    fn feed_all(lines: &[&str]) -> (Vec<Event>, Option<Txn>) {
+        let mut p = Parser::default();
+        let mut out = Vec::new();
+        for (i, l) in lines.iter().enumerate() {
+            out.extend(p.feed(l, at(i as u64 + 1)).unwrap());
+        }
+        (out, p.finish())
+    }
+
+    #[test]
+    fn cuts_transactions_and_keeps_their_text() {
+        let (events, open) = feed_all(&[
+            B1,
+            "INSERT INTO public.t (a) VALUES (1);",
+            "COMMIT; -- xid=10 end_lsn=0/128",
+            "",
+            B2,
+            "DELETE FROM public.t WHERE a = 1;",
+        ]);
+        assert_eq!(events.len(), 1);
+        let Event::Txn(t) = &events[0] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(t.info.xid, 10);
+        assert_eq!(t.info.end_lsn.to_string(), "0/128");
+        assert_eq!(
+            t.text,
+            format!(
+                "{B1}\nINSERT INTO public.t (a) VALUES (1);\nCOMMIT; -- xid=10 end_lsn=0/128\n"
+            )
+        );
+        assert_eq!(t.begin, at(1));
+        assert_eq!(open.unwrap().info.xid, 11);
+    }
+
+    #[test]
+    fn a_cut_short_transaction_is_superseded_by_the_next_begin() {
+        let (events, open) = feed_all(&[
+            B1,
+            "INSERT INTO public.t (a) VALUES (1);",
+            B1,
+            "INSERT INTO public.t (a) VALUES (1);",
+            "COMMIT; -- xid=10 end_lsn=0/128",
+        ]);
+        assert!(matches!(events[0], Event::Superseded { xid: 10, .. }));
+        assert!(matches!(&events[1], Event::Txn(t) if t.begin == at(3)));
+        assert!(open.is_none());
+    }
+
+    #[test]
+    fn strays_and_unannotated_begins_are_reported() {
+        let (events, _) = feed_all(&[
+            B1,
+            "COMMIT; -- xid=10 end_lsn=0/128",
+            "-- comment",
+            "DROP TABLE x;",
+        ]);
+        assert!(matches!(&events[1], Event::Stray { line, .. } if line == "DROP TABLE x;"));
+        let mut p = Parser::default();
+        let err = p.feed("BEGIN;", at(7)).unwrap_err();
+        assert!(
+            err.contains("f:7") && err.contains("include_annotations"),
+            "{err}"
+        );
+        let mut p = Parser::default();
+        p.feed(B1, at(1)).unwrap();
+        let err = p.feed("COMMIT; -- xid=99 end_lsn=0/1", at(2)).unwrap_err();
+        assert!(err.contains("COMMIT of transaction 99"), "{err}");
+    }
+
+    #[test]
+    fn input_starting_inside_a_transaction_yields_its_commit() {
+        let (events, _) = feed_all(&["UPDATE t SET a = 2;", "COMMIT; -- xid=9 end_lsn=0/99", B1]);
+        assert!(
+            matches!(&events[0], Event::OrphanCommit { end_lsn, at } if end_lsn.to_string() == "0/99" && at.line == 2),
+            "{events:?}"
+        );
+    }
+
+    #[test]
+    fn summary_spans_files_and_counts_repeats() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.sql");
+        let b = dir.path().join("b.sql.zst");
+        std::fs::write(
+            &a,
+            format!("{B1}\nINSERT INTO t VALUES (1);\nCOMMIT; -- xid=10 end_lsn=0/128\n{B2}\n"),
+        )
+        .unwrap();
+        let tail = format!(
+            "UPDATE t SET a = 2;\nCOMMIT; -- xid=11 end_lsn=0/228\n{B1}\nCOMMIT; -- xid=10 end_lsn=0/128\n{B2}\nUPDATE"
+        );
+        std::fs::write(&b, zstd::encode_all(tail.as_bytes(), 1).unwrap()).unwrap();
+        let s = summarize(vec![(a, "a".into()), (b, "b".into())]).unwrap();
+        assert_eq!(s.transactions, 2);
+        assert_eq!(s.repeated, 1);
+        assert!(!s.starts_in_transaction && s.ends_in_transaction);
+        let tail_only = dir.path().join("c.sql");
+        std::fs::write(
+            &tail_only,
+            "UPDATE t SET a = 2;\nCOMMIT; -- xid=11 end_lsn=0/228\n",
+        )
+        .unwrap();
+        let c = summarize(vec![(tail_only, "c".into())]).unwrap();
+        assert!(c.starts_in_transaction && !c.ends_in_transaction);
+        assert_eq!(
+            (c.transactions, c.last_end_lsn.unwrap().to_string()),
+            (1, "0/228".into())
+        );
+        assert_eq!(s.last_end_lsn.unwrap().to_string(), "0/228");
+        let a_len = std::fs::metadata(dir.path().join("a.sql")).unwrap().len();
+        assert_eq!(s.bytes, a_len + tail.len() as u64);
+        assert_eq!(
+            s.bytes - s.complete_bytes,
+            (B2.len() + 1 + "UPDATE".len()) as u64
+        );
+    }
+}
