@@ -31,7 +31,9 @@ pub fn run(cli: cli::Cli) -> Result<()> {
             Command::Base(args) => commands::base::run(args, bindir).await,
             Command::Stream(args) => commands::stream::run(args, bindir).await,
             Command::Restore(args) => commands::restore::run(args, bindir).await,
-            _ => Err(Error::Invalid("not yet".into())),
+            Command::Status(args) => commands::status::run(args, bindir).await,
+            Command::Verify(args) => commands::verify::run(args, bindir).await,
+            Command::Prune(args) => commands::prune::run(args).await,
         }
     })
 }

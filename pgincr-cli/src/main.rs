@@ -7,7 +7,10 @@ fn main() -> ExitCode {
     match pgincr_cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!("{err:#}");
+            // status has printed its verdict already.
+            if !matches!(err, pgincr_cli::Error::Status(_)) {
+                tracing::error!("{err:#}");
+            }
             ExitCode::from(err.exit_code())
         }
     }

@@ -3,5 +3,8 @@
 pub mod base;
 pub mod check;
 pub mod init;
+pub mod prune;
 pub mod restore;
+pub mod status;
 pub mod stream;
+pub mod verify;

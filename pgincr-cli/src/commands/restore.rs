@@ -139,23 +139,29 @@ pub async fn run(args: RestoreArgs, bindir: Option<PathBuf>) -> Result<()> {
     let manifest = repo.load()?;
     let target_db = Endpoint::new(&args.target, bindir)?;
     let dbname = target_db.dbname()?;
-    if args.create && !args.dry_run {
-        create_database(&target_db, &dbname, &manifest).await?;
-    }
-    // A dry run needs the server only to read --to-time.
-    let client = if args.dry_run && args.to_time.is_none() {
+    // Everything is checked before the target is touched. A dry run needs the server only
+    // to read --to-time; with --create the target may not exist yet, so ask its server.
+    let first_contact = if args.create {
+        target_db.with_dbname("postgres")?
+    } else {
+        target_db.clone()
+    };
+    let server = if args.dry_run && args.to_time.is_none() {
         None
     } else {
-        Some(target_db.connect().await?)
+        Some(first_contact.connect().await?)
     };
-    let target = resolve_target(client.as_ref(), &args).await?;
+    let target = resolve_target(server.as_ref(), &args).await?;
     let base = choose_base(&manifest, target, args.base.as_deref())?;
     let files = stream_files(&repo, &manifest, base)?;
     let origin = format!("pgincr_{}", base.id);
-
-    let Some(client) = client.filter(|_| !args.dry_run) else {
+    let Some(server) = server.filter(|_| !args.dry_run) else {
         return dry_run(&repo, base, files, target);
     };
+    if args.create {
+        create_database(&server, &dbname, base).await?;
+    }
+    let client = target_db.connect().await?;
 
     let applied_before = origin_progress(&client, &origin).await?;
     match applied_before {
@@ -230,8 +236,7 @@ async fn resolve_target(client: Option<&Client>, args: &RestoreArgs) -> Result<T
     Ok(Target::Latest)
 }
 
-async fn create_database(target: &Endpoint, dbname: &str, manifest: &Manifest) -> Result<()> {
-    let admin = target.with_dbname("postgres")?.connect().await?;
+async fn create_database(admin: &Client, dbname: &str, base: &Base) -> Result<()> {
     let exists = admin
         .query_opt(
             "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1",
@@ -243,11 +248,7 @@ async fn create_database(target: &Endpoint, dbname: &str, manifest: &Manifest) -
         println!("database \"{dbname}\" exists; restoring into it");
         return Ok(());
     }
-    let server = &manifest
-        .bases
-        .last()
-        .ok_or_else(|| Error::Repository("the repository has no base backup".into()))?
-        .server;
+    let server = &base.server;
     let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
     admin
         .batch_execute(&format!(
