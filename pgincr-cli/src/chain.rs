@@ -99,7 +99,7 @@ mod tests {
     #[test]
     fn names_sort_in_stream_order() {
         assert_eq!(
-            segment_file_name(42, Lsn(0x16_B374_D8)),
+            segment_file_name(42, Lsn(0x16B3_74D8)),
             "00000042_0000000016B374D8.sql"
         );
         assert!(segment_file_name(9, Lsn(0xFFFF)) < segment_file_name(10, Lsn(1)));

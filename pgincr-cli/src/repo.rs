@@ -355,86 +355,6 @@ pub fn parse_rfc3339_micros(s: &str) -> Option<i128> {
         .map(|t| t.unix_timestamp_nanos() / 1000)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn manifest_round_trips_and_rejects_newer_formats() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = Repo::new(dir.path().join("r"));
-        repo.create_dirs().unwrap();
-        let mode = fs::metadata(&repo.root).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o700);
-        let m = Manifest {
-            format: FORMAT,
-            created: now_rfc3339(),
-            source: Source {
-                system_identifier: "1".into(),
-                database: "app".into(),
-                slot: "pgincr".into(),
-                stream_start_lsn: "0/16B3748".parse().unwrap(),
-            },
-            bases: vec![],
-            segments: vec![],
-        };
-        repo.store(&m).unwrap();
-        let mode = fs::metadata(repo.manifest_path())
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
-        assert_eq!(mode, 0o600);
-        let text = fs::read_to_string(repo.manifest_path()).unwrap();
-        assert!(
-            text.contains("\"stream_start_lsn\": \"0/16B3748\""),
-            "{text}"
-        );
-        repo.update(|m| {
-            m.source.database = "other".into();
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(repo.load().unwrap().source.database, "other");
-
-        fs::write(
-            repo.manifest_path(),
-            text.replace("\"format\": 1", "\"format\": 99"),
-        )
-        .unwrap();
-        let err = repo.load().unwrap_err().to_string();
-        assert!(err.contains("newer than this pgincr"), "{err}");
-        fs::write(repo.manifest_path(), "{").unwrap();
-        assert!(repo.load().unwrap_err().to_string().contains("damaged"));
-    }
-
-    #[test]
-    fn a_held_lock_is_reported() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = Repo::new(dir.path());
-        let _held = repo.lock_file("stream.lock", false).unwrap();
-        let err = repo
-            .lock_file("stream.lock", false)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("another pgincr process"), "{err}");
-    }
-
-    #[test]
-    fn zstd_files_read_back_as_text() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("a.sql.zst");
-        fs::write(&p, zstd::encode_all(&b"SELECT 1;\n"[..], 3).unwrap()).unwrap();
-        let mut s = String::new();
-        open_sql(&p).unwrap().read_to_string(&mut s).unwrap();
-        assert_eq!(s, "SELECT 1;\n");
-        assert_eq!(
-            parse_rfc3339_micros("2000-01-01T00:00:00.000001Z"),
-            Some(946_684_800_000_001)
-        );
-    }
-}
-
 /// A writer that hashes and counts what passes through it.
 pub struct HashingWriter<W> {
     inner: W,
@@ -541,5 +461,85 @@ impl SqlFileWriter {
             sql_bytes: self.sql_bytes,
             compression: compression.to_owned(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_round_trips_and_rejects_newer_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::new(dir.path().join("r"));
+        repo.create_dirs().unwrap();
+        let mode = fs::metadata(&repo.root).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let m = Manifest {
+            format: FORMAT,
+            created: now_rfc3339(),
+            source: Source {
+                system_identifier: "1".into(),
+                database: "app".into(),
+                slot: "pgincr".into(),
+                stream_start_lsn: "0/16B3748".parse().unwrap(),
+            },
+            bases: vec![],
+            segments: vec![],
+        };
+        repo.store(&m).unwrap();
+        let mode = fs::metadata(repo.manifest_path())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        let text = fs::read_to_string(repo.manifest_path()).unwrap();
+        assert!(
+            text.contains("\"stream_start_lsn\": \"0/16B3748\""),
+            "{text}"
+        );
+        repo.update(|m| {
+            m.source.database = "other".into();
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(repo.load().unwrap().source.database, "other");
+
+        fs::write(
+            repo.manifest_path(),
+            text.replace("\"format\": 1", "\"format\": 99"),
+        )
+        .unwrap();
+        let err = repo.load().unwrap_err().to_string();
+        assert!(err.contains("newer than this pgincr"), "{err}");
+        fs::write(repo.manifest_path(), "{").unwrap();
+        assert!(repo.load().unwrap_err().to_string().contains("damaged"));
+    }
+
+    #[test]
+    fn a_held_lock_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::new(dir.path());
+        let _held = repo.lock_file("stream.lock", false).unwrap();
+        let err = repo
+            .lock_file("stream.lock", false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("another pgincr process"), "{err}");
+    }
+
+    #[test]
+    fn zstd_files_read_back_as_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.sql.zst");
+        fs::write(&p, zstd::encode_all(&b"SELECT 1;\n"[..], 3).unwrap()).unwrap();
+        let mut s = String::new();
+        open_sql(&p).unwrap().read_to_string(&mut s).unwrap();
+        assert_eq!(s, "SELECT 1;\n");
+        assert_eq!(
+            parse_rfc3339_micros("2000-01-01T00:00:00.000001Z"),
+            Some(946_684_800_000_001)
+        );
     }
 }

@@ -122,6 +122,7 @@ pub fn stream_files(
                 s.file.path, s.start_lsn
             )));
         }
+        check_checksum(repo, &s.file)?;
         files.push((path, s.file.path.clone()));
     }
     let open = repo.open_segment_path();
@@ -132,6 +133,23 @@ pub fn stream_files(
         ));
     }
     Ok(files)
+}
+
+/// A file whose checksum differs from the manifest's is never applied.
+fn check_checksum(repo: &Repo, f: &repo::FileEntry) -> Result<()> {
+    let path = repo.path(&f.path);
+    if !path.exists() {
+        return Err(Error::Repository(format!("{} is missing", f.path)));
+    }
+    let (sha, _) = repo::hash_file(&path)?;
+    if sha != f.sha256 {
+        return Err(Error::Repository(format!(
+            "{} is damaged (its checksum differs from the manifest); nothing was restored. \
+             `pgincr verify` lists every damaged file.",
+            f.path
+        )));
+    }
+    Ok(())
 }
 
 pub async fn run(args: RestoreArgs, bindir: Option<PathBuf>) -> Result<()> {
@@ -154,7 +172,8 @@ pub async fn run(args: RestoreArgs, bindir: Option<PathBuf>) -> Result<()> {
     let target = resolve_target(server.as_ref(), &args).await?;
     let base = choose_base(&manifest, target, args.base.as_deref())?;
     let files = stream_files(&repo, &manifest, base)?;
-    let origin = format!("pgincr_{}", base.id);
+    check_checksum(&repo, &base.dump)?;
+    check_checksum(&repo, &base.globals)?;
     let Some(server) = server.filter(|_| !args.dry_run) else {
         return dry_run(&repo, base, files, target);
     };
@@ -162,6 +181,16 @@ pub async fn run(args: RestoreArgs, bindir: Option<PathBuf>) -> Result<()> {
         create_database(&server, &dbname, base).await?;
     }
     let client = target_db.connect().await?;
+    // Replication origins are shared by all databases of a cluster: the name says which
+    // database and which base it tracks.
+    let origin_prefix: String = client
+        .query_one(
+            "SELECT 'pgincr_' || oid || '_' FROM pg_catalog.pg_database WHERE datname = current_database()",
+            &[],
+        )
+        .await?
+        .get(0);
+    let origin = format!("{origin_prefix}{}", base.id);
 
     let applied_before = origin_progress(&client, &origin).await?;
     match applied_before {
@@ -266,7 +295,10 @@ async fn create_database(admin: &Client, dbname: &str, base: &Base) -> Result<()
 async fn origin_progress(client: &Client, origin: &str) -> Result<Option<Lsn>> {
     let others: Vec<String> = client
         .query(
-            "SELECT roname FROM pg_catalog.pg_replication_origin WHERE roname LIKE 'pgincr\\_%' AND roname <> $1",
+            "SELECT roname FROM pg_catalog.pg_replication_origin
+              WHERE roname LIKE (SELECT 'pgincr\\_' || oid || '\\_%' FROM pg_catalog.pg_database
+                                  WHERE datname = current_database())
+                AND roname <> $1",
             &[&origin],
         )
         .await?
@@ -276,7 +308,7 @@ async fn origin_progress(client: &Client, origin: &str) -> Result<Option<Lsn>> {
     if let Some(other) = others.first() {
         return Err(Error::Invalid(format!(
             "the target was partly restored from base {}; resume with --base {0}, or restore into a new database",
-            other.trim_start_matches("pgincr_")
+            other.rsplit('_').next().unwrap_or(other)
         )));
     }
     let row = client
@@ -626,6 +658,8 @@ async fn send_batch(client: &Client, origin: &str, batch: &str, queued: &[Queued
     let failed = queued.iter().position(|q| q.end_lsn > done).unwrap_or(0);
     let q = &queued[failed];
     let mut location = q.begin.clone();
+    let end = queued.get(failed + 1).map_or(batch.len(), |n| n.start);
+    let code = err.code().cloned();
     if let Some(tokio_postgres::error::ErrorPosition::Original(pos)) =
         err.as_db_error().and_then(|d| d.position())
     {
@@ -636,12 +670,53 @@ async fn send_batch(client: &Client, origin: &str, batch: &str, queued: &[Queued
         if byte >= q.start {
             location.line += batch[q.start..byte].matches('\n').count() as u64;
         }
+    } else if let Some(offset) = locate_failure(client, &batch[q.start..end], code.as_ref()).await {
+        location.line += offset;
     }
     Err(Error::Apply {
         location: location.to_string(),
         end_lsn: q.end_lsn.to_string(),
         message: describe_pg_error(&err),
     })
+}
+
+/// Finds the line of a transaction that fails with `code`, by running it again statement
+/// by statement (one per line, as decoder_sql writes DML) inside a transaction that is
+/// rolled back. `None` when the failure does not show up that way.
+async fn locate_failure(
+    client: &Client,
+    txn_text: &str,
+    code: Option<&tokio_postgres::error::SqlState>,
+) -> Option<u64> {
+    let code = code?;
+    client.batch_execute("BEGIN").await.ok()?;
+    let mut found = None;
+    let mut statement = String::new();
+    let mut first_line = 0u64;
+    for (i, line) in txn_text.lines().enumerate().skip(1) {
+        if line.starts_with("COMMIT;")
+            || line.starts_with("SELECT pg_catalog.pg_replication_origin_xact_setup(")
+        {
+            break;
+        }
+        if statement.is_empty() {
+            first_line = i as u64;
+        }
+        statement.push_str(line);
+        statement.push('\n');
+        if !line.trim_end().ends_with(';') {
+            continue;
+        }
+        if let Err(e) = client.batch_execute(&statement).await {
+            if e.code() == Some(code) {
+                found = Some(first_line);
+            }
+            break;
+        }
+        statement.clear();
+    }
+    let _ = client.batch_execute("ROLLBACK").await;
+    found
 }
 
 /// Sequences owned by a column end up at least at the column's maximum, whatever the
