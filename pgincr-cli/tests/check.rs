@@ -105,3 +105,84 @@ fn unreachable_server_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn fix_gives_tables_an_identity_after_confirmation() {
+    let cluster = TestCluster::start();
+    let db = cluster.connect("postgres").await;
+    db.batch_execute(
+        "CREATE TABLE with_unique (a int NOT NULL, b int NOT NULL, c int);
+         CREATE UNIQUE INDEX wide ON with_unique (a, b);
+         CREATE UNIQUE INDEX narrow ON with_unique (a);
+         CREATE UNIQUE INDEX nullable ON with_unique (c);
+         CREATE TABLE only_nullable (c int UNIQUE);
+         CREATE TABLE plain (x int);",
+    )
+    .await
+    .unwrap();
+    let fix = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pgincr"))
+            .args(["check", "--fix", "-d", &cluster.conninfo("postgres")])
+            .args(extra)
+            .env_remove("PGINCR_DSN")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // Without a terminal and without --yes nothing is changed.
+    let out = fix(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
+    let text = stdout(&out);
+    assert!(
+        text.contains("ALTER TABLE public.with_unique REPLICA IDENTITY USING INDEX narrow;"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ALTER TABLE public.only_nullable REPLICA IDENTITY FULL;"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ALTER TABLE public.plain REPLICA IDENTITY FULL;"),
+        "{text}"
+    );
+    assert!(text.contains("CREATE EXTENSION decoder_sql;"), "{text}");
+    let unchanged: String = db
+        .query_one(
+            "SELECT relreplident::text FROM pg_class WHERE relname = 'plain'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(unchanged, "d");
+
+    let out = fix(&["--yes"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("applied: ALTER TABLE public.plain REPLICA IDENTITY FULL"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ok   every table has a usable replica identity"),
+        "{text}"
+    );
+    let idents: Vec<(String, String)> = db
+        .query(
+            "SELECT relname::text, relreplident::text FROM pg_class WHERE relname IN ('with_unique', 'only_nullable', 'plain') ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        idents,
+        [
+            ("only_nullable".into(), "f".into()),
+            ("plain".into(), "f".into()),
+            ("with_unique".into(), "i".into())
+        ]
+    );
+}

@@ -37,6 +37,9 @@ fn problem(level: Level, what: impl Into<String>, fix: impl Into<String>) -> Fin
 
 pub async fn run(args: CheckArgs) -> Result<()> {
     let client = pg::connect(&args.conn.dsn).await?;
+    if args.fix {
+        apply_fixes(&client, args.yes).await?;
+    }
     let findings = inspect(&client).await?;
     for f in &findings {
         let tag = match f.level {
@@ -255,4 +258,85 @@ pub async fn inspect(client: &Client) -> Result<Vec<Finding>> {
     });
 
     Ok(out)
+}
+
+/// The safe fixes `check --fix` offers, as SQL statements.
+pub async fn safe_fixes(client: &Client) -> Result<Vec<String>> {
+    let mut fixes = Vec::new();
+    let missing_extension: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'decoder_sql' AND installed_version IS NULL)",
+            &[],
+        )
+        .await?
+        .get(0);
+    if missing_extension {
+        fixes.push("CREATE EXTENSION decoder_sql".to_owned());
+    }
+    // For each table without a usable identity: its narrowest unique, immediate, valid,
+    // non-partial index on NOT NULL plain columns, else FULL.
+    let rows = client
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname),
+                    (SELECT format('%I', ic.relname)
+                       FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                      WHERE i.indrelid = c.oid AND i.indisunique AND i.indimmediate AND i.indisvalid
+                        AND i.indpred IS NULL AND i.indexprs IS NULL
+                        AND NOT EXISTS (SELECT 1 FROM pg_attribute a
+                                         WHERE a.attrelid = c.oid AND a.attnum = ANY (i.indkey)
+                                           AND NOT a.attnotnull)
+                      ORDER BY i.indnatts, ic.relname LIMIT 1)
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p'
+                AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+                AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                                AND d.objid = c.oid AND d.deptype = 'e')
+                AND (c.relreplident = 'n'
+                     OR (c.relreplident = 'd' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))
+                     OR (c.relreplident = 'i' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident)))
+              ORDER BY 1",
+            &[],
+        )
+        .await?;
+    for r in rows {
+        let table: String = r.get(0);
+        fixes.push(match r.get::<_, Option<String>>(1) {
+            Some(index) => format!("ALTER TABLE {table} REPLICA IDENTITY USING INDEX {index}"),
+            None => format!("ALTER TABLE {table} REPLICA IDENTITY FULL"),
+        });
+    }
+    Ok(fixes)
+}
+
+async fn apply_fixes(client: &Client, yes: bool) -> Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let fixes = safe_fixes(client).await?;
+    if fixes.is_empty() {
+        println!("no safe fixes to apply");
+        return Ok(());
+    }
+    println!("safe fixes:");
+    for f in &fixes {
+        println!("  {f};");
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(Error::Invalid(
+                "not applying fixes without confirmation: run in a terminal or add --yes".into(),
+            ));
+        }
+        print!("apply these {} change(s)? [y/N] ", fixes.len());
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            println!("nothing changed");
+            return Ok(());
+        }
+    }
+    for f in &fixes {
+        client.batch_execute(f).await?;
+        println!("applied: {f}");
+    }
+    Ok(())
 }
