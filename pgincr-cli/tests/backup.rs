@@ -405,6 +405,35 @@ async fn point_in_time_and_resumed_restores() {
         );
     }
 
+    // The documented manual procedure with psql and zstd only (docs/repository.md).
+    let script = r#"set -euo pipefail
+createdb -T template0 manual
+psql -X -q -d manual -f bases/*/globals.sql >/dev/null 2>&1
+zstd -dc bases/*/dump.sql.zst \
+  | grep -v -e '^CREATE EXTENSION IF NOT EXISTS decoder_sql ' -e '^COMMENT ON EXTENSION decoder_sql ' \
+  | psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d manual >/dev/null
+{ for f in segments/*.sql.zst; do zstd -dc "$f"; done; cat segments/open.sql 2>/dev/null || true; } \
+  | PGOPTIONS='-c session_replication_role=replica' psql -X -q -v ON_ERROR_STOP=1 -d manual >/dev/null
+"#;
+    let out = Command::new("bash")
+        .args(["-c", script])
+        .current_dir(&repo)
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                cluster.bindir().display(),
+                std::env::var("PATH").unwrap()
+            ),
+        )
+        .env("PGHOST", cluster.socket_dir())
+        .env("PGPORT", cluster.port().to_string())
+        .env("PGUSER", "postgres")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "manual restore: {}", describe(&out));
+    assert_same_database(&cluster, &source, "manual").await;
+
     // A restore stopped at an LSN resumes from there and skips what it applied.
     let (_, lsn, expected) = &moments[0];
     run_ok(
