@@ -1,0 +1,128 @@
+//! Helpers shared by the end-to-end tests of the `pgincr` binary.
+#![allow(dead_code)]
+
+use e2e::TestCluster;
+use e2e::decode::{database_contents, line_diff, schema_dump};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use tokio_postgres::Client;
+
+pub fn pgincr(cluster: &TestCluster) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgincr"));
+    cmd.env("PGINCR_PG_BINDIR", cluster.bindir())
+        .env("PGHOST", cluster.socket_dir())
+        .env("PGPORT", cluster.port().to_string())
+        .env("PGUSER", "postgres")
+        .env_remove("PGINCR_DSN")
+        .env_remove("PGINCR_REPO")
+        .env_remove("PGDATABASE")
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null());
+    cmd
+}
+
+pub fn run_ok(cluster: &TestCluster, args: &[&str]) -> String {
+    let out = pgincr(cluster).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "pgincr {args:?} failed: {}",
+        describe(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn run_err(cluster: &TestCluster, args: &[&str]) -> (Option<i32>, String) {
+    let out = pgincr(cluster).args(args).output().unwrap();
+    assert!(
+        !out.status.success(),
+        "pgincr {args:?} should fail: {}",
+        describe(&out)
+    );
+    (out.status.code(), describe(&out))
+}
+
+pub fn describe(out: &Output) -> String {
+    format!(
+        "{}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub fn repo_dir(cluster: &TestCluster) -> PathBuf {
+    cluster.scratch_dir("repo").join("r")
+}
+
+/// `pgincr stream` in the background with small segments and quick confirmations.
+pub fn start_stream(cluster: &TestCluster, repo: &Path) -> Child {
+    pgincr(cluster)
+        .args(["stream", "-d", "dbname=postgres", "-r"])
+        .arg(repo)
+        .args([
+            "--segment-size",
+            "4kB",
+            "--fsync-interval",
+            "1s",
+            "--status-interval",
+            "1s",
+        ])
+        .args(["--sequence-interval", "2s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the slot has confirmed everything written so far, then stops the stream
+/// with SIGTERM and returns its log.
+pub async fn stop_stream_when_caught_up(client: &Client, child: Child) -> String {
+    let lsn: String = client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done: bool = client
+            .query_one(
+                "SELECT coalesce(confirmed_flush_lsn >= $1::text::pg_lsn, false) FROM pg_replication_slots WHERE slot_name = 'pgincr'",
+                &[&lsn],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if done {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stream did not catch up to {lsn}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "stream failed:\n{log}");
+    log
+}
+
+pub async fn assert_same_database(cluster: &TestCluster, source: &Client, restored: &str) {
+    let target = cluster.connect(restored).await;
+    let (a, b) = (
+        database_contents(source).await,
+        database_contents(&target).await,
+    );
+    assert_eq!(a, b, "contents differ:\n{}", line_diff(&a, &b));
+    let (a, b) = (
+        schema_dump(cluster, "postgres"),
+        schema_dump(cluster, restored),
+    );
+    assert_eq!(a, b, "schemas differ:\n{}", line_diff(&a, &b));
+}
