@@ -134,6 +134,34 @@ async fn init_stream_base_restore_equal_the_source() {
     );
     assert!(err.contains("is not empty"), "{err}");
 
+    // Onto another server, where decoder_sql was never created; verify's restore test too.
+    let other = TestCluster::start_without_plugin(&[]);
+    let target = format!(
+        "host={} port={} dbname=elsewhere",
+        other.socket_dir().display(),
+        other.port()
+    );
+    let out = run_ok(
+        &cluster,
+        &["verify", "-r", repo_s, "--restore-test", &target],
+    );
+    assert!(out.contains("restore test passed"), "{out}");
+    let elsewhere = other.connect("elsewhere").await;
+    let (a, b) = (
+        database_contents(&source).await,
+        database_contents(&elsewhere).await,
+    );
+    assert_eq!(a, b, "contents differ:\n{}", line_diff(&a, &b));
+    let extensions: i64 = elsewhere
+        .query_one(
+            "SELECT count(*) FROM pg_extension WHERE extname = 'decoder_sql'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(extensions, 0);
+
     // Prune keeps the newest base and what it needs.
     let out = run_ok(&cluster, &["prune", "-r", repo_s, "--keep-bases", "1"]);
     assert!(out.contains("deleted 1 base backup(s)"), "{out}");
