@@ -404,6 +404,24 @@ enum Sink {
     Zstd(zstd::stream::write::Encoder<'static, HashingWriter<File>>),
 }
 
+impl Write for SqlFileWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = match &mut self.sink {
+            Sink::Plain(w) => w.write(buf),
+            Sink::Zstd(w) => w.write(buf),
+        }?;
+        self.sql_bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.sink {
+            Sink::Plain(w) => w.flush(),
+            Sink::Zstd(w) => w.flush(),
+        }
+    }
+}
+
 /// zstd level for repository files: fast, and about 5-10x smaller for SQL text.
 const ZSTD_LEVEL: i32 = 3;
 
@@ -435,14 +453,9 @@ impl SqlFileWriter {
         })
     }
 
-    pub fn write_all(&mut self, data: &[u8]) -> Result<()> {
-        let r = match &mut self.sink {
-            Sink::Plain(w) => w.write_all(data),
-            Sink::Zstd(w) => w.write_all(data),
-        };
-        r.map_err(Error::io(format!("writing {}", self.path.display())))?;
-        self.sql_bytes += data.len() as u64;
-        Ok(())
+    /// Appends SQL text.
+    pub fn append(&mut self, data: &[u8]) -> Result<()> {
+        Write::write_all(self, data).map_err(Error::io(format!("writing {}", self.path.display())))
     }
 
     /// Flushes, fsyncs and describes the file.

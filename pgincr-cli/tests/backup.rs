@@ -90,25 +90,10 @@ async fn init_stream_base_restore_equal_the_source() {
     assert!(out.contains("all good"), "{out}");
 
     // From the newest base and from the first one.
-    let out = run_ok(
-        &cluster,
-        &["restore", "-r", repo_s, "-t", "dbname=latest", "--create"],
-    );
+    let out = restore_into(&cluster, repo_s, "dbname=latest", &[]);
     assert!(out.contains("already in the base"), "{out}");
     assert_same_database(&cluster, &source, "latest").await;
-    run_ok(
-        &cluster,
-        &[
-            "restore",
-            "-r",
-            repo_s,
-            "-t",
-            "dbname=first",
-            "--create",
-            "--base",
-            first_base,
-        ],
-    );
+    restore_into(&cluster, repo_s, "dbname=first", &["--base", first_base]);
     assert_same_database(&cluster, &source, "first").await;
 
     // Sequences continue after the restored rows.
@@ -167,17 +152,7 @@ async fn init_stream_base_restore_equal_the_source() {
     assert!(out.contains("deleted 1 base backup(s)"), "{out}");
     assert!(!repo.join("bases").join(first_base).exists());
     run_ok(&cluster, &["verify", "-r", repo_s]);
-    run_ok(
-        &cluster,
-        &[
-            "restore",
-            "-r",
-            repo_s,
-            "-t",
-            "dbname=after_prune",
-            "--create",
-        ],
-    );
+    restore_into(&cluster, repo_s, "dbname=after_prune", &[]);
     assert_same_database(&cluster, &source, "after_prune").await;
 }
 
@@ -222,29 +197,15 @@ async fn stream_survives_killed_receiver_and_crashed_server() {
     let log = stop_stream_when_caught_up(&source, stream).await;
     assert!(log.contains("restarting pg_recvlogical"), "{log}");
 
-    let out = run_ok(
-        &cluster,
-        &[
-            "restore",
-            "-r",
-            &repo_s,
-            "-t",
-            "dbname=restored",
-            "--create",
-        ],
-    );
+    let out = restore_into(&cluster, &repo_s, "dbname=restored", &[]);
     assert!(out.contains("applied"), "{out}");
     assert_same_database(&cluster, &source, "restored").await;
 }
 
 #[tokio::test]
 async fn point_in_time_and_resumed_restores() {
-    let cluster = TestCluster::start();
-    let source = cluster.connect("postgres").await;
-    source.batch_execute(SETUP).await.unwrap();
-    let repo = repo_dir(&cluster);
+    let (cluster, source, repo) = initialised(SETUP).await;
     let repo_s = repo.to_str().unwrap();
-    run_ok(&cluster, &["init", "-d", "dbname=postgres", "-r", repo_s]);
 
     // Three moments, each with a copy of the source's contents.
     let mut moments = Vec::new();
@@ -265,47 +226,22 @@ async fn point_in_time_and_resumed_restores() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     workload(&source, 4).await;
-    run_ok(
-        &cluster,
-        &[
-            "stream",
-            "-d",
-            "dbname=postgres",
-            "-r",
-            repo_s,
-            "--catch-up",
-        ],
-    );
+    catch_up(&cluster, repo_s);
 
     for (i, (at, _, expected)) in moments.iter().enumerate() {
         let db = format!("pitr_{i}");
-        let dry = run_ok(
+        let dry = restore_into(
             &cluster,
-            &[
-                "restore",
-                "-r",
-                repo_s,
-                "-t",
-                &format!("dbname={db}"),
-                "--create",
-                "--to-time",
-                at,
-                "--dry-run",
-            ],
+            repo_s,
+            &format!("dbname={db}"),
+            &["--to-time", at, "--dry-run"],
         );
         assert!(dry.contains("would be applied"), "{dry}");
-        run_ok(
+        restore_into(
             &cluster,
-            &[
-                "restore",
-                "-r",
-                repo_s,
-                "-t",
-                &format!("dbname={db}"),
-                "--create",
-                "--to-time",
-                at,
-            ],
+            repo_s,
+            &format!("dbname={db}"),
+            &["--to-time", at],
         );
         let got = database_contents(&cluster.connect(&db).await).await;
         assert_eq!(
@@ -347,19 +283,7 @@ zstd -dc bases/*/dump.sql.zst \
 
     // A restore stopped at an LSN resumes from there and skips what it applied.
     let (_, lsn, expected) = &moments[0];
-    run_ok(
-        &cluster,
-        &[
-            "restore",
-            "-r",
-            repo_s,
-            "-t",
-            "dbname=resumed",
-            "--create",
-            "--to-lsn",
-            lsn,
-        ],
-    );
+    restore_into(&cluster, repo_s, "dbname=resumed", &["--to-lsn", lsn]);
     let got = database_contents(&cluster.connect("resumed").await).await;
     assert_eq!(expected, &got);
     let out = run_ok(&cluster, &["restore", "-r", repo_s, "-t", "dbname=resumed"]);
@@ -370,12 +294,8 @@ zstd -dc bases/*/dump.sql.zst \
 
 #[tokio::test]
 async fn damaged_repositories_give_clear_errors() {
-    let cluster = TestCluster::start();
-    let source = cluster.connect("postgres").await;
-    source.batch_execute(SETUP).await.unwrap();
-    let repo = repo_dir(&cluster);
+    let (cluster, source, repo) = initialised(SETUP).await;
     let repo_s = repo.to_str().unwrap();
-    run_ok(&cluster, &["init", "-d", "dbname=postgres", "-r", repo_s]);
     // Existing repository: init refuses another database's backup in it.
     let other = cluster.connect("postgres").await;
     other.batch_execute("CREATE DATABASE other").await.unwrap();
@@ -454,12 +374,8 @@ async fn damaged_repositories_give_clear_errors() {
 
 #[tokio::test]
 async fn failing_statement_is_reported_with_file_line_and_lsn() {
-    let cluster = TestCluster::start();
-    let source = cluster.connect("postgres").await;
-    source.batch_execute(SETUP).await.unwrap();
-    let repo = repo_dir(&cluster);
+    let (cluster, source, repo) = initialised(SETUP).await;
     let repo_s = repo.to_str().unwrap();
-    run_ok(&cluster, &["init", "-d", "dbname=postgres", "-r", repo_s]);
     let base_lsn: String = source
         .query_one("SELECT pg_current_wal_lsn()::text", &[])
         .await
@@ -469,31 +385,9 @@ async fn failing_statement_is_reported_with_file_line_and_lsn() {
         .batch_execute("INSERT INTO codes VALUES ('b', 'second')")
         .await
         .unwrap();
-    run_ok(
-        &cluster,
-        &[
-            "stream",
-            "-d",
-            "dbname=postgres",
-            "-r",
-            repo_s,
-            "--catch-up",
-        ],
-    );
+    catch_up(&cluster, repo_s);
 
-    run_ok(
-        &cluster,
-        &[
-            "restore",
-            "-r",
-            repo_s,
-            "-t",
-            "dbname=broken",
-            "--create",
-            "--to-lsn",
-            &base_lsn,
-        ],
-    );
+    restore_into(&cluster, repo_s, "dbname=broken", &["--to-lsn", &base_lsn]);
     let target = cluster.connect("broken").await;
     target
         .batch_execute("INSERT INTO codes VALUES ('b', 'in the way')")
@@ -520,12 +414,8 @@ async fn failing_statement_is_reported_with_file_line_and_lsn() {
 
 #[tokio::test]
 async fn status_reports_the_slot_as_the_server_sees_it() {
-    let cluster = TestCluster::start();
-    let source = cluster.connect("postgres").await;
-    source.batch_execute(SETUP).await.unwrap();
-    let repo = repo_dir(&cluster);
+    let (cluster, source, repo) = initialised(SETUP).await;
     let repo_s = repo.to_str().unwrap();
-    run_ok(&cluster, &["init", "-d", "dbname=postgres", "-r", repo_s]);
     workload(&source, 1).await;
     let out = pgincr(&cluster)
         .args([

@@ -89,19 +89,7 @@ async fn pgbench_with_base_backups_mid_run() {
     run_ok(&cluster, &["verify", "-r", repo_s]);
     for (i, base) in bases.iter().enumerate() {
         let db = format!("from_base_{i}");
-        run_ok(
-            &cluster,
-            &[
-                "restore",
-                "-r",
-                repo_s,
-                "-t",
-                &format!("dbname={db}"),
-                "--create",
-                "--base",
-                base,
-            ],
-        );
+        restore_into(&cluster, repo_s, &format!("dbname={db}"), &["--base", base]);
         assert_same_database(&cluster, &source, &db).await;
     }
 }
@@ -147,17 +135,7 @@ async fn pgbench_with_crashes_and_a_killed_receiver() {
         "{log}"
     );
     run_ok(&cluster, &["verify", "-r", &repo_s]);
-    run_ok(
-        &cluster,
-        &[
-            "restore",
-            "-r",
-            &repo_s,
-            "-t",
-            "dbname=restored",
-            "--create",
-        ],
-    );
+    restore_into(&cluster, &repo_s, "dbname=restored", &[]);
     assert_same_database(&cluster, &source, "restored").await;
     // pgbench_history has no key: duplicates from re-sent transactions would show here.
     let count = |c: tokio_postgres::Client| async move {
@@ -219,12 +197,8 @@ const MIXED: &[&str] = &[
 
 #[tokio::test]
 async fn mixed_workload_with_ddl_and_every_type() {
-    let cluster = TestCluster::start();
-    let source = cluster.connect("postgres").await;
-    source.batch_execute(ZOO).await.unwrap();
-    let repo = repo_dir(&cluster);
+    let (cluster, source, repo) = initialised(ZOO).await;
     let repo_s = repo.to_str().unwrap();
-    run_ok(&cluster, &["init", "-d", "dbname=postgres", "-r", repo_s]);
     let stream = start_stream(&cluster, &repo);
     source.batch_execute(ZOO_ROWS).await.unwrap();
     for (i, sql) in MIXED.iter().enumerate() {
@@ -235,10 +209,7 @@ async fn mixed_workload_with_ddl_and_every_type() {
     }
     let log = stop_stream_when_caught_up(&source, stream).await;
     assert!(!log.contains("NOT CAPTURED"), "{log}");
-    run_ok(
-        &cluster,
-        &["restore", "-r", repo_s, "-t", "dbname=restored", "--create"],
-    );
+    restore_into(&cluster, repo_s, "dbname=restored", &[]);
     assert_same_database(&cluster, &source, "restored").await;
     // The large value survived the unchanged-TOAST update.
     let restored = cluster.connect("restored").await;

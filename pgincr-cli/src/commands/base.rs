@@ -193,7 +193,7 @@ async fn dump(
         if n == 0 {
             break;
         }
-        tokio::task::block_in_place(|| out.write_all(&buf[..n]))?;
+        tokio::task::block_in_place(|| out.append(&buf[..n]))?;
         bar.inc(n as u64);
     }
     pg_dump.wait().await?;
@@ -211,6 +211,6 @@ async fn dump_globals(repo: &Repo, source: &Endpoint, dir: &str) -> Result<repo:
         .output()
         .await?;
     let mut out = SqlFileWriter::create(repo, &format!("{dir}/globals.sql"), false)?;
-    out.write_all(&sql)?;
+    out.append(&sql)?;
     out.finish()
 }

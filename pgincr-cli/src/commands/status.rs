@@ -212,51 +212,58 @@ pub fn prometheus(st: &Status) -> String {
         "{{slot=\"{}\"}}",
         st.slot.replace('\\', "\\\\").replace('"', "\\\"")
     );
-    let mut gauge = |name: &str, help: &str, v: Option<f64>| {
-        if let Some(v) = v {
-            out.push_str(&format!("# HELP pgincr_{name} {help}\n# TYPE pgincr_{name} gauge\npgincr_{name}{label} {v}\n"));
-        }
-    };
     let code = match st.state {
         "OK" => 0.0,
         "WARNING" => 1.0,
         _ => 2.0,
     };
-    gauge("status", "0 ok, 1 warning, 2 critical", Some(code));
-    gauge(
-        "slot_exists",
-        "1 if the replication slot exists",
-        Some(f64::from(u8::from(st.slot_exists))),
-    );
-    gauge(
-        "slot_active",
-        "1 if a client is streaming from the slot",
-        Some(f64::from(u8::from(st.slot_active))),
-    );
-    gauge(
-        "slot_restart_lag_bytes",
-        "WAL retained for the slot",
-        st.restart_lag_bytes.map(|v| v as f64),
-    );
-    gauge(
-        "slot_flush_lag_bytes",
-        "WAL not yet confirmed by pgincr stream",
-        st.flush_lag_bytes.map(|v| v as f64),
-    );
-    gauge(
-        "slot_safe_wal_size_bytes",
-        "WAL that can still be written before the slot is lost",
-        st.safe_wal_size_bytes.map(|v| v as f64),
-    );
-    gauge(
-        "newest_segment_age_seconds",
-        "time since a change last reached the repository",
-        st.newest_segment_age_seconds.map(|v| v as f64),
-    );
-    gauge(
-        "repository_bytes",
-        "size of the repository on disk",
-        st.repository_bytes.map(|v| v as f64),
-    );
+    let flag = |b: bool| Some(f64::from(u8::from(b)));
+    let int = |v: Option<i64>| v.map(|v| v as f64);
+    let uint = |v: Option<u64>| v.map(|v| v as f64);
+    let gauges = [
+        ("status", "0 ok, 1 warning, 2 critical", Some(code)),
+        (
+            "slot_exists",
+            "1 if the replication slot exists",
+            flag(st.slot_exists),
+        ),
+        (
+            "slot_active",
+            "1 if a client is streaming from the slot",
+            flag(st.slot_active),
+        ),
+        (
+            "slot_restart_lag_bytes",
+            "WAL retained for the slot",
+            int(st.restart_lag_bytes),
+        ),
+        (
+            "slot_flush_lag_bytes",
+            "WAL not yet confirmed by pgincr stream",
+            int(st.flush_lag_bytes),
+        ),
+        (
+            "slot_safe_wal_size_bytes",
+            "WAL that can still be written before the slot is lost",
+            int(st.safe_wal_size_bytes),
+        ),
+        (
+            "newest_segment_age_seconds",
+            "time since a change last reached the repository",
+            uint(st.newest_segment_age_seconds),
+        ),
+        (
+            "repository_bytes",
+            "size of the repository on disk",
+            uint(st.repository_bytes),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        if let Some(v) = value {
+            out.push_str(&format!(
+                "# HELP pgincr_{name} {help}\n# TYPE pgincr_{name} gauge\npgincr_{name}{label} {v}\n"
+            ));
+        }
+    }
     out
 }

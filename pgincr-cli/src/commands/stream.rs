@@ -24,7 +24,6 @@ use crate::{Error, Result};
 use nix::sys::signal::Signal;
 use sqlgen::lsn::Lsn;
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{SignalKind, signal};
@@ -368,16 +367,8 @@ impl OpenSegmentFinisher {
                 let mut out = SqlFileWriter::create(&self.repo, &rel, true)?;
                 let mut input = fs::File::open(path)
                     .map_err(Error::io(format!("opening {}", path.display())))?;
-                let mut buf = vec![0u8; 1 << 18];
-                loop {
-                    let n = input
-                        .read(&mut buf)
-                        .map_err(Error::io(format!("reading {}", path.display())))?;
-                    if n == 0 {
-                        break;
-                    }
-                    out.write_all(&buf[..n])?;
-                }
+                std::io::copy(&mut input, &mut out)
+                    .map_err(Error::io(format!("compressing {}", path.display())))?;
                 out.finish()?
             }
             Compression::None => {

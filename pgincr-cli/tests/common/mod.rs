@@ -126,3 +126,37 @@ pub async fn assert_same_database(cluster: &TestCluster, source: &Client, restor
     );
     assert_eq!(a, b, "schemas differ:\n{}", line_diff(&a, &b));
 }
+
+/// `pgincr restore -r <repo> -t <target> --create <extra>`, which must succeed.
+pub fn restore_into(cluster: &TestCluster, repo: &str, target: &str, extra: &[&str]) -> String {
+    let mut args = vec!["restore", "-r", repo, "-t", target, "--create"];
+    args.extend_from_slice(extra);
+    run_ok(cluster, &args)
+}
+
+/// A cluster with `setup` run in database postgres and a repository initialised for it.
+pub async fn initialised(setup: &str) -> (TestCluster, Client, PathBuf) {
+    let cluster = TestCluster::start();
+    let source = cluster.connect("postgres").await;
+    source.batch_execute(setup).await.unwrap();
+    let repo = repo_dir(&cluster);
+    run_ok(
+        &cluster,
+        &[
+            "init",
+            "-d",
+            "dbname=postgres",
+            "-r",
+            repo.to_str().unwrap(),
+        ],
+    );
+    (cluster, source, repo)
+}
+
+/// `pgincr stream --catch-up`: everything committed so far into the repository.
+pub fn catch_up(cluster: &TestCluster, repo: &str) {
+    run_ok(
+        cluster,
+        &["stream", "-d", "dbname=postgres", "-r", repo, "--catch-up"],
+    );
+}
