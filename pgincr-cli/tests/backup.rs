@@ -168,22 +168,39 @@ async fn stream_survives_killed_receiver_and_crashed_server() {
     workload(&source, 1).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    // Kill pg_recvlogical in the middle of things.
-    let big = cluster.connect("postgres").await;
-    let pending = tokio::spawn(async move {
-        big.batch_execute(
-            "INSERT INTO accounts (owner) SELECT 'bulk ' || g FROM generate_series(1, 30000) g",
+    // Kill pg_recvlogical while it writes a large transaction: its BEGIN is on disk, its
+    // COMMIT is not.
+    source
+        .batch_execute(
+            "INSERT INTO accounts (owner) SELECT 'bulk ' || g FROM generate_series(1, 100000) g",
         )
         .await
         .unwrap();
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let open = repo.join("segments").join("open.sql");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&open).unwrap_or_default();
+        if text.contains("'bulk ")
+            && !text
+                .trim_end()
+                .lines()
+                .last()
+                .unwrap_or("")
+                .starts_with("COMMIT;")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the large transaction never streamed"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     let killed = Command::new("pkill")
         .args(["-KILL", "-f", &format!("pg_recvlogical.*{repo_s}")])
         .status()
         .unwrap();
     assert!(killed.success(), "no pg_recvlogical to kill");
-    pending.await.unwrap();
     workload(&source, 2).await;
 
     // Crash the server twice.
@@ -196,6 +213,10 @@ async fn stream_survives_killed_receiver_and_crashed_server() {
     let source = cluster.connect("postgres").await;
     let log = stop_stream_when_caught_up(&source, stream).await;
     assert!(log.contains("restarting pg_recvlogical"), "{log}");
+    assert!(
+        log.contains("of an incomplete transaction at the end of open.sql"),
+        "{log}"
+    );
 
     let out = restore_into(&cluster, &repo_s, "dbname=restored", &[]);
     assert!(out.contains("applied"), "{out}");
