@@ -224,3 +224,92 @@ async fn mixed_workload_with_ddl_and_every_type() {
         database_contents(&restored).await
     );
 }
+
+#[tokio::test]
+async fn a_killed_restore_resumes_where_it_stopped() {
+    let cluster = TestCluster::start();
+    pgbench_init(&cluster);
+    let source = cluster.connect("postgres").await;
+    let repo = repo_dir(&cluster);
+    let repo_s = repo.to_str().unwrap();
+    run_ok(&cluster, &["init", "-d", "dbname=postgres", "-r", repo_s]);
+    let out = pgbench(&cluster, &["-n", "-c", "2", "-t", "10000", "postgres"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pgbench: {}", describe(&out));
+    run_ok(
+        &cluster,
+        &[
+            "stream",
+            "-d",
+            "dbname=postgres",
+            "-r",
+            repo_s,
+            "--catch-up",
+        ],
+    );
+
+    // Small batches make the restore commit often; kill it once it is under way.
+    let mut restore = pgincr(&cluster)
+        .args([
+            "restore",
+            "-r",
+            repo_s,
+            "-t",
+            "dbname=restored",
+            "--create",
+            "--batch-size",
+            "4kB",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let progress = |c: tokio_postgres::Client| async move {
+        c.query_opt(
+            "SELECT pg_replication_origin_progress(roname, true)::text FROM pg_replication_origin WHERE roname LIKE 'pgincr\\_%'",
+            &[],
+        )
+        .await
+        .ok()
+        .flatten()
+        .map(|r| r.get::<_, String>(0))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut seen = 0;
+    loop {
+        if let Ok(c) = cluster.connect_checked("restored").await
+            && progress(c).await.is_some()
+        {
+            seen += 1;
+            if seen == 3 {
+                break;
+            }
+        }
+        assert!(
+            restore.try_wait().unwrap().is_none(),
+            "restore finished before it could be interrupted"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "restore never started applying"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    restore.kill().unwrap();
+    restore.wait().unwrap();
+
+    let out = run_ok(
+        &cluster,
+        &["restore", "-r", repo_s, "-t", "dbname=restored"],
+    );
+    assert!(out.contains("resuming the restore"), "{out}");
+    let applied: u64 = out
+        .split("applied ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(applied > 0 && !out.contains(" 0 already applied"), "{out}");
+    assert_same_database(&cluster, &source, "restored").await;
+}

@@ -255,6 +255,19 @@ impl TestCluster {
         client
     }
 
+    /// Like [`connect`](Self::connect), but a failure is returned (the database may not exist yet).
+    pub async fn connect_checked(
+        &self,
+        dbname: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let (client, conn) =
+            tokio_postgres::connect(&self.conninfo(dbname), tokio_postgres::NoTls).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(client)
+    }
+
     /// A client program of the cluster's installation, connected through the environment.
     pub fn client_command(&self, program: &str) -> Command {
         let mut c = Command::new(self.bindir.join(program));
