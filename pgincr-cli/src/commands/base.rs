@@ -20,7 +20,7 @@ pub async fn run(args: BaseArgs, bindir: Option<PathBuf>) -> Result<()> {
     let manifest = repo.load()?;
     let source = Endpoint::new(&args.conn.dsn, bindir)?;
     let client = source.connect().await?;
-    let (_, system_identifier, database) = server_info(&client).await?;
+    let (system_identifier, database) = source_identity(&client).await?;
     if system_identifier != manifest.source.system_identifier
         || database != manifest.source.database
     {
@@ -49,16 +49,26 @@ pub fn report(base: &Base) {
     );
 }
 
-/// Server facts for the manifest, the system identifier and the database name.
-pub async fn server_info(client: &Client) -> Result<(ServerInfo, String, String)> {
+/// The system identifier and the database name: which database a repository backs up.
+pub async fn source_identity(client: &Client) -> Result<(String, String)> {
+    let row = client
+        .query_one(
+            "SELECT (SELECT system_identifier::text FROM pg_catalog.pg_control_system()),
+                    current_database()::text",
+            &[],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
+}
+
+/// Server facts for a base backup's manifest entry.
+pub async fn server_info(client: &Client) -> Result<ServerInfo> {
     let row = client
         .query_one(
             "SELECT current_setting('server_version'),
                     current_setting('server_version_num')::int,
                     pg_catalog.pg_encoding_to_char(d.encoding)::text,
-                    d.datcollate::text, d.datctype::text,
-                    (SELECT system_identifier::text FROM pg_catalog.pg_control_system()),
-                    current_database()::text
+                    d.datcollate::text, d.datctype::text
                FROM pg_catalog.pg_database d WHERE d.datname = current_database()",
             &[],
         )
@@ -83,19 +93,15 @@ pub async fn server_info(client: &Client) -> Result<(ServerInfo, String, String)
     } else {
         0
     };
-    Ok((
-        ServerInfo {
-            server_version: row.get(0),
-            server_version_num: row.get(1),
-            encoding: row.get(2),
-            lc_collate: row.get(3),
-            lc_ctype: row.get(4),
-            extensions,
-            decoder_sql_format_version,
-        },
-        row.get(5),
-        row.get(6),
-    ))
+    Ok(ServerInfo {
+        server_version: row.get(0),
+        server_version_num: row.get(1),
+        encoding: row.get(2),
+        lc_collate: row.get(3),
+        lc_ctype: row.get(4),
+        extensions,
+        decoder_sql_format_version,
+    })
 }
 
 /// Creates `slot` with an exported snapshot, dumps the database and the globals under it,
@@ -107,7 +113,7 @@ pub async fn take_base(
     slot: &str,
     temporary: bool,
 ) -> Result<Base> {
-    let (server, _, _) = server_info(client).await?;
+    let server = server_info(client).await?;
     let started = repo::now_rfc3339();
     let mut id = repo::now_id();
     while repo.path(repo::BASES_DIR).join(&id).exists() {

@@ -4,7 +4,7 @@
 //! Safe to re-run: an initialised repository whose slot still exists is left alone. An
 //! existing repository or slot is only replaced with `--force`.
 
-use super::base::{report, server_info, take_base};
+use super::base::{report, source_identity, take_base};
 use crate::cli::InitArgs;
 use crate::pg::Endpoint;
 use crate::repo::{self, Manifest, Repo, Source};
@@ -16,7 +16,7 @@ pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
     let repo = Repo::new(&args.repo.repo);
     let source = Endpoint::new(&args.conn.dsn, bindir)?;
     let client = source.connect().await?;
-    let (_, system_identifier, database) = server_info(&client).await?;
+    let (system_identifier, database) = source_identity(&client).await?;
     let slot = slot_state(&client, &args.slot).await?;
 
     if repo.exists() && !args.force {
