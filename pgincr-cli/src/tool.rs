@@ -103,7 +103,7 @@ impl Tool {
             source: e,
         })?;
         let tail = Arc::new(Mutex::new(VecDeque::new()));
-        if let Some(stderr) = child.stderr.take() {
+        let stderr_reader = child.stderr.take().map(|stderr| {
             let tail = Arc::clone(&tail);
             let program = self.program;
             tokio::spawn(async move {
@@ -116,12 +116,13 @@ impl Tool {
                     }
                     t.push_back(line);
                 }
-            });
-        }
+            })
+        });
         Ok(Running {
             program: self.program,
             child,
             stderr_tail: tail,
+            stderr_reader,
         })
     }
 }
@@ -131,11 +132,13 @@ pub struct Running {
     pub program: &'static str,
     pub child: Child,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    /// Ends when the program's stderr closes, i.e. when it exits.
+    stderr_reader: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
     /// The last lines the program wrote to stderr.
-    pub fn stderr_tail(&self) -> String {
+    fn stderr_tail(&self) -> String {
         let t = self.stderr_tail.lock().expect("stderr tail lock");
         t.iter().cloned().collect::<Vec<_>>().join("\n")
     }
@@ -146,13 +149,16 @@ impl Running {
         self.check(status).await
     }
 
-    /// Turns an exit status into a result (after letting the stderr reader catch up).
-    pub async fn check(&self, status: ExitStatus) -> Result<()> {
+    /// Turns an exit status into a result; a failure carries the complete stderr tail.
+    pub async fn check(&mut self, status: ExitStatus) -> Result<()> {
         if status.success() {
             return Ok(());
         }
-        // The stderr reader may still be draining the pipe.
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // The reader may still be draining the pipe; it ends at end of file. A bounded
+        // wait, in case a grandchild keeps the pipe open.
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), reader).await;
+        }
         Err(tool_failed(self.program, status, &self.stderr_tail()))
     }
 
@@ -181,7 +187,7 @@ fn tool_failed(program: &str, status: ExitStatus, stderr_tail: &str) -> Error {
 }
 
 /// "exit code 1" or "signal 9".
-pub fn describe_status(status: ExitStatus) -> String {
+fn describe_status(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit code {code}"),

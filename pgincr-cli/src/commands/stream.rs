@@ -18,7 +18,7 @@ use crate::cli::{Compression, StreamArgs};
 use crate::pg::Endpoint;
 use crate::repo::{self, Manifest, Repo, Segment, SqlFileWriter};
 use crate::segment::summarize;
-use crate::tool::{Running, describe_status};
+use crate::tool::Running;
 use crate::units::human_bytes;
 use crate::{Error, Result};
 use nix::sys::signal::Signal;
@@ -95,11 +95,10 @@ pub async fn run(args: StreamArgs, bindir: Option<PathBuf>) -> Result<()> {
                 return Ok(());
             }
             Some(status) => {
-                tracing::error!(
-                    "pg_recvlogical stopped ({}):\n{}",
-                    describe_status(status),
-                    child.stderr_tail()
-                );
+                match child.check(status).await {
+                    Err(e) => tracing::error!("{e}"),
+                    Ok(()) => tracing::error!("pg_recvlogical exited unexpectedly"),
+                }
                 segments.recover_tail()?;
                 // A vanished slot cannot be resumed: the stream has a gap from here on.
                 match source.connect().await {
@@ -176,12 +175,12 @@ fn start_receiver(
 async fn stop_receiver(child: &mut Running) {
     child.signal(Signal::SIGINT);
     match tokio::time::timeout(STOP_TIMEOUT, child.child.wait()).await {
-        Ok(Ok(status)) if !status.success() => tracing::warn!(
-            "pg_recvlogical exited with {} on stop:\n{}",
-            describe_status(status),
-            child.stderr_tail()
-        ),
-        Ok(_) => {}
+        Ok(Ok(status)) => {
+            if let Err(e) = child.check(status).await {
+                tracing::warn!("on stop: {e}");
+            }
+        }
+        Ok(Err(e)) => tracing::warn!("waiting for pg_recvlogical: {e}"),
         Err(_) => {
             tracing::warn!("pg_recvlogical did not stop in time; killing it");
             let _ = child.child.kill().await;
@@ -316,22 +315,26 @@ impl OpenSegment {
             wait_until_closed(child, &closing).await;
         }
         self.data_since = None;
-        let mut finisher = OpenSegmentFinisher::from(&*self);
+        let finisher = OpenSegmentFinisher::from(&*self);
         let segment = tokio::task::spawn_blocking(move || finisher.finish(&closing))
             .await
             .map_err(|e| Error::Invalid(format!("segment finisher failed: {e}")))??;
-        self.last_end_lsn = segment.end_lsn;
-        self.next_seq = segment.seq + 1;
-        self.open_end_lsn = None;
+        self.closed(&segment);
         Ok(())
     }
 
     /// Scans, compresses and registers a closed segment file (synchronous).
     fn finish(&mut self, path: &Path) -> Result<()> {
         let segment = OpenSegmentFinisher::from(&*self).finish(path)?;
+        self.closed(&segment);
+        Ok(())
+    }
+
+    /// The chain now ends with `segment`; a new open segment starts after it.
+    fn closed(&mut self, segment: &Segment) {
         self.last_end_lsn = segment.end_lsn;
         self.next_seq = segment.seq + 1;
-        Ok(())
+        self.open_end_lsn = None;
     }
 }
 
@@ -355,7 +358,7 @@ impl From<&OpenSegment> for OpenSegmentFinisher {
 }
 
 impl OpenSegmentFinisher {
-    fn finish(&mut self, path: &Path) -> Result<Segment> {
+    fn finish(&self, path: &Path) -> Result<Segment> {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
