@@ -305,20 +305,35 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 /// SHA-256 (hex) and size of a file.
 pub fn hash_file(path: &Path) -> Result<(String, u64)> {
     let mut f = File::open(path).map_err(Error::io(format!("opening {}", path.display())))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut total = 0u64;
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(Error::io(format!("reading {}", path.display())))?;
-        if n == 0 {
-            break;
+    let mut hashing = HashingWriter::new(std::io::sink());
+    std::io::copy(&mut f, &mut hashing)
+        .map_err(Error::io(format!("reading {}", path.display())))?;
+    let (_, sha256, bytes) = hashing.finish();
+    Ok((sha256, bytes))
+}
+
+/// How a stored file differs from its manifest entry.
+#[derive(Debug)]
+pub enum FileProblem {
+    Missing,
+    /// What the file on disk hashes to.
+    Damaged {
+        sha256: String,
+        bytes: u64,
+    },
+}
+
+impl Repo {
+    /// Compares a file on disk with its manifest entry (size and SHA-256).
+    pub fn stored_file_problem(&self, f: &FileEntry) -> Result<Option<FileProblem>> {
+        let path = self.path(&f.path);
+        if !path.exists() {
+            return Ok(Some(FileProblem::Missing));
         }
-        hasher.update(&buf[..n]);
-        total += n as u64;
+        let (sha256, bytes) = hash_file(&path)?;
+        Ok((sha256 != f.sha256 || bytes != f.bytes)
+            .then_some(FileProblem::Damaged { sha256, bytes }))
     }
-    Ok((hex::encode(hasher.finalize()), total))
 }
 
 /// Opens a repository file for reading as SQL text, decompressing zstd transparently.

@@ -5,10 +5,9 @@
 
 use crate::chain;
 use crate::cli::{RepoArgs, RestoreArgs, VerifyArgs};
-use crate::repo::{self, FileEntry, Repo};
+use crate::repo::{self, FileEntry, FileProblem, Repo};
 use crate::segment::summarize;
 use crate::{Error, Result};
-use std::io::Read;
 use std::path::PathBuf;
 
 pub async fn run(args: VerifyArgs, bindir: Option<PathBuf>) -> Result<()> {
@@ -98,27 +97,19 @@ pub async fn run(args: VerifyArgs, bindir: Option<PathBuf>) -> Result<()> {
 
 /// Size, checksum and (for compressed files) full decompression.
 fn check_file(repo: &Repo, f: &FileEntry) -> std::result::Result<(), String> {
-    let path = repo.path(&f.path);
-    if !path.exists() {
-        return Err(format!("{} is missing", f.path));
-    }
-    let (sha, bytes) = repo::hash_file(&path).map_err(|e| e.to_string())?;
-    if bytes != f.bytes || sha != f.sha256 {
-        return Err(format!(
-            "{} is damaged: checksum {sha} ({bytes} bytes), manifest says {} ({} bytes)",
-            f.path, f.sha256, f.bytes
-        ));
-    }
-    let mut reader = repo::open_sql(&path).map_err(|e| e.to_string())?;
-    let mut buf = vec![0u8; 1 << 16];
-    let mut total = 0u64;
-    loop {
-        match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => total += n as u64,
-            Err(e) => return Err(format!("{} cannot be decompressed: {e}", f.path)),
+    match repo.stored_file_problem(f).map_err(|e| e.to_string())? {
+        None => {}
+        Some(FileProblem::Missing) => return Err(format!("{} is missing", f.path)),
+        Some(FileProblem::Damaged { sha256, bytes }) => {
+            return Err(format!(
+                "{} is damaged: checksum {sha256} ({bytes} bytes), manifest says {} ({} bytes)",
+                f.path, f.sha256, f.bytes
+            ));
         }
     }
+    let mut reader = repo::open_sql(&repo.path(&f.path)).map_err(|e| e.to_string())?;
+    let total = std::io::copy(&mut reader, &mut std::io::sink())
+        .map_err(|e| format!("{} cannot be decompressed: {e}", f.path))?;
     if total != f.sql_bytes {
         return Err(format!(
             "{} holds {total} bytes of SQL, manifest says {}",
