@@ -17,7 +17,7 @@ use crate::chain;
 use crate::cli::RestoreArgs;
 use crate::error::describe_pg_error;
 use crate::pg::Endpoint;
-use crate::repo::{self, Base, Manifest, Repo};
+use crate::repo::{self, Base, FileProblem, Manifest, Repo};
 use crate::segment::{Event, Location, Parser, StreamReader, Txn};
 use crate::units::human_bytes;
 use crate::{Error, Result, progress};
@@ -48,6 +48,42 @@ impl Target {
             Target::Latest => false,
             Target::Lsn(l) => txn.commit_lsn > l,
             Target::Time(t) => txn.commit_time > t,
+        }
+    }
+}
+
+/// What a restore does with one transaction of the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Committed before the base's consistent point: the dump has it.
+    InBase,
+    /// Applied already (earlier in this run, before an interruption, or sent twice).
+    AlreadyApplied,
+    /// Past the target point: the restore stops here.
+    PastTarget,
+    Apply,
+}
+
+/// Decides, transaction by transaction and in stream order, what a restore applies.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    pub consistent_lsn: Lsn,
+    /// End of the last transaction applied (or judged to be applied).
+    pub applied_upto: Lsn,
+    pub target: Target,
+}
+
+impl Selection {
+    pub fn judge(&mut self, txn: &sqlgen::txn::TxnInfo) -> Verdict {
+        if txn.end_lsn <= self.consistent_lsn {
+            Verdict::InBase
+        } else if txn.end_lsn <= self.applied_upto {
+            Verdict::AlreadyApplied
+        } else if self.target.excludes(txn) {
+            Verdict::PastTarget
+        } else {
+            self.applied_upto = txn.end_lsn;
+            Verdict::Apply
         }
     }
 }
@@ -115,15 +151,13 @@ pub fn stream_files(
     }
     let mut files = Vec::new();
     for s in needed {
-        let path = repo.path(&s.file.path);
-        if !path.exists() {
-            return Err(Error::Repository(format!(
+        ensure_intact(repo, &s.file, || {
+            format!(
                 "segment file {} is missing; restore cannot go past {}",
                 s.file.path, s.start_lsn
-            )));
-        }
-        check_checksum(repo, &s.file)?;
-        files.push((path, s.file.path.clone()));
+            )
+        })?;
+        files.push((repo.path(&s.file.path), s.file.path.clone()));
     }
     let open = repo.open_segment_path();
     if open.exists() {
@@ -135,21 +169,18 @@ pub fn stream_files(
     Ok(files)
 }
 
-/// A file whose checksum differs from the manifest's is never applied.
-fn check_checksum(repo: &Repo, f: &repo::FileEntry) -> Result<()> {
-    let path = repo.path(&f.path);
-    if !path.exists() {
-        return Err(Error::Repository(format!("{} is missing", f.path)));
-    }
-    let (sha, _) = repo::hash_file(&path)?;
-    if sha != f.sha256 {
-        return Err(Error::Repository(format!(
+/// A file that is missing or whose checksum differs from the manifest's is never applied;
+/// `missing` says what a missing file means.
+fn ensure_intact(repo: &Repo, f: &repo::FileEntry, missing: impl FnOnce() -> String) -> Result<()> {
+    match repo.stored_file_problem(f)? {
+        None => Ok(()),
+        Some(FileProblem::Missing) => Err(Error::Repository(missing())),
+        Some(FileProblem::Damaged { .. }) => Err(Error::Repository(format!(
             "{} is damaged (its checksum differs from the manifest); nothing was restored. \
              `pgincr verify` lists every damaged file.",
             f.path
-        )));
+        ))),
     }
-    Ok(())
 }
 
 pub async fn run(args: RestoreArgs, bindir: Option<PathBuf>) -> Result<()> {
@@ -172,8 +203,9 @@ pub async fn run(args: RestoreArgs, bindir: Option<PathBuf>) -> Result<()> {
     let target = resolve_target(server.as_ref(), &args).await?;
     let base = choose_base(&manifest, target, args.base.as_deref())?;
     let files = stream_files(&repo, &manifest, base)?;
-    check_checksum(&repo, &base.dump)?;
-    check_checksum(&repo, &base.globals)?;
+    for f in [&base.dump, &base.globals] {
+        ensure_intact(&repo, f, || format!("{} is missing", f.path))?;
+    }
     let Some(server) = server.filter(|_| !args.dry_run) else {
         return dry_run(&repo, base, files, target);
     };
@@ -192,9 +224,11 @@ pub async fn run(args: RestoreArgs, bindir: Option<PathBuf>) -> Result<()> {
         .get(0);
     let origin = format!("{origin_prefix}{}", base.id);
 
-    let applied_before = origin_progress(&client, &origin).await?;
-    match applied_before {
-        Some(lsn) => println!("resuming the restore from base {} at {lsn}", base.id),
+    let applied_before = match origin_progress(&client, &origin).await? {
+        Some(lsn) => {
+            println!("resuming the restore from base {} at {lsn}", base.id);
+            lsn
+        }
         None => {
             ensure_empty(&client).await?;
             if !args.no_globals {
@@ -209,10 +243,16 @@ pub async fn run(args: RestoreArgs, bindir: Option<PathBuf>) -> Result<()> {
                 )
                 .await?;
             println!("base backup {} restored", base.id);
+            base.consistent_lsn
         }
-    }
+    };
 
-    let stats = apply_changes(&client, &origin, base, files, target, args.batch_size).await?;
+    let selection = Selection {
+        consistent_lsn: base.consistent_lsn,
+        applied_upto: applied_before,
+        target,
+    };
+    let stats = apply_changes(&client, &origin, selection, files, args.batch_size).await?;
     sync_owned_sequences(&client).await?;
     println!(
         "applied {} transaction(s) ({} of SQL) in {:.1}s; skipped {} already in the base, {} already applied",
@@ -527,9 +567,8 @@ struct Queued {
 async fn apply_changes(
     client: &Client,
     origin: &str,
-    base: &Base,
+    mut selection: Selection,
     files: Vec<(PathBuf, String)>,
-    target: Target,
     batch_size: u64,
 ) -> Result<ApplyStats> {
     client
@@ -549,9 +588,6 @@ async fn apply_changes(
             &[&origin],
         )
         .await?;
-    let mut applied_upto = origin_progress(client, origin)
-        .await?
-        .unwrap_or(base.consistent_lsn);
 
     let total: u64 = files
         .iter()
@@ -576,24 +612,27 @@ async fn apply_changes(
                 tracing::warn!("{at}: statement outside any transaction not applied: {line}");
             }
             Some(Event::OrphanCommit { end_lsn, at }) => {
-                if end_lsn > applied_upto {
+                if end_lsn > selection.applied_upto {
                     return Err(Error::Repository(format!(
                         "{at}: the transaction ending at {end_lsn} began in a segment that is missing"
                     )));
                 }
             }
             Some(Event::Txn(txn)) => {
-                if txn.info.end_lsn <= base.consistent_lsn {
-                    stats.in_base += 1;
-                    continue;
-                }
-                if txn.info.end_lsn <= applied_upto {
-                    stats.already_applied += 1;
-                    continue;
-                }
-                if target.excludes(&txn.info) {
-                    stop = true;
-                    continue;
+                match selection.judge(&txn.info) {
+                    Verdict::InBase => {
+                        stats.in_base += 1;
+                        continue;
+                    }
+                    Verdict::AlreadyApplied => {
+                        stats.already_applied += 1;
+                        continue;
+                    }
+                    Verdict::PastTarget => {
+                        stop = true;
+                        continue;
+                    }
+                    Verdict::Apply => {}
                 }
                 queued.push(Queued {
                     end_lsn: txn.info.end_lsn,
@@ -601,7 +640,6 @@ async fn apply_changes(
                     start: batch.len(),
                 });
                 push_with_origin_progress(&mut batch, &txn);
-                applied_upto = txn.info.end_lsn;
                 stats.applied += 1;
                 stats.bytes += txn.text.len() as u64;
                 stats.last = Some((txn.info.end_lsn, txn.info.commit_time));
@@ -767,17 +805,19 @@ fn dry_run(repo: &Repo, base: &Base, files: Vec<(PathBuf, String)>, target: Targ
     println!("transactions to apply (xid, end LSN, commit time, location):");
     let mut reader = StreamReader::new(files);
     let mut parser = Parser::new(false);
-    let mut last = base.consistent_lsn;
+    let mut selection = Selection {
+        consistent_lsn: base.consistent_lsn,
+        applied_upto: base.consistent_lsn,
+        target,
+    };
     let mut count = 0u64;
     while let Some((line, at)) = reader.next_line()? {
         if let Some(Event::Txn(t)) = parser.feed(line, at).map_err(Error::Repository)? {
-            if t.info.end_lsn <= last {
-                continue;
+            match selection.judge(&t.info) {
+                Verdict::PastTarget => break,
+                Verdict::InBase | Verdict::AlreadyApplied => continue,
+                Verdict::Apply => {}
             }
-            if target.excludes(&t.info) {
-                break;
-            }
-            last = t.info.end_lsn;
             count += 1;
             println!(
                 "  {} {} {} {}",
@@ -839,6 +879,44 @@ mod tests {
             batch,
             "BEGIN; -- x\nINSERT INTO t VALUES (1);\nSELECT pg_catalog.pg_replication_origin_xact_setup('0/38', '2026-01-01T00:00:00.000000Z');\nCOMMIT; -- xid=5 end_lsn=0/38\n"
         );
+    }
+
+    #[test]
+    fn selection_skips_the_base_repeats_and_what_lies_past_the_target() {
+        let txn = |end: u64, time: i64| sqlgen::txn::TxnInfo {
+            xid: 1,
+            commit_lsn: Lsn(end - 8),
+            end_lsn: Lsn(end),
+            commit_time: time,
+        };
+        let mut sel = Selection {
+            consistent_lsn: Lsn(100),
+            applied_upto: Lsn(150),
+            target: Target::Time(30),
+        };
+        let verdicts: Vec<Verdict> = [
+            txn(90, 1),
+            txn(140, 2),
+            txn(200, 10),
+            txn(200, 10),
+            txn(180, 9),
+            txn(300, 31),
+        ]
+        .iter()
+        .map(|t| sel.judge(t))
+        .collect();
+        assert_eq!(
+            verdicts,
+            [
+                Verdict::InBase,
+                Verdict::AlreadyApplied,
+                Verdict::Apply,
+                Verdict::AlreadyApplied,
+                Verdict::AlreadyApplied,
+                Verdict::PastTarget
+            ]
+        );
+        assert_eq!(sel.applied_upto, Lsn(200));
     }
 
     #[test]
