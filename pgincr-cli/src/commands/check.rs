@@ -162,26 +162,11 @@ pub async fn inspect(client: &Client) -> Result<Vec<Finding>> {
         },
     });
 
-    let no_identity = client
-        .query(
-            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
-             JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind = 'r' AND c.relpersistence = 'p' \
-               AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-               AND n.nspname NOT LIKE 'pg_toast%' \
-               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
-                               AND d.objid = c.oid AND d.deptype = 'e') \
-               AND (c.relreplident = 'n' \
-                    OR (c.relreplident = 'd' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)) \
-                    OR (c.relreplident = 'i' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident))) \
-             ORDER BY 1",
-            &[],
-        )
-        .await?;
+    let no_identity = tables_without_identity(client).await?;
     out.push(if no_identity.is_empty() {
         ok("every table has a usable replica identity")
     } else {
-        let names: Vec<String> = no_identity.iter().map(|r| r.get(0)).collect();
+        let names: Vec<&str> = no_identity.iter().map(|(t, _)| t.as_str()).collect();
         problem(
             Level::Fail,
             format!("tables without usable replica identity (UPDATE/DELETE cannot be backed up): {}", names.join(", ")),
@@ -260,6 +245,36 @@ pub async fn inspect(client: &Client) -> Result<Vec<Finding>> {
     Ok(out)
 }
 
+/// Permanent user tables whose UPDATE/DELETE cannot be decoded (no usable replica
+/// identity), with the index that could serve as one: the narrowest unique, immediate,
+/// valid, non-partial index on NOT NULL plain columns, if any.
+async fn tables_without_identity(client: &Client) -> Result<Vec<(String, Option<String>)>> {
+    let rows = client
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname),
+                    (SELECT format('%I', ic.relname)
+                       FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                      WHERE i.indrelid = c.oid AND i.indisunique AND i.indimmediate AND i.indisvalid
+                        AND i.indpred IS NULL AND i.indexprs IS NULL
+                        AND NOT EXISTS (SELECT 1 FROM pg_attribute a
+                                         WHERE a.attrelid = c.oid AND a.attnum = ANY (i.indkey)
+                                           AND NOT a.attnotnull)
+                      ORDER BY i.indnatts, ic.relname LIMIT 1)
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relkind = 'r' AND c.relpersistence = 'p'
+                AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+                AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                                AND d.objid = c.oid AND d.deptype = 'e')
+                AND (c.relreplident = 'n'
+                     OR (c.relreplident = 'd' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))
+                     OR (c.relreplident = 'i' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident)))
+              ORDER BY 1",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
 /// The safe fixes `check --fix` offers, as SQL statements.
 pub async fn safe_fixes(client: &Client) -> Result<Vec<String>> {
     let mut fixes = Vec::new();
@@ -273,34 +288,8 @@ pub async fn safe_fixes(client: &Client) -> Result<Vec<String>> {
     if missing_extension {
         fixes.push("CREATE EXTENSION decoder_sql".to_owned());
     }
-    // For each table without a usable identity: its narrowest unique, immediate, valid,
-    // non-partial index on NOT NULL plain columns, else FULL.
-    let rows = client
-        .query(
-            "SELECT format('%I.%I', n.nspname, c.relname),
-                    (SELECT format('%I', ic.relname)
-                       FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-                      WHERE i.indrelid = c.oid AND i.indisunique AND i.indimmediate AND i.indisvalid
-                        AND i.indpred IS NULL AND i.indexprs IS NULL
-                        AND NOT EXISTS (SELECT 1 FROM pg_attribute a
-                                         WHERE a.attrelid = c.oid AND a.attnum = ANY (i.indkey)
-                                           AND NOT a.attnotnull)
-                      ORDER BY i.indnatts, ic.relname LIMIT 1)
-               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p'
-                AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
-                AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-                                AND d.objid = c.oid AND d.deptype = 'e')
-                AND (c.relreplident = 'n'
-                     OR (c.relreplident = 'd' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))
-                     OR (c.relreplident = 'i' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident)))
-              ORDER BY 1",
-            &[],
-        )
-        .await?;
-    for r in rows {
-        let table: String = r.get(0);
-        fixes.push(match r.get::<_, Option<String>>(1) {
+    for (table, index) in tables_without_identity(client).await? {
+        fixes.push(match index {
             Some(index) => format!("ALTER TABLE {table} REPLICA IDENTITY USING INDEX {index}"),
             None => format!("ALTER TABLE {table} REPLICA IDENTITY FULL"),
         });
