@@ -84,64 +84,57 @@ pub async fn run(args: StatusArgs, bindir: Option<PathBuf>) -> Result<()> {
 
 /// Applies the thresholds: sets `state` and `problems`, returns the Nagios code.
 pub fn evaluate(st: &mut Status, args: &StatusArgs) -> u8 {
-    let mut code = 0u8;
-    let mut flag = |level: u8, msg: String, problems: &mut Vec<String>| {
-        code = code.max(level);
-        problems.push(msg);
-    };
-    let mut problems = Vec::new();
+    const WARNING: u8 = 1;
+    const CRITICAL: u8 = 2;
+    // (level, message) of every problem found.
+    let mut found: Vec<(u8, String)> = Vec::new();
     if !st.slot_exists {
-        flag(2, format!("slot {} does not exist", st.slot), &mut problems);
+        found.push((CRITICAL, format!("slot {} does not exist", st.slot)));
     } else {
         let lag = st.restart_lag_bytes.unwrap_or(0).max(0) as u64;
         match st.wal_status.as_deref() {
-            Some("lost") => flag(
-                2,
+            Some("lost") => found.push((
+                CRITICAL,
                 "the slot has lost required WAL: the change stream has a gap".into(),
-                &mut problems,
-            ),
-            Some("unreserved") => flag(
-                2,
+            )),
+            Some("unreserved") => found.push((
+                CRITICAL,
                 "the slot's WAL is about to be removed (wal_status unreserved)".into(),
-                &mut problems,
-            ),
+            )),
             _ => {}
         }
-        if lag >= args.critical_lag {
-            flag(
-                2,
+        if lag >= args.warn_lag.min(args.critical_lag) {
+            let level = if lag >= args.critical_lag {
+                CRITICAL
+            } else {
+                WARNING
+            };
+            found.push((
+                level,
                 format!("slot holds back {} of WAL", human_bytes(lag)),
-                &mut problems,
-            );
-        } else if lag >= args.warn_lag {
-            flag(
-                1,
-                format!("slot holds back {} of WAL", human_bytes(lag)),
-                &mut problems,
-            );
+            ));
         }
         if !st.slot_active {
-            flag(
-                1,
+            found.push((
+                WARNING,
                 "slot is not active: is `pgincr stream` running?".into(),
-                &mut problems,
-            );
+            ));
         }
         if let Some(age) = st.newest_segment_age_seconds
             && age >= args.critical_age.as_secs()
             && (!st.slot_active || lag >= args.warn_lag)
         {
-            flag(
-                2,
+            found.push((
+                CRITICAL,
                 format!(
                     "no change reached the repository for {}",
                     humantime::format_duration(std::time::Duration::from_secs(age))
                 ),
-                &mut problems,
-            );
+            ));
         }
     }
-    st.problems = problems;
+    let code = found.iter().map(|(level, _)| *level).max().unwrap_or(0);
+    st.problems = found.into_iter().map(|(_, msg)| msg).collect();
     st.state = ["OK", "WARNING", "CRITICAL"][code as usize];
     code
 }
