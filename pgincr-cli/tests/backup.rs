@@ -348,6 +348,13 @@ async fn damaged_repositories_give_clear_errors() {
     segments.sort();
     assert!(segments.len() >= 3, "{segments:?}");
 
+    let restore_r1 = || {
+        run_err(
+            &cluster,
+            &["restore", "-r", repo_s, "-t", "dbname=r1", "--create"],
+        )
+    };
+
     // A flipped byte.
     let victim = &segments[1];
     let mut bytes = std::fs::read(victim).unwrap();
@@ -360,10 +367,7 @@ async fn damaged_repositories_give_clear_errors() {
         err.contains(&format!("FAIL segment 2: segments/{name} is damaged")),
         "{err}"
     );
-    let (_, err) = run_err(
-        &cluster,
-        &["restore", "-r", repo_s, "-t", "dbname=r1", "--create"],
-    );
+    let (_, err) = restore_r1();
     assert!(
         err.contains(&format!("segments/{name} is damaged"))
             && err.contains("nothing was restored"),
@@ -377,10 +381,7 @@ async fn damaged_repositories_give_clear_errors() {
         err.contains(&format!("segments/{name} is missing")),
         "{err}"
     );
-    let (_, err) = run_err(
-        &cluster,
-        &["restore", "-r", repo_s, "-t", "dbname=r1", "--create"],
-    );
+    let (_, err) = restore_r1();
     assert!(err.contains("is missing"), "{err}");
     let probe = cluster.connect("postgres").await;
     let created = probe
@@ -438,18 +439,14 @@ async fn status_reports_the_slot_as_the_server_sees_it() {
     let (cluster, source, repo) = initialised(SETUP).await;
     let repo_s = repo.to_str().unwrap();
     workload(&source, 1).await;
-    let out = pgincr(&cluster)
-        .args([
-            "status",
-            "-d",
-            "dbname=postgres",
-            "-r",
-            repo_s,
-            "--format",
-            "json",
-        ])
-        .output()
-        .unwrap();
+    let status = |extra: &[&str]| {
+        pgincr(&cluster)
+            .args(["status", "-d", "dbname=postgres", "-r", repo_s])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = status(&["--format", "json"]);
     // Nobody streams: WARNING.
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -467,22 +464,14 @@ async fn status_reports_the_slot_as_the_server_sees_it() {
     assert!(st["restart_lag_bytes"].as_i64().unwrap() > 0);
 
     // Thresholds: a tiny critical lag makes it CRITICAL; Prometheus output carries it.
-    let out = pgincr(&cluster)
-        .args([
-            "status",
-            "-d",
-            "dbname=postgres",
-            "-r",
-            repo_s,
-            "--warn-lag",
-            "1",
-            "--critical-lag",
-            "2",
-            "--format",
-            "prometheus",
-        ])
-        .output()
-        .unwrap();
+    let out = status(&[
+        "--warn-lag",
+        "1",
+        "--critical-lag",
+        "2",
+        "--format",
+        "prometheus",
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("pgincr_status{slot=\"pgincr\"} 2"), "{text}");
@@ -492,10 +481,7 @@ async fn status_reports_the_slot_as_the_server_sees_it() {
         .execute("SELECT pg_drop_replication_slot('pgincr')", &[])
         .await
         .unwrap();
-    let out = pgincr(&cluster)
-        .args(["status", "-d", "dbname=postgres", "-r", repo_s])
-        .output()
-        .unwrap();
+    let out = status(&[]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("slot pgincr does not exist"));
     let (_, err) = run_err(
