@@ -12,7 +12,7 @@ pub mod statement;
 pub mod txn;
 
 pub use ident::{push_ident, push_qualified, quote_ident, quote_qualified};
-pub use literal::{Cell, TypeClass};
+pub use literal::{Cell, TypeClass, quote_literal};
 pub use lsn::Lsn;
 pub use options::{MissingIdentity, OptionError, Options, OutputFormat};
 pub use statement::{Column, KeyColumn, RenderError, Rendered, RowMatch};

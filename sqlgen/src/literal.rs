@@ -85,6 +85,13 @@ pub fn push_quoted(out: &mut Vec<u8>, text: &[u8]) {
     out.push(b'\'');
 }
 
+/// `text` as a single-quoted SQL literal (see [`push_quoted`]).
+pub fn quote_literal(text: &str) -> String {
+    let mut out = Vec::with_capacity(text.len() + 2);
+    push_quoted(&mut out, text.as_bytes());
+    String::from_utf8(out).expect("invariant: quoting keeps UTF-8 valid")
+}
+
 fn push_escape_string(out: &mut Vec<u8>, text: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.extend_from_slice(b"E'");

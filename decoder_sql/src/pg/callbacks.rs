@@ -63,8 +63,7 @@ unsafe extern "C-unwind" fn decode_startup(
                     .cast::<pg_sys::DefElem>();
                 let name = cstr_lossy((*elem).defname);
                 let arg = (*elem).arg;
-                let value = (!arg.is_null() && (*arg).type_ == pg_sys::NodeTag::T_String)
-                    .then(|| cstr_lossy((*arg.cast::<pg_sys::String>()).sval));
+                let value = super::compat::string_node_value(arg).map(|s| cstr_lossy(s));
                 (name, value)
             })
             .collect()

@@ -65,3 +65,82 @@ pub unsafe fn update_progress(ctx: *mut pg_sys::LogicalDecodingContext, skipped_
         unsafe { pg_sys::OutputPluginUpdateProgress(ctx, skipped_xact) }
     }
 }
+
+/// The attribute array of a tuple descriptor, one entry per column (dropped ones included).
+/// PostgreSQL 13–17 keep `FormData_pg_attribute attrs[]` at the end of `TupleDescData`; 18 put
+/// `natts` `CompactAttribute`s there first and the full attributes right after them.
+///
+/// # Safety
+/// `tupdesc` is a valid tuple descriptor that outlives the returned slice.
+pub unsafe fn tuple_desc_attrs<'a>(
+    tupdesc: pg_sys::TupleDesc,
+) -> &'a [pg_sys::FormData_pg_attribute] {
+    // SAFETY: valid per the caller.
+    let natts = usize::try_from(unsafe { (*tupdesc).natts }).unwrap_or(0);
+    #[cfg(not(feature = "pg18"))]
+    {
+        // SAFETY: the flexible array holds `natts` attributes.
+        unsafe { (*tupdesc).attrs.as_slice(natts) }
+    }
+    #[cfg(feature = "pg18")]
+    {
+        // SAFETY: PG18's TupleDescAttr() reads the attributes at `&compact_attrs[natts]`
+        // (tupdesc.h); they are `natts` contiguous FormData_pg_attribute.
+        unsafe {
+            let first = (*tupdesc)
+                .compact_attrs
+                .as_ptr()
+                .add(natts)
+                .cast::<pg_sys::FormData_pg_attribute>();
+            std::slice::from_raw_parts(first, natts)
+        }
+    }
+}
+
+/// The C string of a `String` value node (an option's value), or None for another node type.
+/// PostgreSQL 13–14 have the generic `Value` node (`val.str_`); 15 split it into `String`
+/// (`sval`).
+///
+/// # Safety
+/// `node` is null or a valid parse node.
+pub unsafe fn string_node_value(node: *mut pg_sys::Node) -> Option<*const std::ffi::c_char> {
+    // SAFETY: valid per the caller; the tag says which struct it is.
+    if node.is_null() || unsafe { (*node).type_ } != pg_sys::NodeTag::T_String {
+        return None;
+    }
+    #[cfg(any(feature = "pg13", feature = "pg14"))]
+    {
+        // SAFETY: a T_String node is a `Value` whose union holds `str_`.
+        Some(unsafe { (*node.cast::<pg_sys::Value>()).val.str_ })
+    }
+    #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+    {
+        // SAFETY: a T_String node is a `String`.
+        Some(unsafe { (*node.cast::<pg_sys::String>()).sval })
+    }
+}
+
+/// Columns of the replica identity key (primary key or `USING INDEX`), as a bitmap offset by
+/// `FirstLowInvalidHeapAttributeNumber`; empty when there is none.
+/// PostgreSQL 14 added `RelationGetIdentityKeyBitmap`; 13's pgoutput asks
+/// `RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_IDENTITY_KEY)`, which is equivalent.
+///
+/// # Safety
+/// `rel` is an open relation; called inside the decoding transaction.
+pub unsafe fn identity_key_bitmap(rel: pg_sys::Relation) -> *mut pg_sys::Bitmapset {
+    #[cfg(feature = "pg13")]
+    {
+        // SAFETY: valid per the caller.
+        unsafe {
+            pg_sys::RelationGetIndexAttrBitmap(
+                rel,
+                pg_sys::IndexAttrBitmapKind::INDEX_ATTR_BITMAP_IDENTITY_KEY,
+            )
+        }
+    }
+    #[cfg(not(feature = "pg13"))]
+    {
+        // SAFETY: valid per the caller.
+        unsafe { pg_sys::RelationGetIdentityKeyBitmap(rel) }
+    }
+}

@@ -1,6 +1,7 @@
 //! Per-relation metadata the plugin needs for every change (quoted names, column list, output
 //! functions, replica identity), built once per relation and dropped on relcache invalidation.
 
+use super::compat;
 use super::memcx::ChildContext;
 use pgrx::pg_sys;
 use sqlgen::TypeClass;
@@ -201,9 +202,8 @@ fn build(rel: RelView, fn_cxt: ChildContext) -> RelInfo {
             cstr_bytes(form.relname.data.as_ptr()),
         );
 
-        let tupdesc = (*raw).rd_att;
-        let natts = usize::try_from((*tupdesc).natts).unwrap_or(0);
-        let attrs = (*tupdesc).attrs.as_slice(natts);
+        let attrs = compat::tuple_desc_attrs((*raw).rd_att);
+        let natts = attrs.len();
         let mut columns = Vec::with_capacity(natts);
         let (mut insert_columns, mut update_columns) = (Vec::new(), Vec::new());
         let mut has_identity_always = false;
@@ -257,7 +257,7 @@ unsafe fn identity_key(raw: pg_sys::Relation) -> Identity {
     // SAFETY: per the function contract. The bitmap is allocated in the current (scratch)
     // context; attribute numbers are offset by FirstLowInvalidHeapAttributeNumber.
     unsafe {
-        let bits = pg_sys::RelationGetIdentityKeyBitmap(raw);
+        let bits = compat::identity_key_bitmap(raw);
         let mut key = Vec::new();
         let mut member = -1;
         loop {
