@@ -40,6 +40,18 @@ impl Tools {
         }
         Tool { program, cmd }
     }
+
+    /// The version of `program` as a number like `server_version_num` (`psql --version`).
+    pub async fn version(&self, program: &'static str) -> Result<i32> {
+        let out = self.command(program).arg("--version").output().await?;
+        let line = String::from_utf8_lossy(&out);
+        crate::pg::compat::parse_client_version(&line).ok_or_else(|| {
+            Error::Invalid(format!(
+                "cannot read the version of {program} from {:?}",
+                line.trim()
+            ))
+        })
+    }
 }
 
 /// One external program about to run.

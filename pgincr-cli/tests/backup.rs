@@ -307,7 +307,43 @@ zstd -dc bases/*/dump.sql.zst \
     restore_into(&cluster, repo_s, "dbname=resumed", &["--to-lsn", lsn]);
     let got = database_contents(&cluster.connect("resumed").await).await;
     assert_eq!(expected, &got);
-    let out = run_ok(&cluster, &["restore", "-r", repo_s, "-t", "dbname=resumed"]);
+
+    // Another session holding the restore's replication origin (a previous run's backend
+    // still exiting, or a second restore): the restore waits a moment for it, and names it.
+    let origin: String = source
+        .query_one(
+            "SELECT roname FROM pg_replication_origin WHERE roname LIKE 'pgincr\\_' \
+             || (SELECT oid FROM pg_database WHERE datname = 'resumed') || '\\_%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let holder = cluster.connect("resumed").await;
+    holder
+        .query_one("SELECT pg_replication_origin_session_setup($1)", &[&origin])
+        .await
+        .unwrap();
+    let (_, err) = run_err(&cluster, &["restore", "-r", repo_s, "-t", "dbname=resumed"]);
+    assert!(
+        err.contains("another session is applying changes into this target")
+            && err.contains("is another pgincr restore of it running?"),
+        "{err}"
+    );
+    let resumed = pgincr(&cluster)
+        .args(["restore", "-r", repo_s, "-t", "dbname=resumed"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    holder
+        .batch_execute("SELECT pg_replication_origin_session_reset()")
+        .await
+        .unwrap();
+    let done = resumed.wait_with_output().unwrap();
+    assert!(done.status.success(), "{}", describe(&done));
+    let out = String::from_utf8_lossy(&done.stdout).into_owned();
     assert!(out.contains("resuming the restore"), "{out}");
     assert!(!out.contains(" 0 already applied"), "{out}");
     assert_same_database(&cluster, &source, "resumed").await;

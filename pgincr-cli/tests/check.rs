@@ -67,7 +67,9 @@ async fn finds_tables_that_cannot_be_backed_up_and_passes_once_fixed() {
     db.batch_execute(
         "ALTER TABLE nopk REPLICA IDENTITY FULL; ALTER TABLE nothing REPLICA IDENTITY DEFAULT;
          DROP TABLE scratch; SELECT lo_unlink(oid) FROM pg_largeobject_metadata;
-         REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) FROM PUBLIC;",
+         DO $$ BEGIN EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC',
+             (SELECT p.oid::regprocedure FROM pg_proc p WHERE p.proname = 'pg_logical_emit_message'
+                 AND p.proargtypes[2] = 'text'::regtype)); END $$;",
     )
     .await
     .unwrap();
@@ -185,4 +187,107 @@ async fn fix_gives_tables_an_identity_after_confirmation() {
             ("with_unique".into(), "i".into())
         ]
     );
+}
+
+/// Servers with the CVE-2026-6471 fix (15.19+, 16.15+, 17.11+, 18.6+) refuse output plugins
+/// not listed in `output_plugin_libraries`: check says so, and --fix adds decoder_sql while
+/// keeping what was listed. Servers without the setting pass the check.
+#[tokio::test]
+async fn output_plugin_libraries_is_checked_and_fixed() {
+    let restricted = e2e::cluster::restricts_output_plugins(&e2e::cluster::pg_bindir());
+    let conf: &[&str] = if restricted {
+        &["output_plugin_libraries = 'pgoutput, test_decoding'"]
+    } else {
+        &[]
+    };
+    let cluster = TestCluster::start_with(conf);
+    let out = pgincr_check(&cluster, "postgres");
+    let text = stdout(&out);
+    if !restricted {
+        assert!(
+            text.contains("ok   decoder_sql may be used as an output plugin"),
+            "{text}"
+        );
+        return;
+    }
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("FAIL output_plugin_libraries does not list decoder_sql"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "fix: ALTER SYSTEM SET output_plugin_libraries = 'pgoutput, test_decoding, decoder_sql'"
+        ),
+        "{text}"
+    );
+    let db = cluster.connect("postgres").await;
+    let refused = db
+        .execute(
+            "SELECT pg_create_logical_replication_slot('s', 'decoder_sql')",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("may not be used as an output plugin")
+            || format!("{refused:?}").contains("may not be used as an output plugin"),
+        "{refused:?}"
+    );
+
+    // init refuses before creating anything, and says how to fix it.
+    let repo = cluster.scratch_dir("repo").join("r");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgincr"))
+        .args(["init", "-d", &cluster.conninfo("postgres"), "-r"])
+        .arg(&repo)
+        .env("PGINCR_PG_BINDIR", cluster.bindir())
+        .env_remove("PGINCR_DSN")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("does not allow decoder_sql as an output plugin")
+            && stderr.contains("pgincr check --fix"),
+        "{stderr}"
+    );
+    assert!(!repo.exists(), "init left {} behind", repo.display());
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgincr"))
+        .args([
+            "check",
+            "--fix",
+            "--yes",
+            "-d",
+            &cluster.conninfo("postgres"),
+        ])
+        .env_remove("PGINCR_DSN")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(
+        text.contains("applied: ALTER SYSTEM SET output_plugin_libraries = 'pgoutput, test_decoding, decoder_sql'"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ok   decoder_sql may be used as an output plugin"),
+        "{text}"
+    );
+    let fresh = cluster.connect("postgres").await;
+    let setting: String = fresh
+        .query_one("SELECT current_setting('output_plugin_libraries')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(setting, "pgoutput, test_decoding, decoder_sql");
+    fresh
+        .execute(
+            "SELECT pg_create_logical_replication_slot('s', 'decoder_sql')",
+            &[],
+        )
+        .await
+        .unwrap();
 }

@@ -8,30 +8,78 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use tempfile::TempDir;
 
-/// Where the server binaries live: `$PG_CONFIG --bindir`, PostgreSQL 15 from Debian by default.
-pub fn pg_bindir() -> PathBuf {
-    let pg_config = std::env::var("PG_CONFIG").unwrap_or_else(|_| {
+/// The `pg_config` of the PostgreSQL under test: `$PG_CONFIG`, else Debian's PostgreSQL 15,
+/// else the first on `PATH`. `scripts/test --major N` sets it.
+pub fn pg_config() -> String {
+    std::env::var("PG_CONFIG").unwrap_or_else(|_| {
         let debian = "/usr/lib/postgresql/15/bin/pg_config";
         if Path::new(debian).exists() {
             debian.to_owned()
         } else {
             "pg_config".to_owned()
         }
-    });
-    let out = Command::new(&pg_config)
-        .arg("--bindir")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {pg_config}: {e}"));
-    assert!(out.status.success(), "{pg_config} --bindir failed");
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
 }
 
-/// The decoder_sql shared library cargo built for this test run (it is a dependency of this
-/// crate), or `$DECODER_SQL_LIB`.
+fn pg_config_answer(flag: &str) -> String {
+    pg_config_answer_of(&pg_config(), flag)
+}
+
+fn pg_config_answer_of(pg_config: &str, flag: &str) -> String {
+    let out = Command::new(pg_config)
+        .arg(flag)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {pg_config}: {e}"));
+    assert!(out.status.success(), "{pg_config} {flag} failed");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Where the server binaries live: `$PG_CONFIG --bindir`.
+pub fn pg_bindir() -> PathBuf {
+    PathBuf::from(pg_config_answer("--bindir"))
+}
+
+/// Major version of the PostgreSQL under test (13, 14, ... 18).
+pub fn pg_major() -> u32 {
+    major_of(&pg_config_answer("--version"))
+}
+
+fn major_of(version: &str) -> u32 {
+    // "PostgreSQL 16.15" or "PostgreSQL 13.16 (Debian 13.16-0+deb11u1)"
+    version
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.split('.').next())
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("cannot read the major from {version:?}"))
+}
+
+/// Whether the server restricts output plugins to `output_plugin_libraries` (15.19+, 16.15+,
+/// 17.11+, 18.6+): its `--describe-config` lists the setting.
+pub fn restricts_output_plugins(bindir: &Path) -> bool {
+    let out = Command::new(bindir.join("postgres"))
+        .arg("--describe-config")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run postgres --describe-config");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.starts_with("output_plugin_libraries\t"))
+}
+
+/// The decoder_sql shared library to load: `$DECODER_SQL_LIB` (set by `scripts/test --major N`
+/// to the library built for that major), else the one cargo built for this test run (it is a
+/// dependency of this crate, built for the default major).
 pub fn decoder_library() -> PathBuf {
     if let Ok(p) = std::env::var("DECODER_SQL_LIB") {
         return PathBuf::from(p);
     }
+    assert!(
+        std::env::var_os("PG_CONFIG").is_none() || pg_major() == 15,
+        "PG_CONFIG names PostgreSQL {}: set DECODER_SQL_LIB to the decoder_sql library built \
+         for it (scripts/test --major N does)",
+        pg_major()
+    );
     let exe = std::env::current_exe().expect("current test executable");
     let deps = exe.parent().expect("deps dir");
     let candidates = [
@@ -73,6 +121,52 @@ fn check(what: &str, out: Output) -> Output {
     out
 }
 
+/// A PostgreSQL installation to start clusters from, with the decoder_sql library built for it.
+#[derive(Debug, Clone)]
+pub struct Installation {
+    pub major: u32,
+    pub bindir: PathBuf,
+    /// decoder_sql built for this major; None for a server that must not have it.
+    pub library: Option<PathBuf>,
+}
+
+impl Installation {
+    /// The installation under test (`$PG_CONFIG`) with the library from [`decoder_library`].
+    pub fn under_test(with_plugin: bool) -> Self {
+        Installation {
+            major: pg_major(),
+            bindir: pg_bindir(),
+            library: with_plugin.then(decoder_library),
+        }
+    }
+
+    /// Another major set up by `scripts/setup --majors N` (`scripts/pg-config N` names its
+    /// pg_config), with the decoder_sql library setup installed into it. None when it is not
+    /// set up.
+    pub fn major(major: u32, with_plugin: bool) -> Option<Self> {
+        let pg_config = if major == 15 {
+            PathBuf::from("/usr/lib/postgresql/15/bin/pg_config")
+        } else {
+            let dir = std::env::var("PGINCR_PG_DIR")
+                .unwrap_or_else(|_| "/var/cache/pgincr/postgresql".to_owned());
+            Path::new(&dir)
+                .join(major.to_string())
+                .join("bin/pg_config")
+        };
+        if !pg_config.exists() {
+            return None;
+        }
+        let pg_config = pg_config.to_str().expect("UTF-8 path").to_owned();
+        let library =
+            PathBuf::from(pg_config_answer_of(&pg_config, "--pkglibdir")).join("decoder_sql.so");
+        Some(Installation {
+            major: major_of(&pg_config_answer_of(&pg_config, "--version")),
+            bindir: PathBuf::from(pg_config_answer_of(&pg_config, "--bindir")),
+            library: with_plugin.then_some(library),
+        })
+    }
+}
+
 pub struct TestCluster {
     dir: TempDir,
     bindir: PathBuf,
@@ -97,8 +191,16 @@ impl TestCluster {
         Self::create(extra_conf, false)
     }
 
+    /// Creates and starts a cluster. On servers that restrict output plugins, decoder_sql (and
+    /// the peers the benchmarks compare with) are added to `output_plugin_libraries` unless
+    /// `extra_conf` sets it.
     fn create(extra_conf: &[&str], with_plugin: bool) -> Self {
-        let bindir = pg_bindir();
+        Self::start_installation(&Installation::under_test(with_plugin), extra_conf)
+    }
+
+    /// Creates and starts a cluster of `installation`.
+    pub fn start_installation(installation: &Installation, extra_conf: &[&str]) -> Self {
+        let bindir = installation.bindir.clone();
         let dir = tempfile::Builder::new()
             .prefix("pgincr-test-")
             .tempdir()
@@ -107,9 +209,9 @@ impl TestCluster {
         for sub in ["lib", "sock"] {
             fs::create_dir(root.join(sub)).unwrap();
         }
-        if with_plugin {
-            fs::copy(decoder_library(), root.join("lib/decoder_sql.so"))
-                .expect("copy decoder_sql.so");
+        if let Some(library) = &installation.library {
+            fs::copy(library, root.join("lib/decoder_sql.so"))
+                .unwrap_or_else(|e| panic!("copy {}: {e}", library.display()));
         }
         if is_root() {
             let pg = nix::unistd::User::from_name("postgres")
@@ -149,6 +251,14 @@ impl TestCluster {
             sock = root.join("sock").display(),
             lib = root.join("lib").display(),
         );
+        let sets_plugins = extra_conf
+            .iter()
+            .any(|l| l.trim_start().starts_with("output_plugin_libraries"));
+        if restricts_output_plugins(&bindir) && !sets_plugins {
+            conf.push_str(
+                "output_plugin_libraries = 'pgoutput, test_decoding, wal2json, decoder_sql'\n",
+            );
+        }
         for line in extra_conf {
             conf.push_str(line);
             conf.push('\n');

@@ -63,7 +63,7 @@ unsafe extern "C-unwind" fn decode_startup(
                     .cast::<pg_sys::DefElem>();
                 let name = cstr_lossy((*elem).defname);
                 let arg = (*elem).arg;
-                let value = super::compat::string_node_value(arg).map(|s| cstr_lossy(s));
+                let value = super::compat::string_node_value(arg).map(cstr_lossy);
                 (name, value)
             })
             .collect()

@@ -2,6 +2,7 @@
 //! prints one line per check with a fix for each problem, changes nothing.
 
 use crate::cli::CheckArgs;
+use crate::pg::compat;
 use crate::{Error, Result, pg};
 use tokio_postgres::Client;
 
@@ -75,14 +76,23 @@ pub async fn inspect(client: &Client) -> Result<Vec<Finding>> {
         .await?
         .parse()
         .unwrap_or(0);
-    out.push(if version >= 150000 {
+    out.push(if version >= 130000 {
         ok(format!("server version {version}"))
     } else {
         problem(
-            Level::Warn,
-            format!("server version {version} is not tested"),
-            "use PostgreSQL 15 or later",
+            Level::Fail,
+            format!("server version {version} is not supported"),
+            "use PostgreSQL 13 or later",
         )
+    });
+
+    out.push(match plugin_libraries_fix(client).await? {
+        None => ok("decoder_sql may be used as an output plugin"),
+        Some(fix) => problem(
+            Level::Fail,
+            "output_plugin_libraries does not list decoder_sql: the server refuses to create or use its slot",
+            format!("{fix}; SELECT pg_reload_conf(); (as a superuser; pgincr check --fix does it)"),
+        ),
     });
 
     let wal_level = setting(client, "wal_level").await?;
@@ -213,10 +223,14 @@ pub async fn inspect(client: &Client) -> Result<Vec<Finding>> {
         )
     });
 
+    let emit_message: String = client
+        .query_one(compat::EMIT_MESSAGE_TEXT_OVERLOAD, &[])
+        .await?
+        .get(0);
     let public_can_emit: bool = client
         .query_one(
-            "SELECT has_function_privilege('public', 'pg_catalog.pg_logical_emit_message(boolean, text, text)', 'EXECUTE')",
-            &[],
+            "SELECT has_function_privilege('public', $1::text::regprocedure, 'EXECUTE')",
+            &[&emit_message],
         )
         .await?
         .get(0);
@@ -224,8 +238,9 @@ pub async fn inspect(client: &Client) -> Result<Vec<Finding>> {
         problem(
             Level::Warn,
             "every role may call pg_logical_emit_message(): any role can inject 'ddl' messages that a restore would execute",
-            "REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text), \
-             pg_logical_emit_message(boolean, text, bytea) FROM PUBLIC; then GRANT it to roles that run DDL",
+            format!(
+                "REVOKE EXECUTE ON FUNCTION {emit_message} FROM PUBLIC; then GRANT it to roles that run DDL"
+            ),
         )
     } else {
         ok("pg_logical_emit_message() is not open to PUBLIC")
@@ -275,9 +290,48 @@ async fn tables_without_identity(client: &Client) -> Result<Vec<(String, Option<
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
+/// `ALTER SYSTEM` that lets decoder_sql be used as an output plugin, keeping the libraries
+/// already listed; None where the server does not restrict plugins or already lists it.
+pub async fn plugin_libraries_fix(client: &Client) -> Result<Option<String>> {
+    let Some(row) = client
+        .query_opt(compat::OUTPUT_PLUGIN_LIBRARIES, &[])
+        .await?
+    else {
+        return Ok(None);
+    };
+    let current: String = row.get(0);
+    Ok(
+        compat::plugin_list_with(&current, "decoder_sql").map(|list| {
+            format!(
+                "ALTER SYSTEM SET output_plugin_libraries = {}",
+                sqlgen::quote_literal(&list)
+            )
+        }),
+    )
+}
+
+/// Waits (up to 10 s) until a configuration reload lets decoder_sql be used.
+async fn wait_for_plugin_reload(client: &Client) -> Result<()> {
+    for _ in 0..100 {
+        if plugin_libraries_fix(client).await?.is_none() {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Err(Error::Invalid(
+        "output_plugin_libraries still does not list decoder_sql 10 s after the reload: \
+         is it set on the command line or in a file included after postgresql.auto.conf?"
+            .into(),
+    ))
+}
+
 /// The safe fixes `check --fix` offers, as SQL statements.
 pub async fn safe_fixes(client: &Client) -> Result<Vec<String>> {
     let mut fixes = Vec::new();
+    if let Some(fix) = plugin_libraries_fix(client).await? {
+        fixes.push(fix);
+        fixes.push("SELECT pg_reload_conf()".to_owned());
+    }
     let missing_extension: bool = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'decoder_sql' AND installed_version IS NULL)",
@@ -326,6 +380,9 @@ async fn apply_fixes(client: &Client, yes: bool) -> Result<()> {
     for f in &fixes {
         client.batch_execute(f).await?;
         println!("applied: {f}");
+        if f.starts_with("SELECT pg_reload_conf()") {
+            wait_for_plugin_reload(client).await?;
+        }
     }
     Ok(())
 }

@@ -47,6 +47,12 @@ pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
             ))),
         };
     }
+    if let Some(fix) = super::check::plugin_libraries_fix(&client).await? {
+        return Err(Error::Invalid(format!(
+            "the server does not allow decoder_sql as an output plugin (output_plugin_libraries); \
+             as a superuser run: {fix}; SELECT pg_reload_conf(); (or pgincr check --fix)"
+        )));
+    }
     if !args.force && dir_has_entries(&repo.root) {
         return Err(Error::Repository(format!(
             "{} exists and is not empty; use an empty directory (or --force to empty it)",

@@ -16,7 +16,7 @@
 use crate::chain;
 use crate::cli::RestoreArgs;
 use crate::error::describe_pg_error;
-use crate::pg::Endpoint;
+use crate::pg::{Endpoint, compat};
 use crate::repo::{self, Base, FileProblem, Manifest, Repo};
 use crate::segment::{Event, Location, Parser, StreamReader, Txn};
 use crate::units::human_bytes;
@@ -395,11 +395,19 @@ async fn ensure_empty(client: &Client) -> Result<()> {
     Ok(())
 }
 
-/// Globals with the CREATE/ALTER ROLE lines of roles that already exist left out.
-pub fn filter_globals(sql: &str, existing_roles: &[String]) -> (String, Vec<String>) {
+/// Globals with the CREATE/ALTER ROLE lines of roles that already exist left out (and the
+/// `\restrict` guards for a psql that predates them).
+pub fn filter_globals(
+    sql: &str,
+    existing_roles: &[String],
+    psql_knows_restrict: bool,
+) -> (String, Vec<String>) {
     let mut kept = String::with_capacity(sql.len());
     let mut skipped = Vec::new();
     for line in sql.lines() {
+        if is_restrict_guard(line) && !psql_knows_restrict {
+            continue;
+        }
         let role = line
             .strip_prefix("CREATE ROLE ")
             .or_else(|| line.strip_prefix("ALTER ROLE "))
@@ -443,7 +451,12 @@ async fn restore_globals(
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let (sql, skipped) = filter_globals(&sql, &roles);
+    let psql_version = target.tools.version("psql").await?;
+    let (sql, skipped) = filter_globals(
+        &sql,
+        &roles,
+        compat::psql_understands_restrict(psql_version),
+    );
     if !skipped.is_empty() {
         println!(
             "roles that already exist were left unchanged: {}",
@@ -471,13 +484,23 @@ async fn restore_globals(
     Ok(())
 }
 
-/// Lines of a base dump that must not run on the target: decoder_sql's own extension.
-pub fn keep_dump_line(line: &str) -> bool {
+/// Lines of a base dump that must not run on the target: decoder_sql's own extension, and
+/// the `\restrict`/`\unrestrict` guards when the target's psql predates them (they only
+/// restrict psql meta-commands, which an older psql reads as errors).
+pub fn keep_dump_line(line: &str, psql_knows_restrict: bool) -> bool {
     !(line.starts_with("CREATE EXTENSION IF NOT EXISTS decoder_sql ")
-        || line.starts_with("COMMENT ON EXTENSION decoder_sql "))
+        || line.starts_with("COMMENT ON EXTENSION decoder_sql ")
+        || (is_restrict_guard(line) && !psql_knows_restrict))
+}
+
+/// pg_dump's and pg_dumpall's `\restrict KEY` / `\unrestrict KEY` lines.
+fn is_restrict_guard(line: &str) -> bool {
+    line.starts_with("\\restrict ") || line.starts_with("\\unrestrict ")
 }
 
 async fn restore_dump(repo: &Repo, base: &Base, target: &Endpoint) -> Result<()> {
+    let psql_version = target.tools.version("psql").await?;
+    let psql_knows_restrict = compat::psql_understands_restrict(psql_version);
     let mut psql = target
         .tools
         .command("psql")
@@ -505,7 +528,12 @@ async fn restore_dump(repo: &Repo, base: &Base, target: &Endpoint) -> Result<()>
         line.clear();
         let n = tokio::task::block_in_place(|| reader.read_until(b'\n', &mut line))
             .map_err(Error::io(format!("reading {}", base.dump.path)))?;
-        if n > 0 && keep_dump_line(&String::from_utf8_lossy(&line[..line.len().min(64)])) {
+        if n > 0
+            && keep_dump_line(
+                &String::from_utf8_lossy(&line[..line.len().min(64)]),
+                psql_knows_restrict,
+            )
+        {
             chunk.extend_from_slice(&line);
         }
         if chunk.len() >= 1 << 18 || (n == 0 && !chunk.is_empty()) {
@@ -567,7 +595,7 @@ struct Queued {
 async fn apply_changes(
     client: &Client,
     origin: &str,
-    mut selection: Selection,
+    selection: Selection,
     files: Vec<(PathBuf, String)>,
     batch_size: u64,
 ) -> Result<ApplyStats> {
@@ -582,13 +610,55 @@ async fn apply_changes(
              SET client_min_messages = warning;",
         )
         .await?;
-    client
-        .query_one(
-            "SELECT pg_catalog.pg_replication_origin_session_setup($1)",
-            &[&origin],
-        )
-        .await?;
+    setup_origin_session(client, origin).await?;
+    let result = apply_stream(client, origin, selection, files, batch_size).await;
+    if result.is_err() {
+        // Release the origin now rather than when the backend exits, so that a retry started
+        // right after this one does not find it still held.
+        let _ = client
+            .batch_execute("ROLLBACK; SELECT pg_catalog.pg_replication_origin_session_reset()")
+            .await;
+    }
+    result
+}
 
+/// Binds the session to the restore's origin. A previous run's backend may still be exiting
+/// and holding it for a moment ("already active for PID …"): retry for a few seconds, then
+/// name the holder.
+async fn setup_origin_session(client: &Client, origin: &str) -> Result<()> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let err = match client
+            .query_one(
+                "SELECT pg_catalog.pg_replication_origin_session_setup($1)",
+                &[&origin],
+            )
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(err) => err,
+        };
+        if err.code() != Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) {
+            return Err(err.into());
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Invalid(format!(
+                "another session is applying changes into this target (replication origin \
+                 {origin}: {}); is another pgincr restore of it running?",
+                describe_pg_error(&err)
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+async fn apply_stream(
+    client: &Client,
+    origin: &str,
+    mut selection: Selection,
+    files: Vec<(PathBuf, String)>,
+    batch_size: u64,
+) -> Result<ApplyStats> {
     let total: u64 = files
         .iter()
         .map(|(p, _)| std::fs::metadata(p).map_or(0, |m| m.len()))
@@ -838,29 +908,47 @@ mod tests {
 
     #[test]
     fn globals_of_existing_roles_are_left_out() {
-        let sql = "CREATE ROLE postgres;\nALTER ROLE postgres WITH SUPERUSER LOGIN;\nCREATE ROLE app;\nALTER ROLE app WITH LOGIN;\nCREATE ROLE \"Mixed\";\nCREATE ROLE postgres_ro;\nGRANT app TO postgres;\n";
-        let (kept, skipped) = filter_globals(sql, &["postgres".into(), "Mixed".into()]);
+        let sql = "\\restrict k\nCREATE ROLE postgres;\nALTER ROLE postgres WITH SUPERUSER LOGIN;\nCREATE ROLE app;\nALTER ROLE app WITH LOGIN;\nCREATE ROLE \"Mixed\";\nCREATE ROLE postgres_ro;\nGRANT app TO postgres;\n\\unrestrict k\n";
+        let roles = ["postgres".into(), "Mixed".into()];
+        let (kept, skipped) = filter_globals(sql, &roles, false);
         assert_eq!(
             kept,
             "CREATE ROLE app;\nALTER ROLE app WITH LOGIN;\nCREATE ROLE postgres_ro;\nGRANT app TO postgres;\n"
         );
         assert_eq!(skipped, ["postgres", "Mixed"]);
+        let (kept, _) = filter_globals(sql, &roles, true);
+        assert!(kept.starts_with("\\restrict k\n") && kept.ends_with("\\unrestrict k\n"));
     }
 
     #[test]
     fn decoder_sql_is_left_out_of_the_dump() {
-        assert!(!keep_dump_line(
-            "CREATE EXTENSION IF NOT EXISTS decoder_sql WITH SCHEMA decoder_sql;\n"
-        ));
-        assert!(!keep_dump_line(
-            "COMMENT ON EXTENSION decoder_sql IS 'x';\n"
-        ));
-        assert!(keep_dump_line(
-            "CREATE EXTENSION IF NOT EXISTS hstore WITH SCHEMA public;\n"
-        ));
-        assert!(keep_dump_line(
-            "INSERT INTO decoder_sql_notes VALUES (1);\n"
-        ));
+        for knows_restrict in [false, true] {
+            assert!(!keep_dump_line(
+                "CREATE EXTENSION IF NOT EXISTS decoder_sql WITH SCHEMA decoder_sql;\n",
+                knows_restrict
+            ));
+            assert!(!keep_dump_line(
+                "COMMENT ON EXTENSION decoder_sql IS 'x';\n",
+                knows_restrict
+            ));
+            assert!(keep_dump_line(
+                "CREATE EXTENSION IF NOT EXISTS hstore WITH SCHEMA public;\n",
+                knows_restrict
+            ));
+            assert!(keep_dump_line(
+                "INSERT INTO decoder_sql_notes VALUES (1);\n",
+                knows_restrict
+            ));
+        }
+    }
+
+    #[test]
+    fn restrict_guards_only_reach_a_psql_that_knows_them() {
+        for line in ["\\restrict abc123\n", "\\unrestrict abc123\n"] {
+            assert!(keep_dump_line(line, true), "{line}");
+            assert!(!keep_dump_line(line, false), "{line}");
+        }
+        assert!(keep_dump_line("\\connect app\n", false));
     }
 
     #[test]

@@ -44,6 +44,16 @@ pub async fn run(args: StreamArgs, bindir: Option<PathBuf>) -> Result<()> {
 
     let mut segments = OpenSegment::recover(&repo, &manifest, args.compression)?;
     let end_lsn = if args.catch_up {
+        // Sequence values go into the stream before the end point, so that this run receives
+        // them as they are now.
+        if args.sequence_interval > Duration::ZERO
+            && let Err(e) = snapshot_sequences(&client).await
+        {
+            tracing::warn!(
+                "could not snapshot sequences (restore still syncs owned sequences to their columns): {}",
+                crate::error::describe_pg_error(&e)
+            );
+        }
         let lsn: String = client
             .query_one("SELECT pg_catalog.pg_current_wal_lsn()::text", &[])
             .await?
@@ -473,11 +483,8 @@ impl SequenceSnapshots {
             self.client = self.source.connect().await.ok();
         }
         let Some(client) = &self.client else { return };
-        match client
-            .query_one("SELECT decoder_sql.snapshot_sequences()", &[])
-            .await
-        {
-            Ok(row) => tracing::debug!("wrote {} sequence values", row.get::<_, i32>(0)),
+        match snapshot_sequences(client).await {
+            Ok(n) => tracing::debug!("wrote {n} sequence values"),
             Err(e) => {
                 if !self.warned {
                     self.warned = true;
@@ -490,4 +497,12 @@ impl SequenceSnapshots {
             }
         }
     }
+}
+
+/// Writes every sequence's value into the stream; returns how many.
+async fn snapshot_sequences(client: &Client) -> std::result::Result<i32, tokio_postgres::Error> {
+    Ok(client
+        .query_one("SELECT decoder_sql.snapshot_sequences()", &[])
+        .await?
+        .get(0))
 }

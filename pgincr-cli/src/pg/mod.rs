@@ -1,5 +1,6 @@
 //! Connections to PostgreSQL with libpq's conventions.
 
+pub mod compat;
 pub mod replication;
 
 use crate::conninfo;

@@ -23,16 +23,9 @@ pub struct ExportedSnapshot {
     psql: Running,
 }
 
-/// The replication command; the parenthesised option syntax exists from PostgreSQL 15, the
-/// older keyword syntax before it.
+/// The replication command that creates `slot` with an exported snapshot.
 pub fn create_slot_command(slot: &str, temporary: bool, server_version_num: i32) -> String {
-    let temp = if temporary { " TEMPORARY" } else { "" };
-    let name = quote_ident(slot);
-    if server_version_num >= 150000 {
-        format!("CREATE_REPLICATION_SLOT {name}{temp} LOGICAL decoder_sql (SNAPSHOT 'export');")
-    } else {
-        format!("CREATE_REPLICATION_SLOT {name}{temp} LOGICAL decoder_sql EXPORT_SNAPSHOT;")
-    }
+    super::compat::create_slot_command(&quote_ident(slot), temporary, server_version_num)
 }
 
 /// Parses psql's unaligned row: slot_name|consistent_point|snapshot_name|output_plugin.
