@@ -217,7 +217,7 @@ async fn output_plugin_libraries_is_checked_and_fixed() {
     );
     assert!(
         text.contains(
-            "fix: ALTER SYSTEM SET output_plugin_libraries = 'pgoutput, test_decoding, decoder_sql'"
+            "fix: ALTER SYSTEM SET output_plugin_libraries = 'pgoutput', 'test_decoding', 'decoder_sql'"
         ),
         "{text}"
     );
@@ -269,7 +269,7 @@ async fn output_plugin_libraries_is_checked_and_fixed() {
         .unwrap();
     let text = stdout(&out);
     assert!(
-        text.contains("applied: ALTER SYSTEM SET output_plugin_libraries = 'pgoutput, test_decoding, decoder_sql'"),
+        text.contains("applied: ALTER SYSTEM SET output_plugin_libraries = 'pgoutput', 'test_decoding', 'decoder_sql'"),
         "{text}"
     );
     assert!(
@@ -283,11 +283,14 @@ async fn output_plugin_libraries_is_checked_and_fixed() {
         .unwrap()
         .get(0);
     assert_eq!(setting, "pgoutput, test_decoding, decoder_sql");
-    fresh
-        .execute(
-            "SELECT pg_create_logical_replication_slot('s', 'decoder_sql')",
-            &[],
-        )
-        .await
-        .unwrap();
+    // Both the added plugin and the ones listed before are usable.
+    for plugin in ["decoder_sql", "test_decoding"] {
+        fresh
+            .execute(
+                "SELECT pg_create_logical_replication_slot('s_' || $1, $1)",
+                &[&plugin],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("slot with {plugin}: {e:?}"));
+    }
 }

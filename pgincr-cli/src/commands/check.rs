@@ -300,11 +300,13 @@ pub async fn plugin_libraries_fix(client: &Client) -> Result<Option<String>> {
         return Ok(None);
     };
     let current: String = row.get(0);
+    // One literal per library: a single 'a, b' literal would be read as one library name.
     Ok(
         compat::plugin_list_with(&current, "decoder_sql").map(|list| {
+            let literals: Vec<String> = list.iter().map(|l| sqlgen::quote_literal(l)).collect();
             format!(
                 "ALTER SYSTEM SET output_plugin_libraries = {}",
-                sqlgen::quote_literal(&list)
+                literals.join(", ")
             )
         }),
     )

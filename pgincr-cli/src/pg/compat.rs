@@ -58,23 +58,20 @@ pub fn parse_client_version(line: &str) -> Option<i32> {
     Some(major * 10000 + minor)
 }
 
-/// Plugin list with `plugin` added, keeping the existing entries; None when already listed.
-/// The value is a comma-separated list of library names, possibly quoted.
-pub fn plugin_list_with(current: &str, plugin: &str) -> Option<String> {
-    let entries: Vec<&str> = current
+/// The entries of `output_plugin_libraries` with `plugin` added, keeping the existing ones;
+/// None when it is already listed. The value is a comma-separated list of library names,
+/// possibly double-quoted.
+pub fn plugin_list_with(current: &str, plugin: &str) -> Option<Vec<String>> {
+    let mut entries: Vec<String> = current
         .split(',')
-        .map(|e| e.trim().trim_matches('"'))
+        .map(|e| e.trim().trim_matches('"').to_owned())
         .filter(|e| !e.is_empty())
         .collect();
-    if entries.contains(&plugin) {
+    if entries.iter().any(|e| e == plugin) {
         return None;
     }
-    let mut list = entries.join(", ");
-    if !list.is_empty() {
-        list.push_str(", ");
-    }
-    list.push_str(plugin);
-    Some(list)
+    entries.push(plugin.to_owned());
+    Some(entries)
 }
 
 #[cfg(test)]
@@ -128,12 +125,16 @@ mod tests {
     #[test]
     fn plugin_lists() {
         assert_eq!(
-            plugin_list_with("pgoutput, test_decoding", "decoder_sql").as_deref(),
-            Some("pgoutput, test_decoding, decoder_sql")
+            plugin_list_with("pgoutput, test_decoding", "decoder_sql"),
+            Some(vec![
+                "pgoutput".into(),
+                "test_decoding".into(),
+                "decoder_sql".into()
+            ])
         );
         assert_eq!(
-            plugin_list_with("", "decoder_sql").as_deref(),
-            Some("decoder_sql")
+            plugin_list_with("", "decoder_sql"),
+            Some(vec!["decoder_sql".into()])
         );
         assert_eq!(
             plugin_list_with("pgoutput,decoder_sql", "decoder_sql"),
