@@ -9,7 +9,8 @@
 pub enum TypeClass {
     /// int2, int4, int8: bare digits.
     Integer,
-    /// float8, numeric: bare, except `'NaN'`, `'Infinity'`, `'-Infinity'`, which are quoted.
+    /// float8, numeric: bare, except `'NaN'`, `'Infinity'`, `'-Infinity'` and negative zero
+    /// (`'-0'`: a bare `-0` is the integer 0), which are quoted.
     /// (float4 is `Quoted`: a bare `1.1` is numeric, and `real_col = 1.1` compares as float8.)
     Number,
     /// bool: `true` / `false`.
@@ -59,8 +60,20 @@ pub fn push_cell(out: &mut Vec<u8>, class: TypeClass, cell: Cell<'_>) {
     }
 }
 
+/// Values a bare numeric constant cannot spell: NaN, the infinities and negative zero (float8
+/// `-0`, `-0e+00` ...; a bare `-0` is the integer 0, which loses the sign).
 fn is_special_number(text: &[u8]) -> bool {
-    matches!(text, b"NaN" | b"Infinity" | b"-Infinity")
+    if matches!(text, b"NaN" | b"Infinity" | b"-Infinity") {
+        return true;
+    }
+    let Some(unsigned) = text.strip_prefix(b"-") else {
+        return false;
+    };
+    let mantissa = unsigned
+        .split(|&b| b == b'e' || b == b'E')
+        .next()
+        .unwrap_or_default();
+    mantissa.iter().all(|&b| b == b'0' || b == b'.')
 }
 
 fn needs_escape_string(text: &[u8]) -> bool {
@@ -142,6 +155,17 @@ mod tests {
         number_nan:          Number,  "NaN"        => "'NaN'";
         number_inf:          Number,  "Infinity"   => "'Infinity'";
         number_neg_inf:      Number,  "-Infinity"  => "'-Infinity'";
+        number_neg_zero:     Number,  "-0"         => "'-0'";
+        number_neg_zero_dot: Number,  "-0.000"     => "'-0.000'";
+        number_neg_zero_exp: Number,  "-0e+00"     => "'-0e+00'";
+        number_zero:         Number,  "0"          => "0";
+        number_negative:     Number,  "-0.5"       => "-0.5";
+        number_neg_tiny:     Number,  "-5e-324"    => "-5e-324";
+        number_neg_ten:      Number,  "-10"        => "-10";
+        quoted_neg_zero:     Quoted,  "-0"         => "'-0'";
+        quoted_nan:          Quoted,  "NaN"        => "'NaN'";
+        quoted_infinity:     Quoted,  "infinity"   => "'infinity'";
+        quoted_bc_date:      Quoted,  "0044-03-15 BC" => "'0044-03-15 BC'";
         bool_true:           Bool,    "t"          => "true";
         bool_false:          Bool,    "f"          => "false";
         bit_prefixed:        Bit,     "1010"       => "B'1010'";

@@ -2,6 +2,10 @@
 //!
 //! Identifiers arrive already quoted (the decoder caches them per relation); values arrive as
 //! [`Cell`]s and are spelled by [`crate::literal`].
+//!
+//! UPDATE and DELETE always name their target with `ONLY`: a row decoded from an inheritance
+//! parent lives in that table itself, never in a child. (Partitioned tables never hold rows:
+//! changes arrive as the leaf partition, a plain table.)
 
 use crate::literal::{Cell, TypeClass, push_cell, push_literal, push_quoted};
 
@@ -20,6 +24,30 @@ pub struct KeyColumn<'a> {
     pub column: Column<'a>,
     /// The type has no default equality operator (json, point, xml ...): compare its text form.
     pub compare_as_text: bool,
+    /// REPLICA IDENTITY FULL only (ignored for [`RowMatch::Key`]): the column's equality is not
+    /// identity (numeric `1.0 = 1.00`, float `-0 = 0`, interval `'1 mon' = '30 days'`, citext,
+    /// nondeterministic collations ...), so the row is also matched on its binary form.
+    pub exact: Option<ExactMatch<'a>>,
+}
+
+/// A representation-exact comparison: `send_fn(col) = send_fn('text'::type_name)`. The binary
+/// send form does not depend on the replaying session's settings (DateStyle, IntervalStyle,
+/// extra_float_digits, bytea_output ...), unlike a comparison of text forms.
+#[derive(Debug, Clone, Copy)]
+pub struct ExactMatch<'a> {
+    /// Schema-qualified, quoted send function, e.g. `pg_catalog.numeric_send`.
+    pub send_fn: &'a [u8],
+    /// Schema-qualified, quoted type the literal is cast to, e.g. `pg_catalog."numeric"`.
+    pub type_name: &'a [u8],
+}
+
+/// A relation of a TRUNCATE.
+#[derive(Debug, Clone, Copy)]
+pub struct TruncateTable<'a> {
+    /// Schema-qualified, quoted name.
+    pub name: &'a [u8],
+    /// A partitioned table (relkind `p`): written without `ONLY`, which it does not accept.
+    pub partitioned: bool,
 }
 
 /// How the WHERE clause picks the row.
@@ -102,7 +130,7 @@ where
     K::IntoIter: Clone,
 {
     let start = out.len();
-    out.extend_from_slice(b"UPDATE ");
+    out.extend_from_slice(b"UPDATE ONLY ");
     out.extend_from_slice(table);
     out.extend_from_slice(b" SET ");
     let mut any = false;
@@ -139,7 +167,7 @@ where
     K::IntoIter: Clone,
 {
     let start = out.len();
-    out.extend_from_slice(b"DELETE FROM ");
+    out.extend_from_slice(b"DELETE FROM ONLY ");
     out.extend_from_slice(table);
     if let Err(err) = push_row_match(out, table, key, matching) {
         out.truncate(start);
@@ -149,15 +177,26 @@ where
     Ok(Rendered::Statement)
 }
 
-/// `TRUNCATE TABLE ONLY a, b [RESTART IDENTITY] [CASCADE];`. ONLY because the WAL lists every
-/// truncated relation itself, inheritance children and partitions included.
-pub fn render_truncate(out: &mut Vec<u8>, tables: &[&[u8]], restart_identity: bool, cascade: bool) {
-    out.extend_from_slice(b"TRUNCATE TABLE ONLY ");
+/// `TRUNCATE TABLE ONLY a, ONLY b, p [RESTART IDENTITY] [CASCADE];`. `ONLY` applies to each
+/// name on its own; every plain table gets it because the WAL lists every truncated relation
+/// itself (inheritance children included), so an inheritance child that was not truncated is
+/// left alone. A partitioned table does not accept `ONLY`; without it, it truncates its
+/// partitions, which the source truncated too (a partition cannot be left out).
+pub fn render_truncate(
+    out: &mut Vec<u8>,
+    tables: &[TruncateTable<'_>],
+    restart_identity: bool,
+    cascade: bool,
+) {
+    out.extend_from_slice(b"TRUNCATE TABLE ");
     for (i, table) in tables.iter().enumerate() {
         if i > 0 {
             out.extend_from_slice(b", ");
         }
-        out.extend_from_slice(table);
+        if !table.partitioned {
+            out.extend_from_slice(b"ONLY ");
+        }
+        out.extend_from_slice(table.name);
     }
     if restart_identity {
         out.extend_from_slice(b" RESTART IDENTITY");
@@ -194,37 +233,63 @@ where
     match matching {
         RowMatch::Key => {
             out.extend_from_slice(b" WHERE ");
-            push_conditions(out, key)
+            push_conditions(out, key, false)
         }
         RowMatch::FullRow => {
-            out.extend_from_slice(b" WHERE ctid = (SELECT ctid FROM ");
+            out.extend_from_slice(b" WHERE ctid = (SELECT ctid FROM ONLY ");
             out.extend_from_slice(table);
             out.extend_from_slice(b" WHERE ");
-            push_conditions(out, key)?;
+            push_conditions(out, key, true)?;
             out.extend_from_slice(b" LIMIT 1)");
             Ok(())
         }
     }
 }
 
+/// The conditions, joined by AND. With `exact` (REPLICA IDENTITY FULL), a column with an
+/// [`ExactMatch`] is also compared on its binary form: `a = 1.00 AND send(a) = send('1.00'::t)`
+/// (the plain `=` keeps indexes usable); a type without equality is compared on its binary form
+/// alone.
 fn push_conditions<'a>(
     out: &mut Vec<u8>,
     key: impl Iterator<Item = KeyColumn<'a>>,
+    exact: bool,
 ) -> Result<(), RenderError> {
     for (i, k) in key.enumerate() {
         if i > 0 {
             out.extend_from_slice(b" AND ");
         }
-        out.extend_from_slice(k.column.name);
+        let exact = k.exact.filter(|_| exact);
         match k.column.cell {
-            Cell::Null => out.extend_from_slice(b" IS NULL"),
-            Cell::Text(text) if k.compare_as_text => {
-                out.extend_from_slice(b"::text = ");
-                push_quoted(out, text);
+            Cell::Null => {
+                out.extend_from_slice(k.column.name);
+                out.extend_from_slice(b" IS NULL");
             }
             Cell::Text(text) => {
-                out.extend_from_slice(b" = ");
-                push_literal(out, k.column.class, text);
+                if !k.compare_as_text {
+                    out.extend_from_slice(k.column.name);
+                    out.extend_from_slice(b" = ");
+                    push_literal(out, k.column.class, text);
+                } else if exact.is_none() {
+                    out.extend_from_slice(k.column.name);
+                    out.extend_from_slice(b"::text = ");
+                    push_quoted(out, text);
+                }
+                if let Some(e) = exact {
+                    if !k.compare_as_text {
+                        out.extend_from_slice(b" AND ");
+                    }
+                    out.extend_from_slice(e.send_fn);
+                    out.push(b'(');
+                    out.extend_from_slice(k.column.name);
+                    out.extend_from_slice(b") = ");
+                    out.extend_from_slice(e.send_fn);
+                    out.push(b'(');
+                    push_quoted(out, text);
+                    out.extend_from_slice(b"::");
+                    out.extend_from_slice(e.type_name);
+                    out.push(b')');
+                }
             }
             Cell::UnchangedToast => {
                 return Err(RenderError::ToastInKey {
@@ -252,7 +317,15 @@ mod tests {
         KeyColumn {
             column: col(name, class, cell),
             compare_as_text: false,
+            exact: None,
         }
+    }
+
+    fn exact<'a>(send_fn: &'a str, type_name: &'a str) -> Option<ExactMatch<'a>> {
+        Some(ExactMatch {
+            send_fn: send_fn.as_bytes(),
+            type_name: type_name.as_bytes(),
+        })
     }
 
     fn text(out: Vec<u8>) -> String {
@@ -312,7 +385,7 @@ mod tests {
         assert_eq!(r, Rendered::Statement);
         assert_eq!(
             text(out),
-            "UPDATE public.t SET a = 2, c = true WHERE k1 = 7 AND k2 IS NULL;"
+            "UPDATE ONLY public.t SET a = 2, c = true WHERE k1 = 7 AND k2 IS NULL;"
         );
     }
 
@@ -334,14 +407,110 @@ mod tests {
             KeyColumn {
                 column: col("j", TypeClass::Quoted, Cell::Text(b"{\"x\": 1}")),
                 compare_as_text: true,
+                exact: None,
             },
         ];
         render_delete(&mut out, b"public.nopk", k, RowMatch::FullRow).unwrap();
         assert_eq!(
             text(out),
-            "DELETE FROM public.nopk WHERE ctid = (SELECT ctid FROM public.nopk \
+            "DELETE FROM ONLY public.nopk WHERE ctid = (SELECT ctid FROM ONLY public.nopk \
              WHERE a = 1 AND j::text = '{\"x\": 1}' LIMIT 1);"
         );
+    }
+
+    /// (class, compare_as_text, exact, cell) => condition, for REPLICA IDENTITY FULL and key.
+    #[test]
+    fn conditions_per_column_kind() {
+        type Case<'a> = (
+            TypeClass,
+            bool,
+            Option<ExactMatch<'a>>,
+            Cell<'a>,
+            &'a str,
+            &'a str,
+        );
+        let num = exact("pg_catalog.numeric_send", "pg_catalog.\"numeric\"");
+        let f8 = exact("pg_catalog.float8send", "pg_catalog.float8");
+        let point = exact("pg_catalog.point_send", "pg_catalog.point");
+        let cases: &[Case] = &[
+            // Equality is identity: plain `=` in both modes.
+            (
+                TypeClass::Integer,
+                false,
+                None,
+                Cell::Text(b"7"),
+                "c = 7",
+                "c = 7",
+            ),
+            (
+                TypeClass::Number,
+                false,
+                num,
+                Cell::Text(b"1.00"),
+                "c = 1.00 AND pg_catalog.numeric_send(c) = \
+                 pg_catalog.numeric_send('1.00'::pg_catalog.\"numeric\")",
+                "c = 1.00",
+            ),
+            (
+                TypeClass::Number,
+                false,
+                f8,
+                Cell::Text(b"-0"),
+                "c = '-0' AND pg_catalog.float8send(c) = pg_catalog.float8send('-0'::pg_catalog.float8)",
+                "c = '-0'",
+            ),
+            (
+                TypeClass::Quoted,
+                false,
+                exact("public.citextsend", "public.citext"),
+                Cell::Text(b"it's\n"),
+                r"c = E'it''s\n' AND public.citextsend(c) = public.citextsend(E'it''s\n'::public.citext)",
+                r"c = E'it''s\n'",
+            ),
+            // No equality operator: the binary form alone, or the text form without one.
+            (
+                TypeClass::Quoted,
+                true,
+                point,
+                Cell::Text(b"(1,2)"),
+                "pg_catalog.point_send(c) = pg_catalog.point_send('(1,2)'::pg_catalog.point)",
+                "c::text = '(1,2)'",
+            ),
+            (
+                TypeClass::Quoted,
+                true,
+                None,
+                Cell::Text(b"(1,x)"),
+                "c::text = '(1,x)'",
+                "c::text = '(1,x)'",
+            ),
+            (
+                TypeClass::Number,
+                false,
+                num,
+                Cell::Null,
+                "c IS NULL",
+                "c IS NULL",
+            ),
+        ];
+        for &(class, compare_as_text, exact, cell, full, by_key) in cases {
+            for (matching, want) in [(RowMatch::FullRow, full), (RowMatch::Key, by_key)] {
+                let k = KeyColumn {
+                    column: col("c", class, cell),
+                    compare_as_text,
+                    exact,
+                };
+                let mut out = Vec::new();
+                render_delete(&mut out, b"t", [k], matching).unwrap();
+                let want = match matching {
+                    RowMatch::Key => format!("DELETE FROM ONLY t WHERE {want};"),
+                    RowMatch::FullRow => format!(
+                        "DELETE FROM ONLY t WHERE ctid = (SELECT ctid FROM ONLY t WHERE {want} LIMIT 1);"
+                    ),
+                };
+                assert_eq!(text(out), want);
+            }
+        }
     }
 
     #[test]
@@ -363,14 +532,26 @@ mod tests {
     #[test]
     fn truncate_variants() {
         let mut out = Vec::new();
-        render_truncate(&mut out, &[b"a.x", b"b.y"], true, true);
+        let t = |name: &'static str, partitioned| TruncateTable {
+            name: name.as_bytes(),
+            partitioned,
+        };
+        render_truncate(&mut out, &[t("a.x", false), t("b.y", false)], true, true);
         assert_eq!(
             text(out),
-            "TRUNCATE TABLE ONLY a.x, b.y RESTART IDENTITY CASCADE;"
+            "TRUNCATE TABLE ONLY a.x, ONLY b.y RESTART IDENTITY CASCADE;"
         );
         let mut out = Vec::new();
-        render_truncate(&mut out, &[b"a.x"], false, false);
+        render_truncate(&mut out, &[t("a.x", false)], false, false);
         assert_eq!(text(out), "TRUNCATE TABLE ONLY a.x;");
+        let mut out = Vec::new();
+        render_truncate(
+            &mut out,
+            &[t("s.p", true), t("s.p1", false), t("s.sub", true)],
+            false,
+            false,
+        );
+        assert_eq!(text(out), "TRUNCATE TABLE s.p, ONLY s.p1, s.sub;");
     }
 
     #[test]

@@ -26,10 +26,10 @@ async fn insert_update_delete_with_primary_key() {
         get_changes(&db, "s", &[]).await,
         [
             "INSERT INTO public.t (id, \"name\", n) VALUES (1, 'a', 1.5);",
-            "UPDATE public.t SET id = 1, \"name\" = 'b', n = 1.5 WHERE id = 1;",
+            "UPDATE ONLY public.t SET id = 1, \"name\" = 'b', n = 1.5 WHERE id = 1;",
             // The key changed: WHERE uses the old key.
-            "UPDATE public.t SET id = 2, \"name\" = 'b', n = 1.5 WHERE id = 1;",
-            "DELETE FROM public.t WHERE id = 2;",
+            "UPDATE ONLY public.t SET id = 2, \"name\" = 'b', n = 1.5 WHERE id = 1;",
+            "DELETE FROM ONLY public.t WHERE id = 2;",
         ]
     );
 }
@@ -114,15 +114,16 @@ async fn replica_identity_modes() {
         get_changes(&db, "s", &[]).await,
         [
             "INSERT INTO public.by_index (a, b, v) VALUES (1, 2, 'x');",
-            "UPDATE public.by_index SET a = 1, b = 2, v = 'y' WHERE a = 1 AND b = 2;",
-            "DELETE FROM public.by_index WHERE a = 1 AND b = 2;",
+            "UPDATE ONLY public.by_index SET a = 1, b = 2, v = 'y' WHERE a = 1 AND b = 2;",
+            "DELETE FROM ONLY public.by_index WHERE a = 1 AND b = 2;",
             "INSERT INTO public.full_id (a, j, v) VALUES (1, '{\"k\": 1}', null);",
             "INSERT INTO public.full_id (a, j, v) VALUES (1, '{\"k\": 1}', null);",
-            // json has no equality operator: compared as text. Duplicates: exactly one row.
-            "UPDATE public.full_id SET a = 1, j = '{\"k\": 1}', v = 'z' WHERE ctid = (SELECT ctid FROM public.full_id \
-             WHERE a = 1 AND j::text = '{\"k\": 1}' AND v IS NULL LIMIT 1);",
-            "DELETE FROM public.full_id WHERE ctid = (SELECT ctid FROM public.full_id \
-             WHERE a = 1 AND j::text = '{\"k\": 1}' AND v IS NULL LIMIT 1);",
+            // json has no equality operator: compared on its binary (send) form. Duplicates:
+            // exactly one row.
+            "UPDATE ONLY public.full_id SET a = 1, j = '{\"k\": 1}', v = 'z' WHERE ctid = (SELECT ctid FROM ONLY public.full_id \
+             WHERE a = 1 AND pg_catalog.json_send(j) = pg_catalog.json_send('{\"k\": 1}'::pg_catalog.json) AND v IS NULL LIMIT 1);",
+            "DELETE FROM ONLY public.full_id WHERE ctid = (SELECT ctid FROM ONLY public.full_id \
+             WHERE a = 1 AND pg_catalog.json_send(j) = pg_catalog.json_send('{\"k\": 1}'::pg_catalog.json) AND v IS NULL LIMIT 1);",
         ]
     );
 }
@@ -186,7 +187,7 @@ async fn generated_identity_and_dropped_columns() {
         [
             "INSERT INTO public.g (id, d, x) OVERRIDING SYSTEM VALUE VALUES (1, 1, 21);",
             // An UPDATE may not assign a GENERATED ALWAYS column; the key is in WHERE.
-            "UPDATE public.g SET d = 1, x = 1 WHERE id = 1;",
+            "UPDATE ONLY public.g SET d = 1, x = 1 WHERE id = 1;",
         ]
     );
 }
@@ -205,7 +206,7 @@ async fn column_added_with_default_after_rows_existed() {
     assert_eq!(
         get_changes(&db, "s", &[]).await,
         [
-            "DELETE FROM public.late WHERE ctid = (SELECT ctid FROM public.late WHERE a = 1 AND b = 7 LIMIT 1);"
+            "DELETE FROM ONLY public.late WHERE ctid = (SELECT ctid FROM ONLY public.late WHERE a = 1 AND b = 7 LIMIT 1);"
         ]
     );
 }
@@ -235,10 +236,10 @@ async fn unchanged_toast_is_left_out() {
     // `large` was not modified: its value is not in the WAL, and SET leaves it out.
     assert_eq!(
         out[1],
-        "UPDATE public.big SET id = 1, small = 't' WHERE id = 1;"
+        "UPDATE ONLY public.big SET id = 1, small = 't' WHERE id = 1;"
     );
     let update = format!(
-        "UPDATE public.big SET id = 1, small = 't', \"large\" = '{}' WHERE id = 1;",
+        "UPDATE ONLY public.big SET id = 1, small = 't', \"large\" = '{}' WHERE id = 1;",
         "y".repeat(9000)
     );
     assert!(out[2] == update, "UPDATE differs: {}...", &out[2][..80]);
@@ -287,7 +288,7 @@ async fn partitions_decode_as_their_leaf() {
         [
             "INSERT INTO public.p_low (id, v) VALUES (1, 'a');",
             "INSERT INTO public.p_high (id, v) VALUES (150, 'b');",
-            "UPDATE public.p_high SET id = 150, v = 'c' WHERE id = 150;",
+            "UPDATE ONLY public.p_high SET id = 150, v = 'c' WHERE id = 150;",
         ]
     );
 }
@@ -308,7 +309,7 @@ async fn odd_identifiers_are_quoted() {
         get_changes(&db, "s", &[]).await,
         [
             r#"INSERT INTO "My Schema"."select" ("Id", "we""ird", "from") VALUES (1, 'x', 2);"#,
-            r#"DELETE FROM "My Schema"."select" WHERE "Id" = 1;"#,
+            r#"DELETE FROM ONLY "My Schema"."select" WHERE "Id" = 1;"#,
         ]
     );
 }
@@ -418,8 +419,8 @@ async fn schema_changes_between_changes_are_followed() {
             "INSERT INTO public.t (id, a) VALUES (1, 'x');",
             "INSERT INTO public.t (id, a, b) VALUES (2, 'y', 6);",
             "INSERT INTO public.t (id, b) VALUES (3, 7);",
-            "UPDATE public.u SET id = 3, c = 8 WHERE id = 3;",
-            "DELETE FROM public.u WHERE ctid = (SELECT ctid FROM public.u WHERE id = 1 AND c = 5 LIMIT 1);",
+            "UPDATE ONLY public.u SET id = 3, c = 8 WHERE id = 3;",
+            "DELETE FROM ONLY public.u WHERE ctid = (SELECT ctid FROM ONLY public.u WHERE id = 1 AND c = 5 LIMIT 1);",
         ]
     );
 }

@@ -144,3 +144,21 @@ pub unsafe fn identity_key_bitmap(rel: pg_sys::Relation) -> *mut pg_sys::Bitmaps
         unsafe { pg_sys::RelationGetIdentityKeyBitmap(rel) }
     }
 }
+
+/// The range type of a multirange type, or `InvalidOid` (also for any type on PostgreSQL 13,
+/// which has no multiranges; 14 added them and `get_multirange_range`).
+///
+/// # Safety
+/// Called inside a transaction (catalog lookup).
+pub unsafe fn multirange_range(typid: pg_sys::Oid) -> pg_sys::Oid {
+    #[cfg(feature = "pg13")]
+    {
+        let _ = typid;
+        pg_sys::InvalidOid
+    }
+    #[cfg(not(feature = "pg13"))]
+    {
+        // SAFETY: valid per the caller.
+        unsafe { pg_sys::get_multirange_range(typid) }
+    }
+}

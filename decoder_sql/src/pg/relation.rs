@@ -54,10 +54,19 @@ pub struct ColumnInfo {
     pub class: TypeClass,
     /// The type has no default equality operator: compare its text form in WHERE.
     pub compare_as_text: bool,
+    /// Equality of the type (under the column's collation) is not identity: REPLICA IDENTITY
+    /// FULL also compares the binary send form (see [`exact_match`]).
+    pub exact: Option<ExactSpelling>,
     pub(crate) fast: FastPath,
     pub(crate) is_varlena: bool,
     /// Output function; an UnsafeCell because the function may cache state in fn_extra.
     pub(crate) output: Box<UnsafeCell<pg_sys::FmgrInfo>>,
+}
+
+/// Quoted, schema-qualified names for `send_fn(col) = send_fn('text'::type_name)`.
+pub struct ExactSpelling {
+    pub send_fn: Vec<u8>,
+    pub type_name: Vec<u8>,
 }
 
 /// Which columns identify a row for UPDATE and DELETE.
@@ -90,6 +99,8 @@ pub struct RelInfo {
     pub has_identity_always: bool,
     /// A materialized view: its rows are derived, the replayed CREATE/REFRESH recomputes them.
     pub is_materialized_view: bool,
+    /// A partitioned table (holds no rows; TRUNCATE writes it without ONLY).
+    pub is_partitioned: bool,
 }
 
 impl RelInfo {
@@ -213,7 +224,13 @@ fn build(rel: RelView, fn_cxt: ChildContext) -> RelInfo {
             let identity_always = attr.attidentity as u8 == pg_sys::ATTRIBUTE_IDENTITY_ALWAYS;
             let mut colname = Vec::new();
             sqlgen::push_ident(&mut colname, cstr_bytes(attr.attname.data.as_ptr()));
-            columns.push(column_info(colname, attr.atttypid, dropped, fn_cxt));
+            columns.push(column_info(
+                colname,
+                attr.atttypid,
+                attr.attcollation,
+                dropped,
+                fn_cxt,
+            ));
             if dropped || generated {
                 continue;
             }
@@ -245,6 +262,7 @@ fn build(rel: RelView, fn_cxt: ChildContext) -> RelInfo {
             identity,
             has_identity_always,
             is_materialized_view: form.relkind as u8 == pg_sys::RELKIND_MATVIEW,
+            is_partitioned: form.relkind as u8 == pg_sys::RELKIND_PARTITIONED_TABLE,
         }
     }
 }
@@ -281,6 +299,7 @@ unsafe fn identity_key(raw: pg_sys::Relation) -> Identity {
 fn column_info(
     name: Vec<u8>,
     typid: pg_sys::Oid,
+    collation: pg_sys::Oid,
     dropped: bool,
     fn_cxt: ChildContext,
 ) -> ColumnInfo {
@@ -294,6 +313,7 @@ fn column_info(
             name,
             class: TypeClass::Quoted,
             compare_as_text: true,
+            exact: None,
             fast: FastPath::Output,
             is_varlena: false,
             output,
@@ -316,6 +336,7 @@ fn column_info(
             name,
             class,
             compare_as_text,
+            exact: exact_match(base, collation),
             fast,
             is_varlena,
             output,
@@ -335,5 +356,140 @@ fn classify(base: pg_sys::Oid) -> (TypeClass, FastPath) {
             (TypeClass::Quoted, FastPath::Text)
         }
         _ => (TypeClass::Quoted, FastPath::Output),
+    }
+}
+
+/// Types whose equality operator is identity: two equal values have the same representation
+/// (and the same text). Enums too. Text types only under a deterministic collation, checked
+/// separately.
+const EQUALITY_IS_IDENTITY: &[pg_sys::Oid] = &[
+    pg_sys::BOOLOID,
+    pg_sys::CHAROID,
+    pg_sys::NAMEOID,
+    pg_sys::INT2OID,
+    pg_sys::INT4OID,
+    pg_sys::INT8OID,
+    pg_sys::OIDOID,
+    pg_sys::TEXTOID,
+    pg_sys::VARCHAROID,
+    pg_sys::BYTEAOID,
+    pg_sys::UUIDOID,
+    pg_sys::DATEOID,
+    pg_sys::TIMEOID,
+    pg_sys::TIMESTAMPOID,
+    pg_sys::TIMESTAMPTZOID,
+    pg_sys::BITOID,
+    pg_sys::VARBITOID,
+    pg_sys::MACADDROID,
+    pg_sys::MACADDR8OID,
+    pg_sys::INETOID,
+    pg_sys::CIDROID,
+    // money: pg_type.oid 790 (named CASHOID before PostgreSQL 14, MONEYOID after).
+    pg_sys::Oid::from_u32(790),
+];
+
+/// How REPLICA IDENTITY FULL compares a column exactly, or None when plain equality (or the
+/// text form) is enough or no binary form is available.
+///
+/// The rule: a column needs the exact comparison unless its (base) type is in
+/// [`EQUALITY_IS_IDENTITY`] or an enum, and its collation, if any, is deterministic. Everything
+/// else (numeric, float4/float8, interval, jsonb, bpchar, arrays, ranges, citext, hstore,
+/// geometric types, text under a nondeterministic collation ...) compares
+/// `send(col) = send('text'::type)` as well, when the type and every type it contains
+/// (array elements, range subtypes) have a binary send function. Composite types keep the text
+/// comparison.
+///
+/// # Safety
+/// Called inside the decoding transaction (catalog lookups).
+unsafe fn exact_match(base: pg_sys::Oid, collation: pg_sys::Oid) -> Option<ExactSpelling> {
+    // SAFETY: catalog lookups inside the decoding transaction, per the function contract.
+    unsafe {
+        let deterministic =
+            collation == pg_sys::InvalidOid || pg_sys::get_collation_isdeterministic(collation);
+        let identity = EQUALITY_IS_IDENTITY.contains(&base) || pg_sys::type_is_enum(base);
+        if (identity && deterministic) || !binary_comparable(base, 0) {
+            return None;
+        }
+        let row = type_row(base)?;
+        let send_schema = pg_sys::get_namespace_name(pg_sys::get_func_namespace(row.send));
+        let send_name = pg_sys::get_func_name(row.send);
+        if send_schema.is_null() || send_name.is_null() {
+            return None;
+        }
+        let mut send_fn = Vec::new();
+        sqlgen::push_qualified(&mut send_fn, cstr_bytes(send_schema), cstr_bytes(send_name));
+        let type_schema = pg_sys::get_namespace_name(row.namespace);
+        if type_schema.is_null() {
+            return None;
+        }
+        let mut type_name = Vec::new();
+        sqlgen::push_qualified(&mut type_name, cstr_bytes(type_schema), &row.name);
+        Some(ExactSpelling { send_fn, type_name })
+    }
+}
+
+struct TypeRow {
+    name: Vec<u8>,
+    namespace: pg_sys::Oid,
+    send: pg_sys::Oid,
+    typtype: u8,
+}
+
+/// The pg_type fields the exact comparison needs.
+///
+/// # Safety
+/// Called inside a transaction (catalog lookup).
+unsafe fn type_row(typid: pg_sys::Oid) -> Option<TypeRow> {
+    // SAFETY: a syscache lookup by OID; the tuple is a pg_type row, read and then released.
+    unsafe {
+        let tuple = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::TYPEOID as i32,
+            pg_sys::Datum::from(typid),
+        );
+        if tuple.is_null() {
+            return None;
+        }
+        let form = &*pg_sys::GETSTRUCT(tuple).cast::<pg_sys::FormData_pg_type>();
+        let row = TypeRow {
+            name: cstr_bytes(form.typname.data.as_ptr()).to_vec(),
+            namespace: form.typnamespace,
+            send: form.typsend,
+            typtype: form.typtype as u8,
+        };
+        pg_sys::ReleaseSysCache(tuple);
+        Some(row)
+    }
+}
+
+/// The type and everything it contains have a binary send function, so `send(value)` works.
+///
+/// # Safety
+/// Called inside a transaction (catalog lookups).
+unsafe fn binary_comparable(typid: pg_sys::Oid, depth: u32) -> bool {
+    if depth > 8 {
+        return false;
+    }
+    // SAFETY: catalog lookups, per the function contract.
+    unsafe {
+        let Some(row) = type_row(typid) else {
+            return false;
+        };
+        if row.send == pg_sys::InvalidOid {
+            return false;
+        }
+        match row.typtype {
+            pg_sys::TYPTYPE_COMPOSITE | pg_sys::TYPTYPE_PSEUDO => false,
+            pg_sys::TYPTYPE_DOMAIN => binary_comparable(pg_sys::getBaseType(typid), depth + 1),
+            pg_sys::TYPTYPE_RANGE => binary_comparable(pg_sys::get_range_subtype(typid), depth + 1),
+            // Multirange (PostgreSQL 14+).
+            b'm' => {
+                let range = compat::multirange_range(typid);
+                range != pg_sys::InvalidOid && binary_comparable(range, depth + 1)
+            }
+            _ => {
+                let element = pg_sys::get_element_type(typid);
+                element == pg_sys::InvalidOid || binary_comparable(element, depth + 1)
+            }
+        }
     }
 }

@@ -5,7 +5,7 @@ use crate::error::{DecoderError, Result};
 use crate::pg::relation::{Identity, RelInfo, RelView};
 use crate::pg::tuple::DecodedRow;
 use crate::state::DecoderState;
-use sqlgen::statement::{self, render_comment};
+use sqlgen::statement::{self, ExactMatch, TruncateTable, render_comment};
 use sqlgen::{Column, KeyColumn, MissingIdentity, Rendered, RowMatch};
 
 pub fn on_change(
@@ -92,9 +92,15 @@ pub fn on_truncate(
     cascade: bool,
 ) {
     let infos: Vec<_> = rels.iter().map(|&r| state.relations.get(r)).collect();
-    let names: Vec<&[u8]> = infos.iter().map(|i| i.name.as_slice()).collect();
+    let tables: Vec<TruncateTable> = infos
+        .iter()
+        .map(|i| TruncateTable {
+            name: &i.name,
+            partitioned: i.is_partitioned,
+        })
+        .collect();
     state.buf.clear();
-    statement::render_truncate(&mut state.buf, &names, restart, cascade);
+    statement::render_truncate(&mut state.buf, &tables, restart, cascade);
     emit(out, state);
 }
 
@@ -167,6 +173,10 @@ fn key_columns<'a>(
                 cell: row.cell(i),
             },
             compare_as_text: col.compare_as_text,
+            exact: col.exact.as_ref().map(|e| ExactMatch {
+                send_fn: &e.send_fn,
+                type_name: &e.type_name,
+            }),
         }
     })
 }
