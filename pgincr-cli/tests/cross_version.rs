@@ -10,8 +10,7 @@ mod common;
 use common::*;
 use e2e::TestCluster;
 use e2e::cluster::Installation;
-use e2e::decode::{database_contents, line_diff};
-use std::path::Path;
+use e2e::decode::{database_contents, line_diff, schema_dump_with};
 use tokio_postgres::Client;
 
 const SETUP: &str = "
@@ -46,36 +45,6 @@ fn installation(major: u32, with_plugin: bool) -> Installation {
     Installation::major(major, with_plugin).unwrap_or_else(|| {
         panic!("PostgreSQL {major} is not set up: run bash scripts/setup --majors {major}")
     })
-}
-
-/// Schema of `dbname` on `cluster`, dumped with the pg_dump of `bindir` (the newer of the two
-/// majors compared, so both sides are spelled alike).
-fn schema_with(bindir: &Path, cluster: &TestCluster, dbname: &str) -> String {
-    let out = std::process::Command::new(bindir.join("pg_dump"))
-        .env("PGHOST", cluster.socket_dir())
-        .env("PGPORT", cluster.port().to_string())
-        .env("PGUSER", "postgres")
-        .args([
-            "--schema-only",
-            "--exclude-schema=decoder_sql",
-            "-d",
-            dbname,
-        ])
-        .output()
-        .expect("run pg_dump");
-    assert!(
-        out.status.success(),
-        "pg_dump: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| {
-            !l.starts_with("--") && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict")
-        })
-        .filter(|l| !l.contains("decoder_sql") && !l.trim().is_empty())
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 async fn sequences(client: &Client) -> Vec<(String, Option<i64>)> {
@@ -140,8 +109,8 @@ async fn round_trip(from: u32, into: u32) {
         source_cluster.bindir().to_path_buf()
     };
     let (mut a, mut b) = (
-        schema_with(&newer, &source_cluster, "postgres"),
-        schema_with(&newer, &target, "restored"),
+        schema_dump_with(&newer, &source_cluster, "postgres", &[]),
+        schema_dump_with(&newer, &target, "restored", &[]),
     );
     if (from < 15) != (into < 15) {
         // PostgreSQL 15 changed the defaults of schema `public` (owner pg_database_owner, no

@@ -126,15 +126,25 @@ pub fn replay_file(
 /// `pg_dump --schema-only` of `dbname` without the decoder_sql extension's own objects and
 /// without comments, for comparing schemas.
 pub fn schema_dump(cluster: &crate::TestCluster, dbname: &str) -> String {
-    let out = cluster
-        .client_command("pg_dump")
-        .args([
-            "--schema-only",
-            "--no-owner",
-            "--exclude-schema=decoder_sql",
-            "-d",
-            dbname,
-        ])
+    schema_dump_with(cluster.bindir(), cluster, dbname, &["--no-owner"])
+}
+
+/// Like [`schema_dump`], with the pg_dump of `bindir` (to spell two majors' schemas alike) and
+/// extra pg_dump arguments.
+pub fn schema_dump_with(
+    bindir: &std::path::Path,
+    cluster: &crate::TestCluster,
+    dbname: &str,
+    extra: &[&str],
+) -> String {
+    let out = std::process::Command::new(bindir.join("pg_dump"))
+        .env("PGHOST", cluster.socket_dir())
+        .env("PGPORT", cluster.port().to_string())
+        .env("PGUSER", "postgres")
+        .stdin(std::process::Stdio::null())
+        .args(["--schema-only", "--exclude-schema=decoder_sql"])
+        .args(extra)
+        .args(["-d", dbname])
         .output()
         .expect("run pg_dump");
     assert!(
