@@ -6,7 +6,7 @@
 //! binary (send) form.
 
 use e2e::TestCluster;
-use e2e::cluster::pg_major;
+use e2e::cluster::{pg_config, pg_major};
 use e2e::decode::{create_slot, get_changes, line_diff, replay};
 use tokio_postgres::Client;
 
@@ -19,6 +19,21 @@ const ODD_REPLAY_SETTINGS: &[&str] = &[
     "SET TimeZone = 'America/St_Johns';",
     "SET lc_monetary = 'C';",
 ];
+
+/// The server under test was built with ICU (needed for nondeterministic collations). ICU is
+/// opt-in (`--with-icu`) before PostgreSQL 16 and opt-out (`--without-icu`) from 16 on.
+fn has_icu() -> bool {
+    let out = std::process::Command::new(pg_config())
+        .arg("--configure")
+        .output()
+        .expect("run pg_config --configure");
+    let configure = String::from_utf8_lossy(&out.stdout);
+    if pg_major() >= 16 {
+        !configure.contains("--without-icu")
+    } else {
+        configure.contains("--with-icu")
+    }
+}
 
 struct Pair {
     cluster: TestCluster,
@@ -207,7 +222,6 @@ async fn full_identity_changes_the_identical_row_not_an_equal_one() {
         ("real", "0", "-0"),
         ("interval", "1 mon", "30 days"),
         ("citext", "A", "a"),
-        ("text COLLATE ci", "Hello", "HELLO"),
         ("jsonb", "{\"n\": 1.0}", "{\"n\": 1.00}"),
         ("numeric[]", "{1.0,NULL}", "{1.00,NULL}"),
         ("numrange", "[1.0,2.0)", "[1.00,2.00)"),
@@ -220,9 +234,17 @@ async fn full_identity_changes_the_identical_row_not_an_equal_one() {
     }
     let mut schema = String::from(
         "CREATE EXTENSION citext;
-         CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
          CREATE DOMAIN dom_numeric AS numeric;\n",
     );
+    if has_icu() {
+        schema.push_str(
+            "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);\n",
+        );
+        pairs.push(("text COLLATE ci", "Hello", "HELLO"));
+        pairs.push(("varchar COLLATE ci", "b", "B"));
+    } else {
+        eprintln!("no ICU in this build: nondeterministic collations left out");
+    }
     let mut work = String::new();
     for (i, (ty, a, b)) in pairs.iter().enumerate() {
         schema.push_str(&format!(
