@@ -396,8 +396,9 @@ const EQUALITY_IS_IDENTITY: &[pg_sys::Oid] = &[
 /// else (numeric, float4/float8, interval, jsonb, bpchar, arrays, ranges, citext, hstore,
 /// geometric types, text under a nondeterministic collation ...) compares
 /// `send(col) = send('text'::type)` as well, when the type and every type it contains
-/// (array elements, range subtypes) have a binary send function. Composite types keep the text
-/// comparison.
+/// (array elements, range subtypes, composite attributes) have a binary send function. Types
+/// without equality (json, point, xml, composites ...) compare the send form alone when they
+/// have one, else their text form.
 ///
 /// # Safety
 /// Called inside the decoding transaction (catalog lookups).
@@ -478,7 +479,8 @@ unsafe fn binary_comparable(typid: pg_sys::Oid, depth: u32) -> bool {
             return false;
         }
         match row.typtype {
-            pg_sys::TYPTYPE_COMPOSITE | pg_sys::TYPTYPE_PSEUDO => false,
+            pg_sys::TYPTYPE_PSEUDO => false,
+            pg_sys::TYPTYPE_COMPOSITE => attributes_binary_comparable(typid, depth),
             pg_sys::TYPTYPE_DOMAIN => binary_comparable(pg_sys::getBaseType(typid), depth + 1),
             pg_sys::TYPTYPE_RANGE => binary_comparable(pg_sys::get_range_subtype(typid), depth + 1),
             // Multirange (PostgreSQL 14+).
@@ -491,5 +493,30 @@ unsafe fn binary_comparable(typid: pg_sys::Oid, depth: u32) -> bool {
                 element == pg_sys::InvalidOid || binary_comparable(element, depth + 1)
             }
         }
+    }
+}
+
+/// Every live attribute of composite type `typid` is [`binary_comparable`] (record_send sends
+/// each one with its own send function).
+///
+/// # Safety
+/// Called inside a transaction (catalog lookups).
+unsafe fn attributes_binary_comparable(typid: pg_sys::Oid, depth: u32) -> bool {
+    // SAFETY: the type cache hands out a reference-counted descriptor (or null with noError);
+    // it is released once below, after the attribute types were copied out.
+    unsafe {
+        let tupdesc = pg_sys::lookup_rowtype_tupdesc_noerror(typid, -1, true);
+        if tupdesc.is_null() {
+            return false;
+        }
+        let types: Vec<pg_sys::Oid> = compat::tuple_desc_attrs(tupdesc)
+            .iter()
+            .filter(|a| !a.attisdropped)
+            .map(|a| a.atttypid)
+            .collect();
+        if (*tupdesc).tdrefcount >= 0 {
+            pg_sys::DecrTupleDescRefCount(tupdesc);
+        }
+        types.into_iter().all(|t| binary_comparable(t, depth + 1))
     }
 }
