@@ -514,6 +514,24 @@ mod tests {
     }
 
     #[test]
+    fn full_row_update_names_only_the_table_in_both_places() {
+        let mut out = Vec::new();
+        let set = [col("v", TypeClass::Number, Cell::Text(b"-0"))];
+        let k = [KeyColumn {
+            column: col("v", TypeClass::Number, Cell::Text(b"1.00")),
+            compare_as_text: false,
+            exact: exact("pg_catalog.numeric_send", "pg_catalog.\"numeric\""),
+        }];
+        render_update(&mut out, b"U&\"a\\000Ab\"", set, k, RowMatch::FullRow).unwrap();
+        assert_eq!(
+            text(out),
+            "UPDATE ONLY U&\"a\\000Ab\" SET v = '-0' WHERE ctid = (SELECT ctid FROM ONLY U&\"a\\000Ab\" \
+             WHERE v = 1.00 AND pg_catalog.numeric_send(v) = \
+             pg_catalog.numeric_send('1.00'::pg_catalog.\"numeric\") LIMIT 1);"
+        );
+    }
+
+    #[test]
     fn toast_in_key_is_an_error_and_writes_nothing() {
         let mut out = Vec::new();
         let k = [key("k", TypeClass::Quoted, Cell::UnchangedToast)];
