@@ -16,7 +16,7 @@ pub use pg::callbacks::_PG_output_plugin_init;
 
 /// Version of the SQL stream format this library writes (see docs/format.md). A reader refuses
 /// streams of a newer major version than it knows.
-pub const FORMAT_VERSION: i32 = 1;
+pub const FORMAT_VERSION: i32 = 2;
 
 /// `decoder_sql.format_version()`: the stream format version written by the installed plugin.
 #[pgrx::pg_extern(immutable, parallel_safe)]
