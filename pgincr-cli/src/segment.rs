@@ -3,12 +3,18 @@
 //! This module cuts that text into whole transactions, whatever file boundaries fall
 //! in between, and says where each came from.
 //!
+//! Transaction lines are recognised only where a statement may begin: an SQL lexer
+//! (`sqlgen::lexer`) follows quotes, dollar quotes and comments across lines, so statement
+//! text that happens to contain a line `COMMIT;` (a comment's text, a function body) is never
+//! taken for one.
+//!
 //! Two irregularities are normal and handled here: a transaction cut short when
 //! pg_recvlogical stopped (a later BEGIN supersedes it: the server sends it again), and a
 //! transaction sent twice after a restart (the caller skips it by LSN).
 
 use crate::repo;
 use crate::{Error, Result};
+use sqlgen::lexer::Lexer;
 use sqlgen::lsn::Lsn;
 use sqlgen::txn::{TxnInfo, parse_begin};
 use std::fmt;
@@ -71,6 +77,8 @@ pub struct Parser {
     keep_text: bool,
     /// Lines before the first BEGIN that belong to an earlier transaction.
     pub continuation_lines: u64,
+    /// Where statements begin, across lines.
+    lexer: Lexer,
 }
 
 impl Default for Parser {
@@ -86,6 +94,7 @@ impl Parser {
             started: false,
             keep_text,
             continuation_lines: 0,
+            lexer: Lexer::new(),
         }
     }
 
@@ -97,6 +106,21 @@ impl Parser {
     /// Takes one line (with or without its '\n').
     pub fn feed(&mut self, line: &str, at: Location) -> std::result::Result<Option<Event>, String> {
         let content = line.trim_end_matches(['\n', '\r']);
+        let at_boundary = self.lexer.at_statement_boundary();
+        self.lexer.feed(content.as_bytes());
+        self.lexer.feed(b"\n");
+        if !at_boundary {
+            // Inside a statement that spans lines: its text, whatever it looks like.
+            if !self.started {
+                self.continuation_lines += 1;
+            } else if let Some(txn) = &mut self.open
+                && self.keep_text
+            {
+                txn.text.push_str(content);
+                txn.text.push('\n');
+            }
+            return Ok(None);
+        }
         if content.starts_with("BEGIN;") {
             let info = parse_begin(content).ok_or_else(|| {
                 format!(
@@ -374,6 +398,34 @@ mod tests {
         p.feed(B1, at(1)).unwrap();
         let err = p.feed("COMMIT; -- xid=99 end_lsn=0/1", at(2)).unwrap_err();
         assert!(err.contains("COMMIT of transaction 99"), "{err}");
+    }
+
+    #[test]
+    fn transaction_lines_inside_statement_text_are_text() {
+        let ddl = [
+            "COMMENT ON TABLE public.t IS 'Usage:",
+            "BEGIN; -- xid=99 commit_lsn=0/1 end_lsn=FF/FFFFFF00 commit_time=2026-01-01T00:00:00.000000Z",
+            "COMMIT; -- xid=99 end_lsn=FF/FFFFFF00",
+            "';",
+            "CREATE PROCEDURE public.p() LANGUAGE plpgsql AS $$",
+            "BEGIN",
+            "COMMIT;",
+            "END $$;",
+        ];
+        let mut lines = vec![B1];
+        lines.extend(ddl);
+        lines.extend([
+            "INSERT INTO public.t (a) VALUES (1);",
+            "COMMIT; -- xid=10 end_lsn=0/128",
+        ]);
+        let (events, open) = feed_all(&lines);
+        assert!(open.is_none());
+        assert_eq!(events.len(), 1, "{events:?}");
+        let Event::Txn(t) = &events[0] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(t.info.xid, 10);
+        assert_eq!(t.text, lines.join("\n") + "\n");
     }
 
     #[test]

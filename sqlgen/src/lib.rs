@@ -5,6 +5,7 @@
 pub mod ddl;
 pub mod ident;
 mod keywords;
+pub mod lexer;
 pub mod literal;
 pub mod lsn;
 pub mod options;

@@ -365,6 +365,20 @@ impl TestCluster {
         client
     }
 
+    /// A connected client logged in as `user`.
+    pub async fn connect_as(&self, dbname: &str, user: &str) -> tokio_postgres::Client {
+        let conninfo = self
+            .conninfo(dbname)
+            .replace("user=postgres", &format!("user={user}"));
+        let (client, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {dbname} as {user}: {e}"));
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        client
+    }
+
     /// Like [`connect`](Self::connect), but a failure is returned (the database may not exist yet).
     pub async fn connect_checked(
         &self,
