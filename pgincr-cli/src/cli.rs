@@ -48,7 +48,7 @@ pub enum Command {
     /// Report slot lag and backup freshness with Nagios exit codes (0 ok, 1 warning, 2 critical).
     Status(StatusArgs),
     /// Restore into a new, empty database: latest state or a point in time.
-    Restore(RestoreArgs),
+    Restore(RestoreCommand),
     /// Check checksums, segment continuity and readability of a repository.
     Verify(VerifyArgs),
     /// Delete old base backups and the segments only they needed.
@@ -207,6 +207,57 @@ pub struct RestoreArgs {
     /// Largest batch of transactions sent in one round trip.
     #[arg(long, default_value = "1MB", value_parser = parse_size)]
     pub batch_size: u64,
+}
+
+/// `pgincr restore`: what to restore and where ([`RestoreArgs`]), and how to treat
+/// transactions that cannot be applied and the restore's bookkeeping ([`RestoreControl`]).
+#[derive(Debug, Args)]
+pub struct RestoreCommand {
+    #[command(flatten)]
+    pub args: RestoreArgs,
+    #[command(flatten)]
+    pub control: RestoreControl,
+}
+
+impl From<RestoreArgs> for RestoreCommand {
+    fn from(args: RestoreArgs) -> Self {
+        RestoreCommand {
+            args,
+            control: RestoreControl::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum OnError {
+    /// Stop at the failing transaction; fix the target and run the restore again to resume.
+    #[default]
+    Stop,
+    /// Write the failing transaction to the reject file and go on with the next one.
+    Skip,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct RestoreControl {
+    /// Leave out this transaction (its xid, or its end LSN as in "end_lsn=0/1A2B3C"); the
+    /// restore moves past it. Repeatable.
+    #[arg(long, value_name = "XID|END_LSN", value_parser = parse_skip_request)]
+    pub skip_transaction: Vec<crate::commands::restore::plan::SkipRequest>,
+    /// What to do when a transaction fails on the target.
+    #[arg(long, value_enum, default_value = "stop")]
+    pub on_error: OnError,
+    /// File that receives every transaction left out (appended: its SQL, preceded by the
+    /// error as comments). Required with --on-error=skip.
+    #[arg(long, value_name = "FILE", required_if_eq("on_error", "skip"))]
+    pub reject_file: Option<PathBuf>,
+    /// Keep the restore resumable after it applied everything: a later run applies what the
+    /// backup received since. Without it a complete restore drops its replication origin.
+    #[arg(long)]
+    pub keep_origin: bool,
+}
+
+fn parse_skip_request(s: &str) -> Result<crate::commands::restore::plan::SkipRequest, String> {
+    crate::commands::restore::plan::SkipRequest::parse(s)
 }
 
 #[derive(Debug, Args)]

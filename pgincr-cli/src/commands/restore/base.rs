@@ -1,0 +1,342 @@
+//! Loading a base backup into the target: globals (roles, tablespaces), then the dump.
+//!
+//! The dump is all or nothing. psql gets `BEGIN`, the dump, the creation of the restore's
+//! replication origin and a final `COMMIT` that is written only once the whole dump was read.
+//! If pgincr dies on the way, psql reaches the end of its input inside the open transaction
+//! and the server rolls it back: the target stays empty and a new run starts over. (psql's
+//! `--single-transaction` would commit at end of input, leaving half a dump behind.)
+
+use super::{origin, session};
+use crate::pg::{Endpoint, compat};
+use crate::repo::{self, Base, Repo};
+use crate::{Error, Result, progress};
+use sqlgen::ident::quote_ident;
+use std::io::{BufRead, BufReader, Write};
+use std::process::Stdio;
+use tokio::io::AsyncWriteExt;
+use tokio_postgres::Client;
+
+/// Globals with the CREATE/ALTER ROLE lines of roles that already exist left out (and the
+/// `\restrict` guards for a psql that predates them).
+pub fn filter_globals(
+    sql: &str,
+    existing_roles: &[String],
+    psql_knows_restrict: bool,
+) -> (String, Vec<String>) {
+    let mut kept = String::with_capacity(sql.len());
+    let mut skipped = Vec::new();
+    for line in sql.lines() {
+        if is_restrict_guard(line) && !psql_knows_restrict {
+            continue;
+        }
+        let role = line
+            .strip_prefix("CREATE ROLE ")
+            .or_else(|| line.strip_prefix("ALTER ROLE "))
+            .and_then(|rest| {
+                existing_roles.iter().find(|r| {
+                    let q = quote_ident(r);
+                    rest.strip_prefix(q.as_str())
+                        .is_some_and(|after| after.starts_with(';') || after.starts_with(" WITH "))
+                })
+            });
+        match role {
+            Some(r) => {
+                if !skipped.contains(r) {
+                    skipped.push(r.clone());
+                }
+            }
+            None => {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+        }
+    }
+    (kept, skipped)
+}
+
+pub async fn restore_globals(
+    repo: &Repo,
+    base: &Base,
+    target: &Endpoint,
+    client: &Client,
+    server_version_num: i32,
+) -> Result<()> {
+    let mut sql = String::new();
+    std::io::Read::read_to_string(
+        &mut repo::open_sql(&repo.path(&base.globals.path))?,
+        &mut sql,
+    )
+    .map_err(Error::io(format!("reading {}", base.globals.path)))?;
+    let roles: Vec<String> = client
+        .query("SELECT rolname::text FROM pg_catalog.pg_roles", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let psql_version = target.tools.version("psql").await?;
+    let (sql, skipped) = filter_globals(
+        &sql,
+        &roles,
+        compat::psql_understands_restrict(psql_version),
+    );
+    if !skipped.is_empty() {
+        println!(
+            "roles that already exist were left unchanged: {}",
+            skipped.join(", ")
+        );
+    }
+    let mut file = tempfile::NamedTempFile::new()?;
+    file.write_all(session::base_settings(server_version_num).as_bytes())?;
+    file.write_all(sql.as_bytes())?;
+    // Not ON_ERROR_STOP: a tablespace directory or role setting the target cannot take
+    // is reported, and the restore goes on.
+    let out = target
+        .tools
+        .command("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=0", "-d"])
+        .arg(&target.public_dsn)
+        .arg("-f")
+        .arg(file.path())
+        .stdout(Stdio::null())
+        .spawn()?;
+    let output = out.child.wait_with_output().await?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for line in stderr.lines().filter(|l| l.contains("ERROR")) {
+        tracing::warn!("globals: {line}");
+    }
+    Ok(())
+}
+
+/// Lines of a base dump that must not run on the target: decoder_sql's own extension, and
+/// the `\restrict`/`\unrestrict` guards when the target's psql predates them (they only
+/// restrict psql meta-commands, which an older psql reads as errors).
+pub fn keep_dump_line(line: &str, psql_knows_restrict: bool) -> bool {
+    !(is_decoder_sql_extension(line)
+        || line.starts_with("COMMENT ON EXTENSION decoder_sql ")
+        || (is_restrict_guard(line) && !psql_knows_restrict))
+}
+
+fn is_decoder_sql_extension(line: &str) -> bool {
+    line.starts_with("CREATE EXTENSION IF NOT EXISTS decoder_sql ")
+}
+
+/// pg_dump's and pg_dumpall's `\restrict KEY` / `\unrestrict KEY` lines.
+fn is_restrict_guard(line: &str) -> bool {
+    line.starts_with("\\restrict ") || line.starts_with("\\unrestrict ")
+}
+
+/// Follows a plain dump line by line to keep it inside the restore's one transaction:
+/// pg_dump writes large objects' data between its own `BEGIN;` and `COMMIT;`, which would
+/// commit the half loaded so far. Those two lines are dropped; COPY data is never looked at.
+#[derive(Debug, Default)]
+pub struct DumpFilter {
+    in_copy_data: bool,
+    in_large_objects: bool,
+    /// The dump created decoder_sql's extension in its own schema, left behind empty.
+    pub saw_decoder_sql: bool,
+}
+
+impl DumpFilter {
+    /// Whether `line` (with its newline) goes to psql.
+    pub fn keep(&mut self, line: &str, psql_knows_restrict: bool) -> bool {
+        let text = line.trim_end_matches(['\n', '\r']);
+        if self.in_copy_data {
+            self.in_copy_data = text != "\\.";
+            return true;
+        }
+        if text.starts_with("COPY ") && text.ends_with(" FROM stdin;") {
+            self.in_copy_data = true;
+            return true;
+        }
+        if text.starts_with("-- Name: ") || text.starts_with("-- Data for Name: ") {
+            self.in_large_objects = text.starts_with("-- Data for Name: ")
+                && (text.contains("; Type: BLOB") || text.contains("; Type: LARGE OBJECT"));
+        }
+        if self.in_large_objects && (text == "BEGIN;" || text == "COMMIT;") {
+            return false;
+        }
+        if is_decoder_sql_extension(text) && text.contains(" WITH SCHEMA decoder_sql;") {
+            self.saw_decoder_sql = true;
+        }
+        keep_dump_line(text, psql_knows_restrict)
+    }
+}
+
+/// Drops the schema decoder_sql's extension lived in, unless something else lives there.
+const DROP_DECODER_SQL_SCHEMA: &str = "DO $pgincr$ BEGIN
+  DROP SCHEMA decoder_sql;
+EXCEPTION WHEN dependent_objects_still_exist OR invalid_schema_name THEN NULL;
+END $pgincr$;
+";
+
+pub async fn restore_dump(
+    repo: &Repo,
+    base: &Base,
+    target: &Endpoint,
+    server_version_num: i32,
+    origin_name: &str,
+) -> Result<()> {
+    let psql_version = target.tools.version("psql").await?;
+    let psql_knows_restrict = compat::psql_understands_restrict(psql_version);
+    let mut psql = target
+        .tools
+        .command("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d"])
+        .arg(&target.public_dsn)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    let mut stdin = psql.child.stdin.take().expect("piped stdin");
+    let bar = progress::bytes_bar(base.dump.sql_bytes);
+    bar.set_message("base dump");
+    let mut reader =
+        BufReader::with_capacity(1 << 16, repo::open_sql(&repo.path(&base.dump.path))?);
+    let mut filter = DumpFilter::default();
+    let mut line = Vec::new();
+    let mut chunk = Vec::with_capacity(1 << 18);
+    chunk.extend_from_slice(b"BEGIN;\n");
+    chunk.extend_from_slice(session::base_settings(server_version_num).as_bytes());
+    let mut write_failed = false;
+    loop {
+        line.clear();
+        let n = tokio::task::block_in_place(|| reader.read_until(b'\n', &mut line))
+            .map_err(Error::io(format!("reading {}", base.dump.path)))?;
+        // The filter looks at the starts and ends of lines only; a long COPY row is cut
+        // short for it.
+        if n > 0 && filter.keep(&lossy_head_and_tail(&line), psql_knows_restrict) {
+            chunk.extend_from_slice(&line);
+        }
+        if n == 0 {
+            // Everything was read: now, and only now, the transaction may commit.
+            if filter.saw_decoder_sql {
+                chunk.extend_from_slice(DROP_DECODER_SQL_SCHEMA.as_bytes());
+            }
+            chunk.extend_from_slice(origin::create_statement(origin_name).as_bytes());
+            chunk.extend_from_slice(b"COMMIT;\n");
+        }
+        if chunk.len() >= 1 << 18 || (n == 0 && !chunk.is_empty()) {
+            if stdin.write_all(&chunk).await.is_err() {
+                // psql stopped (ON_ERROR_STOP); its stderr says why.
+                write_failed = true;
+                break;
+            }
+            bar.inc(chunk.len() as u64);
+            chunk.clear();
+        }
+        if n == 0 {
+            break;
+        }
+    }
+    drop(stdin);
+    let result = psql.wait().await;
+    bar.finish_and_clear();
+    result.map_err(|e| match e {
+        Error::Tool {
+            program,
+            status,
+            stderr_tail,
+        } => Error::Tool {
+            program,
+            status,
+            stderr_tail: format!(
+                "{stderr_tail}\n(restoring {}; the target was left unchanged)",
+                base.dump.path
+            ),
+        },
+        other => other,
+    })?;
+    if write_failed {
+        return Err(Error::Invalid("psql stopped reading the base dump".into()));
+    }
+    Ok(())
+}
+
+/// The first and last bytes of a line as text: enough for [`DumpFilter`], which looks at
+/// prefixes and at whole short lines.
+fn lossy_head_and_tail(line: &[u8]) -> String {
+    const KEEP: usize = 256;
+    if line.len() <= 2 * KEEP {
+        return String::from_utf8_lossy(line).into_owned();
+    }
+    let mut s = String::from_utf8_lossy(&line[..KEEP]).into_owned();
+    s.push_str(&String::from_utf8_lossy(&line[line.len() - KEEP..]));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globals_of_existing_roles_are_left_out() {
+        let sql = "\\restrict k\nCREATE ROLE postgres;\nALTER ROLE postgres WITH SUPERUSER LOGIN;\nCREATE ROLE app;\nALTER ROLE app WITH LOGIN;\nCREATE ROLE \"Mixed\";\nCREATE ROLE postgres_ro;\nGRANT app TO postgres;\n\\unrestrict k\n";
+        let roles = ["postgres".into(), "Mixed".into()];
+        let (kept, skipped) = filter_globals(sql, &roles, false);
+        assert_eq!(
+            kept,
+            "CREATE ROLE app;\nALTER ROLE app WITH LOGIN;\nCREATE ROLE postgres_ro;\nGRANT app TO postgres;\n"
+        );
+        assert_eq!(skipped, ["postgres", "Mixed"]);
+        let (kept, _) = filter_globals(sql, &roles, true);
+        assert!(kept.starts_with("\\restrict k\n") && kept.ends_with("\\unrestrict k\n"));
+    }
+
+    #[test]
+    fn decoder_sql_is_left_out_of_the_dump() {
+        for knows_restrict in [false, true] {
+            assert!(!keep_dump_line(
+                "CREATE EXTENSION IF NOT EXISTS decoder_sql WITH SCHEMA decoder_sql;\n",
+                knows_restrict
+            ));
+            assert!(!keep_dump_line(
+                "COMMENT ON EXTENSION decoder_sql IS 'x';\n",
+                knows_restrict
+            ));
+            assert!(keep_dump_line(
+                "CREATE EXTENSION IF NOT EXISTS hstore WITH SCHEMA public;\n",
+                knows_restrict
+            ));
+            assert!(keep_dump_line(
+                "INSERT INTO decoder_sql_notes VALUES (1);\n",
+                knows_restrict
+            ));
+        }
+        let mut f = DumpFilter::default();
+        assert!(!f.keep(
+            "CREATE EXTENSION IF NOT EXISTS decoder_sql WITH SCHEMA decoder_sql;\n",
+            true
+        ));
+        assert!(f.saw_decoder_sql);
+    }
+
+    #[test]
+    fn restrict_guards_only_reach_a_psql_that_knows_them() {
+        for line in ["\\restrict abc123\n", "\\unrestrict abc123\n"] {
+            assert!(keep_dump_line(line, true), "{line}");
+            assert!(!keep_dump_line(line, false), "{line}");
+        }
+        assert!(keep_dump_line("\\connect app\n", false));
+    }
+
+    #[test]
+    fn large_objects_stay_inside_the_restore_transaction() {
+        let dump = "COPY public.t (a) FROM stdin;\nBEGIN;\nCOMMIT;\n\\.\n\
+            --\n-- Data for Name: BLOBS; Type: BLOBS; Schema: -; Owner: -\n--\n\nBEGIN;\n\n\
+            SELECT pg_catalog.lo_open('16385', 131072);\nCOMMIT;\n\n\
+            --\n-- Name: f(); Type: PROCEDURE; Schema: public; Owner: postgres\n--\n\n\
+            CREATE PROCEDURE public.f() LANGUAGE plpgsql AS $$\nBEGIN\nCOMMIT;\nEND $$;\n";
+        let mut f = DumpFilter::default();
+        let kept: String = dump
+            .split_inclusive('\n')
+            .filter(|l| f.keep(l, true))
+            .collect();
+        assert_eq!(
+            kept,
+            "COPY public.t (a) FROM stdin;\nBEGIN;\nCOMMIT;\n\\.\n\
+            --\n-- Data for Name: BLOBS; Type: BLOBS; Schema: -; Owner: -\n--\n\n\n\
+            SELECT pg_catalog.lo_open('16385', 131072);\n\n\
+            --\n-- Name: f(); Type: PROCEDURE; Schema: public; Owner: postgres\n--\n\n\
+            CREATE PROCEDURE public.f() LANGUAGE plpgsql AS $$\nBEGIN\nCOMMIT;\nEND $$;\n"
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! `pgincr restore`: rebuilds the database in a new, empty target.
+//!
+//! 1. Plans ([`plan`]): the newest base backup at or before the target point, and the
+//!    segments after it, all checked before the target is touched.
+//! 2. Claims the target ([`target`]): creates it with `--create`, takes a lock that keeps a
+//!    second restore out, and drops replication origins left by restores into databases
+//!    that no longer exist.
+//! 3. Loads the base ([`base`]): globals (roles that already exist are left alone and
+//!    reported), then the dump through psql in one transaction that also creates the
+//!    restore's replication origin ([`origin`]); decoder_sql's own extension is left out.
+//! 4. Applies the change stream ([`apply`]) with pinned settings ([`session`]); each
+//!    transaction records its end LSN in the origin as it commits, so a transaction is
+//!    applied exactly once: ones in the base dump, ones sent twice by the stream and ones
+//!    applied before an interruption are all skipped by LSN.
+//! 5. Sets sequences ([`sequences`]), reports ([`report`]), and drops the origin once the
+//!    restore is complete.
+
+pub mod apply;
+pub mod base;
+pub mod origin;
+pub mod plan;
+pub mod report;
+pub mod sequences;
+pub mod session;
+pub mod target;
+
+use crate::cli::RestoreCommand;
+use crate::pg::Endpoint;
+use crate::repo::Repo;
+use crate::{Error, Result};
+use plan::{Selection, Target};
+use sqlgen::txn::format_pg_timestamp;
+use std::path::PathBuf;
+use tokio_postgres::error::SqlState;
+
+pub async fn run(command: impl Into<RestoreCommand>, bindir: Option<PathBuf>) -> Result<()> {
+    let RestoreCommand { args, control } = command.into();
+    let repo = Repo::new(&args.repo.repo);
+    let manifest = repo.load()?;
+    let target_db = Endpoint::new(&args.target, bindir)?;
+    let dbname = target_db.dbname()?;
+    // Everything is checked before the target is touched. A dry run needs the server only
+    // to read --to-time; with --create, or for a dry run, the target may not exist yet, so
+    // ask its server.
+    let server = if args.dry_run && args.to_time.is_none() {
+        None
+    } else if args.create {
+        Some(target_db.with_dbname("postgres")?.connect().await?)
+    } else if args.dry_run {
+        Some(match target_db.connect().await {
+            Err(Error::Connect(e)) if e.code() == Some(&SqlState::INVALID_CATALOG_NAME) => {
+                target_db.with_dbname("postgres")?.connect().await?
+            }
+            other => other?,
+        })
+    } else {
+        Some(target_db.connect().await?)
+    };
+    let target = plan::resolve_target(server.as_ref(), &args).await?;
+    let base = plan::choose_base(&manifest, target, args.base.as_deref())?;
+    let files = plan::stream_files(&repo, &manifest, base)?;
+    for f in [&base.dump, &base.globals] {
+        plan::ensure_intact(&repo, f, || format!("{} is missing", f.path))?;
+    }
+    let Some(server) = server.filter(|_| !args.dry_run) else {
+        let selection = report::fresh_selection(base, target, control.skip_transaction);
+        return report::dry_run(&repo, base, files, selection);
+    };
+    if args.create {
+        target::create_database(&server, &dbname, base).await?;
+    }
+    let client = if args.create {
+        target_db.connect().await?
+    } else {
+        server
+    };
+    target::lock_target(&client).await?;
+    let server_version_num: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await?
+        .get(0);
+    let orphans = origin::drop_orphaned(&client).await?;
+    if !orphans.is_empty() {
+        println!(
+            "dropped {} replication origin(s) of restores into databases that no longer exist: {}",
+            orphans.len(),
+            orphans.join(", ")
+        );
+    }
+    let origin_name = origin::name(&client, &base.id).await?;
+
+    let applied_before = match origin::progress(&client, &origin_name).await? {
+        Some(lsn) => {
+            println!("resuming the restore from base {} at {lsn}", base.id);
+            lsn
+        }
+        None => {
+            target::ensure_empty(&client).await?;
+            if !args.no_globals {
+                base::restore_globals(&repo, base, &target_db, &client, server_version_num).await?;
+            }
+            base::restore_dump(&repo, base, &target_db, server_version_num, &origin_name).await?;
+            origin::start_at(&client, &origin_name, base.consistent_lsn).await?;
+            println!("base backup {} restored", base.id);
+            base.consistent_lsn
+        }
+    };
+
+    let selection = Selection {
+        consistent_lsn: base.consistent_lsn,
+        applied_upto: applied_before,
+        target,
+        skip: control.skip_transaction.clone(),
+    };
+    let rejects = control
+        .reject_file
+        .as_deref()
+        .map(report::Rejects::create)
+        .transpose()?;
+    let options = apply::ApplyOptions {
+        batch_size: args.batch_size,
+        on_error: control.on_error,
+        rejects,
+        server_version_num,
+    };
+    let stats = apply::apply_changes(&client, &origin_name, selection, files, options).await?;
+    sequences::sync_owned_sequences(&client).await?;
+    stats.print_summary(control.reject_file.as_deref());
+    match stats.last {
+        Some((lsn, time)) => println!(
+            "database \"{dbname}\" is restored to the transaction ending at {lsn}, committed {}",
+            format_pg_timestamp(time)
+        ),
+        None => println!(
+            "database \"{dbname}\" is restored up to {}",
+            origin::progress(&client, &origin_name)
+                .await?
+                .unwrap_or(base.consistent_lsn)
+        ),
+    }
+    // A restore to a target point stays resumable: it may be taken further later.
+    if target == Target::Latest && !control.keep_origin {
+        origin::drop_after_completion(&client, &origin_name).await?;
+    } else {
+        println!(
+            "the restore can be taken further later (replication origin {origin_name} is kept)"
+        );
+    }
+    Ok(())
+}

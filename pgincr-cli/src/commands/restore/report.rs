@@ -1,0 +1,184 @@
+//! What a restore tells the operator: the summary, the dry-run listing, and the reject file
+//! of transactions that were not applied.
+
+use super::plan::{Selection, Target, Verdict};
+use crate::repo::{Base, Repo};
+use crate::segment::{Event, Location, Parser, StreamReader, Txn};
+use crate::units::human_bytes;
+use crate::{Error, Result};
+use sqlgen::lsn::Lsn;
+use sqlgen::txn::format_pg_timestamp;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Default)]
+pub struct ApplyStats {
+    pub applied: u64,
+    pub in_base: u64,
+    pub already_applied: u64,
+    /// Left out by `--skip-transaction`.
+    pub skipped_on_request: u64,
+    /// Failed and left out under `--on-error=skip`.
+    pub rejected: u64,
+    pub bytes: u64,
+    /// End LSN and commit time of the last transaction applied.
+    pub last: Option<(Lsn, i64)>,
+    /// The restore stopped at the target point (a later transaction exists).
+    pub reached_target: bool,
+    pub incomplete_tail: bool,
+    pub elapsed_secs: f64,
+}
+
+impl ApplyStats {
+    pub fn print_summary(&self, reject_file: Option<&Path>) {
+        println!(
+            "applied {} transaction(s) ({} of SQL) in {:.1}s; skipped {} already in the base, {} already applied",
+            self.applied,
+            human_bytes(self.bytes),
+            self.elapsed_secs,
+            self.in_base,
+            self.already_applied
+        );
+        let file = reject_file.map_or(String::new(), |f| format!(" ({})", f.display()));
+        if self.skipped_on_request > 0 {
+            println!(
+                "left out {} transaction(s) named by --skip-transaction{file}",
+                self.skipped_on_request
+            );
+        }
+        if self.rejected > 0 {
+            println!(
+                "{} transaction(s) failed and were not applied; their SQL and errors are in the reject file{file}",
+                self.rejected
+            );
+        }
+        if self.incomplete_tail {
+            println!(
+                "note: the newest transaction in the open segment is incomplete and was not applied"
+            );
+        }
+    }
+}
+
+/// The reject file: every transaction left out, as SQL that can be applied by hand once the
+/// target is fixed, each preceded by comments saying why it was left out.
+pub struct Rejects {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl Rejects {
+    pub fn create(path: &Path) -> Result<Rejects> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(Error::io(format!(
+                "opening the reject file {}",
+                path.display()
+            )))?;
+        Ok(Rejects {
+            path: path.to_owned(),
+            file,
+        })
+    }
+
+    pub fn write(&mut self, txn: &Txn, why: &str) -> Result<()> {
+        self.write_entry(txn.info.xid, txn.info.end_lsn, &txn.begin, &txn.text, why)
+    }
+
+    pub fn write_failed(
+        &mut self,
+        xid: u32,
+        end_lsn: Lsn,
+        at: &Location,
+        text: &str,
+        error: &str,
+    ) -> Result<()> {
+        self.write_entry(xid, end_lsn, at, text, &format!("failed: {error}"))
+    }
+
+    fn write_entry(
+        &mut self,
+        xid: u32,
+        end_lsn: Lsn,
+        at: &Location,
+        text: &str,
+        why: &str,
+    ) -> Result<()> {
+        let mut entry = format!(
+            "-- pgincr restore: transaction xid={xid} end_lsn={end_lsn} ({at}) was not applied\n"
+        );
+        for line in why.lines() {
+            entry.push_str(&format!("-- {line}\n"));
+        }
+        entry.push_str(text);
+        entry.push('\n');
+        self.file
+            .write_all(entry.as_bytes())
+            .and_then(|()| self.file.sync_data())
+            .map_err(Error::io(format!(
+                "writing the reject file {}",
+                self.path.display()
+            )))
+    }
+}
+
+/// Lists what a restore would do, changing nothing.
+pub fn dry_run(
+    repo: &Repo,
+    base: &Base,
+    files: Vec<(PathBuf, String)>,
+    mut selection: Selection,
+) -> Result<()> {
+    println!(
+        "base backup: {} (consistent point {}, snapshot at {})",
+        base.id, base.consistent_lsn, base.snapshot_time
+    );
+    println!("  {}", repo.path(&base.globals.path).display());
+    println!("  {}", repo.path(&base.dump.path).display());
+    println!("segments:");
+    for (_, name) in &files {
+        println!("  {name}");
+    }
+    println!("transactions to apply (xid, end LSN, commit time, location):");
+    let mut reader = StreamReader::new(files);
+    let mut parser = Parser::new(false);
+    let mut count = 0u64;
+    while let Some((line, at)) = reader.next_line()? {
+        if let Some(Event::Txn(t)) = parser.feed(line, at).map_err(Error::Repository)? {
+            let note = match selection.judge(&t.info) {
+                Verdict::PastTarget => break,
+                Verdict::InBase | Verdict::AlreadyApplied => continue,
+                Verdict::Skip => " (left out: --skip-transaction)",
+                Verdict::Apply => {
+                    count += 1;
+                    ""
+                }
+            };
+            println!(
+                "  {} {} {} {}{note}",
+                t.info.xid,
+                t.info.end_lsn,
+                format_pg_timestamp(t.info.commit_time),
+                t.begin
+            );
+        }
+    }
+    println!("{count} transaction(s) would be applied; nothing was changed");
+    Ok(())
+}
+
+/// A `Selection` for a dry run from the start of `base`.
+pub fn fresh_selection(
+    base: &Base,
+    target: Target,
+    skip: Vec<super::plan::SkipRequest>,
+) -> Selection {
+    Selection {
+        consistent_lsn: base.consistent_lsn,
+        applied_upto: base.consistent_lsn,
+        target,
+        skip,
+    }
+}
