@@ -90,6 +90,7 @@ mod tests {
                 database: String::new(),
                 slot: String::new(),
                 stream_start_lsn: Lsn(100),
+                confirmed_clean_lsn: None,
             },
             bases: vec![],
             segments,

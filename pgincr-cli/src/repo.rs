@@ -43,6 +43,16 @@ pub struct Source {
     /// Where the change stream starts: the slot's consistent point.
     #[serde(with = "lsn_text")]
     pub stream_start_lsn: Lsn,
+    /// The slot's confirmed position when the stream last stopped cleanly. It may lie past
+    /// the last transaction in the repository (pg_recvlogical confirms the end point of
+    /// `--catch-up` from a keepalive); a slot confirmed further than this and the
+    /// repository's own transactions has lost changes to this repository.
+    #[serde(
+        default,
+        with = "opt_lsn_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub confirmed_clean_lsn: Option<Lsn>,
 }
 
 /// Facts about the server and database at the time of a base backup.
@@ -129,6 +139,24 @@ pub mod lsn_text {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Lsn, D::Error> {
         let text = String::deserialize(d)?;
         text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+pub mod opt_lsn_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use sqlgen::lsn::Lsn;
+
+    pub fn serialize<S: Serializer>(lsn: &Option<Lsn>, s: S) -> Result<S::Ok, S::Error> {
+        match lsn {
+            Some(l) => s.collect_str(l),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Lsn>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|t| t.parse().map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 
@@ -511,6 +539,7 @@ mod tests {
                 database: "app".into(),
                 slot: "pgincr".into(),
                 stream_start_lsn: "0/16B3748".parse().unwrap(),
+                confirmed_clean_lsn: None,
             },
             bases: vec![],
             segments: vec![],

@@ -103,6 +103,11 @@ impl Parser {
         self.open.is_some()
     }
 
+    /// The identity of the open transaction, from its BEGIN line.
+    pub fn open_transaction(&self) -> Option<TxnInfo> {
+        self.open.as_ref().map(|t| t.info)
+    }
+
     /// Takes one line (with or without its '\n').
     pub fn feed(&mut self, line: &str, at: Location) -> std::result::Result<Option<Event>, String> {
         let content = line.trim_end_matches(['\n', '\r']);
@@ -264,6 +269,8 @@ pub struct Summary {
     pub starts_in_transaction: bool,
     /// The input ends inside a transaction (continued in the next file, or cut short).
     pub ends_in_transaction: bool,
+    /// That transaction's end LSN, from its BEGIN line.
+    pub unfinished_end_lsn: Option<Lsn>,
     pub last_end_lsn: Option<Lsn>,
     pub last_commit_time: Option<i64>,
     /// Byte offset just past the last complete transaction (where a cut-short tail begins).
@@ -310,6 +317,7 @@ pub fn summarize(files: Vec<(PathBuf, String)>) -> Result<Summary> {
     }
     s.starts_in_transaction = parser.continuation_lines > 0;
     s.ends_in_transaction = parser.in_transaction();
+    s.unfinished_end_lsn = parser.open_transaction().map(|t| t.end_lsn);
     s.bytes = reader.bytes_read;
     Ok(s)
 }

@@ -38,6 +38,7 @@ impl Tools {
         if let Some(pw) = &self.password {
             cmd.env("PGPASSWORD", pw);
         }
+        die_with_parent(&mut cmd);
         Tool { program, cmd }
     }
 
@@ -51,6 +52,27 @@ impl Tools {
                 line.trim()
             ))
         })
+    }
+}
+
+/// Makes the child get SIGTERM when pgincr dies, however it dies (kill -9 included): a
+/// pg_recvlogical left running would go on confirming changes to the server into a file the
+/// next run no longer reads.
+fn die_with_parent(cmd: &mut Command) {
+    let parent = nix::unistd::getpid();
+    // SAFETY: the closure runs in the forked child before exec and only makes the
+    // async-signal-safe prctl and getppid system calls.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)?;
+            // The parent may have died between fork and prctl.
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::other(
+                    "pgincr exited before its child started",
+                ));
+            }
+            Ok(())
+        });
     }
 }
 

@@ -5,6 +5,12 @@
 mod common;
 
 use common::*;
+use e2e::TestCluster;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio_postgres::Client;
 
 /// DDL whose text holds lines that look like the stream's `BEGIN;`/`COMMIT;` lines: in a
 /// comment's string, a procedure body, a dollar-quoted function, a block comment, a quoted
@@ -100,4 +106,207 @@ async fn framing_like_text_and_forged_messages_do_not_stop_the_stream() {
         .unwrap()
         .get(0);
     assert_eq!(rows, 4);
+}
+
+fn pgbench(cluster: &TestCluster, args: &[&str]) -> Command {
+    let mut cmd = cluster.client_command("pgbench");
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd
+}
+
+/// A cluster with pgbench tables (no key on pgbench_history: FULL identity) and a repository.
+async fn pgbench_repo() -> (TestCluster, Client, PathBuf) {
+    let cluster = TestCluster::start();
+    let out = pgbench(&cluster, &["-q", "-i", "-s", "1", "postgres"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let source = cluster.connect("postgres").await;
+    source
+        .batch_execute("ALTER TABLE pgbench_history REPLICA IDENTITY FULL")
+        .await
+        .unwrap();
+    let repo = repo_dir(&cluster);
+    run_ok(
+        &cluster,
+        &[
+            "init",
+            "-d",
+            "dbname=postgres",
+            "-r",
+            repo.to_str().unwrap(),
+        ],
+    );
+    (cluster, source, repo)
+}
+
+/// `pgincr stream` in its own process group, so that the group can be killed.
+fn start_stream_group(cluster: &TestCluster, repo: &Path) -> Child {
+    pgincr(cluster)
+        .args(["stream", "-d", "dbname=postgres", "-r"])
+        .arg(repo)
+        .args(["--segment-size", "4kB", "--fsync-interval", "1s"])
+        .args(["--status-interval", "1s", "--sequence-interval", "2s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap()
+}
+
+fn receivers_of(repo: &Path) -> Vec<String> {
+    let out = Command::new("pgrep")
+        .args(["-a", "-f", &format!("pg_recvlogical.*{}", repo.display())])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn no_receiver_left(repo: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !receivers_of(repo).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "pg_recvlogical outlived pgincr: {:?}",
+            receivers_of(repo)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// kill -9 of pgincr alone, and of its whole process group, while segments rotate under
+/// pgbench: the receiver dies with it, the next run goes on, and the restore is complete.
+#[tokio::test]
+async fn killed_stream_takes_its_receiver_along() {
+    let (cluster, source, repo) = pgbench_repo().await;
+    let repo_s = repo.to_str().unwrap().to_owned();
+    let bench = pgbench(
+        &cluster,
+        &["-n", "-c", "4", "-j", "2", "-T", "8", "postgres"],
+    )
+    .spawn()
+    .unwrap();
+    for kill_group in [false, true] {
+        let stream = start_stream_group(&cluster, &repo);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(!receivers_of(&repo).is_empty(), "no receiver running");
+        let pid = nix::unistd::Pid::from_raw(stream.id() as i32);
+        if kill_group {
+            nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+        } else {
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+        }
+        let _ = stream.wait_with_output();
+        no_receiver_left(&repo).await;
+    }
+    let out = bench.wait_with_output().unwrap();
+    assert!(out.status.success(), "pgbench: {}", describe(&out));
+    catch_up(&cluster, &repo_s);
+    run_ok(&cluster, &["verify", "-r", &repo_s]);
+    restore_into(&cluster, &repo_s, "dbname=restored", &[]);
+    assert_same_database(&cluster, &source, "restored").await;
+}
+
+/// A pg_recvlogical left running by a run that died (as older versions left it) is stopped
+/// before the stream touches the segments, and nothing it wrote is lost.
+#[tokio::test]
+async fn a_receiver_left_running_is_stopped_first() {
+    let (cluster, source, repo) = initialised(
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'base');",
+    )
+    .await;
+    let repo_s = repo.to_str().unwrap().to_owned();
+    let mut orphan = cluster
+        .client_command("pg_recvlogical")
+        .args(["-d", "postgres", "-S", "pgincr", "--start", "--no-loop"])
+        .args(["-o", "include_annotations=on", "-o", "skip_empty_xacts=on"])
+        .args(["--fsync-interval=1", "--status-interval=1", "-f"])
+        .arg(repo.join("segments/open.sql"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    source
+        .batch_execute("INSERT INTO t SELECT g, 'orphan' FROM generate_series(2, 500) g")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(orphan.try_wait().unwrap().is_none(), "the receiver exited");
+    source
+        .batch_execute("UPDATE t SET v = 'later' WHERE id % 3 = 0")
+        .await
+        .unwrap();
+    let out = pgincr(&cluster)
+        .args([
+            "stream",
+            "-d",
+            "dbname=postgres",
+            "-r",
+            &repo_s,
+            "--catch-up",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("left by an earlier run still writes into"),
+        "{log}"
+    );
+    assert!(
+        orphan.try_wait().unwrap().is_some(),
+        "the receiver still runs"
+    );
+    restore_into(&cluster, &repo_s, "dbname=restored", &[]);
+    assert_same_database(&cluster, &source, "restored").await;
+}
+
+/// A slot dropped and created again under the same name has not kept the changes made in
+/// between: the stream refuses to go on, naming the gap.
+#[tokio::test]
+async fn a_recreated_slot_is_refused_as_a_gap() {
+    let (cluster, source, repo) =
+        initialised("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);").await;
+    let repo_s = repo.to_str().unwrap().to_owned();
+    source
+        .batch_execute("INSERT INTO t VALUES (2)")
+        .await
+        .unwrap();
+    catch_up(&cluster, &repo_s);
+    source
+        .batch_execute("SELECT pg_drop_replication_slot('pgincr')")
+        .await
+        .unwrap();
+    source
+        .batch_execute("INSERT INTO t VALUES (3)")
+        .await
+        .unwrap();
+    source
+        .batch_execute("SELECT pg_create_logical_replication_slot('pgincr', 'decoder_sql')")
+        .await
+        .unwrap();
+    source
+        .batch_execute("INSERT INTO t VALUES (4)")
+        .await
+        .unwrap();
+    let (code, err) = run_err(
+        &cluster,
+        &[
+            "stream",
+            "-d",
+            "dbname=postgres",
+            "-r",
+            &repo_s,
+            "--catch-up",
+        ],
+    );
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("has confirmed changes up to") && err.contains("are lost to it"),
+        "{err}"
+    );
 }

@@ -69,8 +69,9 @@ pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
         }
         if s.active {
             return Err(Error::Invalid(format!(
-                "replication slot {} is in use (is `pgincr stream` running?); stop it first",
-                args.slot
+                "replication slot {} is in use by {} (is `pgincr stream` running?); stop it first",
+                args.slot,
+                s.holder.as_deref().unwrap_or("another session")
             )));
         }
         client
@@ -119,6 +120,7 @@ pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
             database: database.clone(),
             slot: args.slot.clone(),
             stream_start_lsn: base.consistent_lsn,
+            confirmed_clean_lsn: None,
         },
         bases: vec![base.clone()],
         segments: vec![],
@@ -138,13 +140,27 @@ pub struct SlotState {
     pub plugin: String,
     pub database: String,
     pub active: bool,
+    /// The walsender streaming from it, if active.
+    pub active_pid: Option<i32>,
+    /// Who that is: PID, program, client address, since when.
+    pub holder: Option<String>,
+    /// How far the consumer has confirmed it has the changes.
+    pub confirmed_flush_lsn: Option<sqlgen::lsn::Lsn>,
 }
 
 pub async fn slot_state(client: &Client, slot: &str) -> Result<Option<SlotState>> {
     Ok(client
         .query_opt(
-            "SELECT coalesce(plugin::text, ''), coalesce(database::text, ''), active
-               FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+            "SELECT coalesce(s.plugin::text, ''), coalesce(s.database::text, ''), s.active,
+                    s.active_pid,
+                    format('PID %s (%s%s, connected since %s)', a.pid,
+                           coalesce(nullif(a.application_name, ''), a.backend_type),
+                           coalesce(' from ' || host(a.client_addr), ''),
+                           date_trunc('second', a.backend_start)),
+                    s.confirmed_flush_lsn::text
+               FROM pg_catalog.pg_replication_slots s
+               LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = s.active_pid
+              WHERE s.slot_name = $1",
             &[&slot],
         )
         .await?
@@ -152,6 +168,9 @@ pub async fn slot_state(client: &Client, slot: &str) -> Result<Option<SlotState>
             plugin: r.get(0),
             database: r.get(1),
             active: r.get(2),
+            active_pid: r.get(3),
+            holder: r.get(4),
+            confirmed_flush_lsn: r.get::<_, Option<String>>(5).and_then(|l| l.parse().ok()),
         }))
 }
 

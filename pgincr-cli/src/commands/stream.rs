@@ -32,6 +32,8 @@ use tokio_postgres::Client;
 /// How long pg_recvlogical gets to exit after SIGINT before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// A run shorter than this counts as a failure for the backoff.
+/// How long a walsender may take to let go of the slot after its receiver went away.
+const SLOT_RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
 
 pub async fn run(args: StreamArgs, bindir: Option<PathBuf>) -> Result<()> {
@@ -41,8 +43,13 @@ pub async fn run(args: StreamArgs, bindir: Option<PathBuf>) -> Result<()> {
     let source = Endpoint::new(&args.conn.dsn, bindir)?;
     let client = source.connect().await?;
     check_slot(&client, &manifest).await?;
+    // A receiver left by a previous run that died may still write into the segments: stop it
+    // before anything here reads, truncates or deletes them.
+    stop_stale_receivers(&repo).await?;
+    wait_until_slot_free(&client, &manifest).await?;
 
     let mut segments = OpenSegment::recover(&repo, &manifest, args.compression)?;
+    check_continuity(&client, &manifest, &segments).await?;
     let end_lsn = if args.catch_up {
         // Sequence values go into the stream before the end point, so that this run receives
         // them as they are now.
@@ -101,6 +108,7 @@ pub async fn run(args: StreamArgs, bindir: Option<PathBuf>) -> Result<()> {
             Some(status) if status.success() && end_lsn.is_some() => {
                 segments.recover_tail()?;
                 segments.rotate(None).await?;
+                record_clean_stop(&source, &repo, &segments).await?;
                 tracing::info!("caught up to {}", end_lsn.as_deref().unwrap_or(""));
                 return Ok(());
             }
@@ -110,9 +118,12 @@ pub async fn run(args: StreamArgs, bindir: Option<PathBuf>) -> Result<()> {
                     Ok(()) => tracing::error!("pg_recvlogical exited unexpectedly"),
                 }
                 segments.recover_tail()?;
-                // A vanished slot cannot be resumed: the stream has a gap from here on.
+                // A vanished or replaced slot cannot be resumed: the stream has a gap.
                 match source.connect().await {
-                    Ok(c) => check_slot(&c, &manifest).await?,
+                    Ok(c) => {
+                        check_slot(&c, &manifest).await?;
+                        check_continuity(&c, &manifest, &segments).await?;
+                    }
                     Err(e) => tracing::warn!("{e}"),
                 }
                 if started.elapsed() > HEALTHY_RUN {
@@ -146,6 +157,154 @@ async fn check_slot(client: &Client, manifest: &Manifest) -> Result<()> {
         }
         Some(_) => Ok(()),
     }
+}
+
+/// Stops pg_recvlogical processes that still have files of this repository's segments
+/// directory open: receivers of an earlier run that died without taking them along. This run
+/// holds the repository's lock, so no receiver of its own is running yet.
+async fn stop_stale_receivers(repo: &Repo) -> Result<()> {
+    let segments_dir = fs::canonicalize(repo.segments_dir()).map_err(Error::io(format!(
+        "resolving {}",
+        repo.segments_dir().display()
+    )))?;
+    for pid in receivers_writing_into(&segments_dir) {
+        tracing::warn!(
+            "pg_recvlogical (PID {pid}) left by an earlier run still writes into {}; stopping it",
+            segments_dir.display()
+        );
+        let pid = nix::unistd::Pid::from_raw(pid);
+        let _ = nix::sys::signal::kill(pid, Signal::SIGINT);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while process_alive(pid) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if process_alive(pid) {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if process_alive(pid) {
+            return Err(Error::Invalid(format!(
+                "pg_recvlogical (PID {pid}) still writes into {} and could not be stopped",
+                segments_dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a process exists and has not exited (a zombie has).
+fn process_alive(pid: nix::unistd::Pid) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // "pid (comm) S ...": the state follows the last ')'.
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
+    })
+}
+
+/// PIDs of pg_recvlogical processes with a file under `dir` open (Linux /proc).
+fn receivers_writing_into(dir: &Path) -> Vec<i32> {
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim_end() == "pg_recvlogical")
+        })
+        .filter(|pid| {
+            fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+                fds.filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
+                    .any(|target| target.starts_with(dir))
+            })
+        })
+        .collect()
+}
+
+/// Waits a moment for a walsender still finishing a previous receiver's connection, then
+/// refuses, naming whoever holds the slot.
+async fn wait_until_slot_free(client: &Client, manifest: &Manifest) -> Result<()> {
+    let slot = &manifest.source.slot;
+    let deadline = Instant::now() + SLOT_RELEASE_TIMEOUT;
+    loop {
+        let Some(state) = slot_state(client, slot).await? else {
+            return check_slot(client, manifest).await;
+        };
+        if !state.active {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Invalid(format!(
+                "replication slot {slot} is in use by {}: another receiver streams from it \
+                 (a second `pgincr stream`, or a pg_recvlogical on another host); stop it first",
+                state.holder.as_deref().unwrap_or("another session")
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The slot must not have confirmed changes this repository does not hold: that happens when
+/// the slot was dropped and created again under the same name, or when another consumer
+/// (a receiver left running by a run that died, writing into a file since removed) took
+/// them. The server never sends confirmed changes again, so that is a gap: refuse.
+async fn check_continuity(
+    client: &Client,
+    manifest: &Manifest,
+    segments: &OpenSegment,
+) -> Result<()> {
+    let Some(state) = slot_state(client, &manifest.source.slot).await? else {
+        return check_slot(client, manifest).await;
+    };
+    let Some(confirmed) = state.confirmed_flush_lsn else {
+        return Ok(());
+    };
+    let held = segments.resume_lsn();
+    if !has_gap(
+        confirmed,
+        held,
+        segments.unfinished_end_lsn,
+        manifest.source.confirmed_clean_lsn,
+    ) {
+        return Ok(());
+    }
+    Err(Error::Repository(format!(
+        "replication slot {} has confirmed changes up to {confirmed}, but this repository holds \
+         them only up to {held}: the changes in between are lost to it (was the slot dropped \
+         and created again, or did another receiver consume it?). This repository cannot \
+         continue without a gap; start a new one with `pgincr init` into an empty directory \
+         (restores from this one remain valid up to {held})",
+        manifest.source.slot
+    )))
+}
+
+/// Whether a slot confirmed at `confirmed` lost changes for a repository that holds complete
+/// transactions up to `held`. Explained positions: `held` itself; inside a transaction cut
+/// short on disk (the server sends it again, so up to but excluding its `unfinished_end`);
+/// and the slot's position at the last clean stop.
+fn has_gap(confirmed: Lsn, held: Lsn, unfinished_end: Option<Lsn>, clean: Option<Lsn>) -> bool {
+    confirmed > held
+        && clean.is_none_or(|c| confirmed > c)
+        && unfinished_end.is_none_or(|end| confirmed >= end)
+}
+
+/// After a clean stop the slot may be confirmed past the last transaction (keepalives):
+/// remember where, so the next run does not take that for a gap.
+async fn record_clean_stop(source: &Endpoint, repo: &Repo, segments: &OpenSegment) -> Result<()> {
+    let client = source.connect().await?;
+    let manifest = repo.load()?;
+    let Some(state) = slot_state(&client, &manifest.source.slot).await? else {
+        return Ok(());
+    };
+    if let Some(confirmed) = state.confirmed_flush_lsn
+        && confirmed > segments.resume_lsn()
+    {
+        repo.update(|m| {
+            m.source.confirmed_clean_lsn = Some(confirmed);
+            Ok(())
+        })?;
+    }
+    Ok(())
 }
 
 fn start_receiver(
@@ -209,6 +368,8 @@ struct OpenSegment {
     next_seq: u64,
     /// When the open segment was first seen with data (for age-based rotation).
     data_since: Option<Instant>,
+    /// End LSN of a transaction last found cut short on disk (the server sends it again).
+    unfinished_end_lsn: Option<Lsn>,
 }
 
 impl OpenSegment {
@@ -225,6 +386,7 @@ impl OpenSegment {
             next_seq: manifest.segments.last().map_or(1, |s| s.seq + 1),
             data_since: None,
             open_end_lsn: None,
+            unfinished_end_lsn: None,
         };
         let known: Vec<&str> = manifest
             .segments
@@ -251,7 +413,10 @@ impl OpenSegment {
         leftovers.sort();
         for name in leftovers {
             tracing::info!("finishing segment {name} left by an earlier run");
-            seg.finish(&repo.segments_dir().join(name))?;
+            let path = repo.segments_dir().join(&name);
+            let unfinished = summarize(vec![(path.clone(), name)])?.unfinished_end_lsn;
+            seg.finish(&path)?;
+            seg.unfinished_end_lsn = seg.unfinished_end_lsn.max(unfinished);
         }
         seg.recover_tail()?;
         Ok(seg)
@@ -265,6 +430,7 @@ impl OpenSegment {
             return Ok(());
         }
         let s = summarize(vec![(path.clone(), repo::OPEN_SEGMENT.to_owned())])?;
+        self.unfinished_end_lsn = self.unfinished_end_lsn.max(s.unfinished_end_lsn);
         if s.complete_bytes < s.bytes {
             tracing::info!(
                 "dropping {} bytes of an incomplete transaction at the end of {} (the server sends it again)",
@@ -505,4 +671,30 @@ async fn snapshot_sequences(client: &Client) -> std::result::Result<i32, tokio_p
         .query_one("SELECT decoder_sql.snapshot_sequences()", &[])
         .await?
         .get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lsn(s: &str) -> Lsn {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn gaps_are_confirmations_nothing_explains() {
+        let held = lsn("0/2000");
+        // Confirmed up to what the repository holds, or less: no gap.
+        assert!(!has_gap(lsn("0/2000"), held, None, None));
+        assert!(!has_gap(lsn("0/1000"), held, None, None));
+        // Past it, with nothing to explain it: changes were confirmed and lost.
+        assert!(has_gap(lsn("0/2100"), held, None, None));
+        // Inside a transaction cut short on disk: the server sends it again.
+        assert!(!has_gap(lsn("0/2100"), held, Some(lsn("0/2200")), None));
+        // ... but not once its commit was confirmed.
+        assert!(has_gap(lsn("0/2200"), held, Some(lsn("0/2200")), None));
+        // Confirmed by keepalives at the end of a clean --catch-up.
+        assert!(!has_gap(lsn("0/3000"), held, None, Some(lsn("0/3000"))));
+        assert!(has_gap(lsn("0/3001"), held, None, Some(lsn("0/3000"))));
+    }
 }
