@@ -53,7 +53,8 @@ impl Endpoint {
 }
 
 /// Builds a connection config from a conninfo string or URI, filling what it leaves out from
-/// the PG* environment variables as libpq does (PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD).
+/// the PG* environment variables as libpq does (PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD,
+/// PGOPTIONS).
 pub fn config(dsn: &str) -> Result<Config> {
     let mut config: Config = if dsn.trim().is_empty() {
         Config::new()
@@ -91,6 +92,11 @@ pub fn config(dsn: &str) -> Result<Config> {
         && let Some(pw) = env("PGPASSWORD")
     {
         config.password(pw);
+    }
+    if config.get_options().is_none()
+        && let Some(options) = env("PGOPTIONS")
+    {
+        config.options(&options);
     }
     config.application_name("pgincr");
     Ok(config)

@@ -160,3 +160,58 @@ pub fn catch_up(cluster: &TestCluster, repo: &str) {
         &["stream", "-d", "dbname=postgres", "-r", repo, "--catch-up"],
     );
 }
+
+/// `pgincr` as [`pgincr`] sets it up, but the binary named by `$PGINCR_TEST_BIN` when set
+/// (another build, to see a test fail without the change it covers).
+pub fn pgincr_under_test(cluster: &TestCluster) -> Command {
+    let ours = pgincr(cluster);
+    let Some(bin) = std::env::var_os("PGINCR_TEST_BIN") else {
+        return ours;
+    };
+    let mut cmd = Command::new(bin);
+    for (key, value) in ours.get_envs() {
+        match value {
+            Some(v) => cmd.env(key, v),
+            None => cmd.env_remove(key),
+        };
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// `pgincr <args>` (see [`pgincr_under_test`]) with extra environment, whatever its exit status.
+pub fn pgincr_output(cluster: &TestCluster, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = pgincr_under_test(cluster);
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// [`pgincr_output`] that must succeed; returns stdout.
+pub fn succeeds(cluster: &TestCluster, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = pgincr_output(cluster, args, env);
+    assert!(
+        out.status.success(),
+        "pgincr {args:?} failed: {}",
+        describe(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// [`pgincr_output`] that must fail; returns stdout and stderr.
+pub fn fails(cluster: &TestCluster, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = pgincr_output(cluster, args, env);
+    assert!(
+        !out.status.success(),
+        "pgincr {args:?} should fail: {}",
+        describe(&out)
+    );
+    describe(&out)
+}
+
+/// The first value of a one-row query.
+pub async fn query_text(client: &Client, sql: &str) -> String {
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}

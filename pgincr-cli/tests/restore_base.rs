@@ -1,0 +1,121 @@
+//! The base phase of a restore is all or nothing and belongs to one restore at a time:
+//! pgincr killed while psql loads the dump leaves an empty target that the same command
+//! then restores, and a second restore into a target being restored is refused by name.
+
+mod common;
+
+use common::*;
+use e2e::TestCluster;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+const SETUP: &str = "
+    CREATE TABLE big (id int PRIMARY KEY, payload text);
+    INSERT INTO big SELECT g, md5(g::text) || repeat('x', 100) FROM generate_series(1, 400000) g;
+    CREATE INDEX big_payload ON big (payload);";
+
+fn start_restore(cluster: &TestCluster, repo: &str, db: &str) -> Child {
+    pgincr_under_test(cluster)
+        .args([
+            "restore",
+            "-r",
+            repo,
+            "-t",
+            &format!("dbname={db}"),
+            "--create",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until psql is loading the dump's table data into `db`.
+async fn wait_for_copy(cluster: &TestCluster, db: &str) {
+    let probe = cluster.connect("postgres").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let copying: i64 = probe
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'COPY %'",
+                &[&db],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if copying > 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the dump never started loading");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until no session is connected to `db`.
+async fn wait_until_idle(cluster: &TestCluster, db: &str) {
+    let probe = cluster.connect("postgres").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let sessions: i64 = probe
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
+                &[&db],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if sessions == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "sessions stay connected to {db}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_restore_killed_in_the_base_leaves_nothing_behind_and_runs_again() {
+    let (cluster, source, repo) = initialised(SETUP).await;
+    let repo_s = repo.to_str().unwrap();
+    let mut restore = start_restore(&cluster, repo_s, "killed");
+    wait_for_copy(&cluster, "killed").await;
+    restore.kill().unwrap(); // SIGKILL
+    restore.wait().unwrap();
+    wait_until_idle(&cluster, "killed").await;
+
+    let target = cluster.connect("killed").await;
+    let tables = query_text(
+        &target,
+        "SELECT count(*)::text FROM pg_class WHERE relnamespace = 'public'::regnamespace",
+    )
+    .await;
+    assert_eq!(tables, "0", "a killed restore left part of its base behind");
+    drop(target);
+    let out = succeeds(
+        &cluster,
+        &["restore", "-r", repo_s, "-t", "dbname=killed", "--create"],
+        &[],
+    );
+    assert!(out.contains("base backup"), "{out}");
+    assert_same_database(&cluster, &source, "killed").await;
+}
+
+#[tokio::test]
+async fn a_second_restore_into_the_same_target_is_refused_by_name() {
+    let (cluster, source, repo) = initialised(SETUP).await;
+    let repo_s = repo.to_str().unwrap();
+    let first = start_restore(&cluster, repo_s, "twice");
+    wait_for_copy(&cluster, "twice").await;
+    for extra in [&["--create"][..], &[]] {
+        let mut args = vec!["restore", "-r", repo_s, "-t", "dbname=twice"];
+        args.extend_from_slice(extra);
+        let err = fails(&cluster, &args, &[]);
+        assert!(
+            err.contains("another pgincr restore is running into database \"twice\"")
+                && err.contains("backend PID"),
+            "{err}"
+        );
+    }
+    let done = first.wait_with_output().unwrap();
+    assert!(done.status.success(), "{}", describe(&done));
+    assert_same_database(&cluster, &source, "twice").await;
+}
