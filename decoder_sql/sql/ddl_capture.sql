@@ -68,6 +68,10 @@ DECLARE
     stmt text;
 BEGIN
     PERFORM pg_catalog.set_config('decoder_sql.dropped_temp_only', '', true);
+    -- The replica-identity fix below writes its own statement into the stream.
+    IF pg_catalog.current_setting('decoder_sql.fixing_identity', true) = 'on' THEN
+        RETURN;
+    END IF;
     -- Objects created by an extension script come back with CREATE EXTENSION itself.
     IF decoder_sql.in_extension_script() THEN
         RETURN;
@@ -121,8 +125,62 @@ BEGIN
 END
 $fn$;
 
+-- UPDATE and DELETE of a table without a usable replica identity cannot be decoded, which
+-- would stop the backup. Unless the database sets decoder_sql.missing_identity to 'skip' or
+-- 'error' (pgincr init --missing-identity), a permanent table that CREATE TABLE or ALTER
+-- TABLE leaves without a primary key or replica identity index gets REPLICA IDENTITY FULL,
+-- written into the stream after the statement, with a NOTICE.
+CREATE FUNCTION decoder_sql.ensure_replica_identity() RETURNS event_trigger
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    rel record;
+    fix text;
+BEGIN
+    IF COALESCE(pg_catalog.current_setting('decoder_sql.missing_identity', true), '')
+           NOT IN ('', 'full')
+       OR pg_catalog.current_setting('decoder_sql.fixing_identity', true) = 'on'
+       OR decoder_sql.in_extension_script() THEN
+        RETURN;
+    END IF;
+    FOR rel IN
+        SELECT DISTINCT pg_catalog.format('%I.%I', n.nspname, c.relname) AS name
+          FROM pg_catalog.pg_event_trigger_ddl_commands() d
+          JOIN pg_catalog.pg_class c ON c.oid = d.objid
+          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+           AND c.relkind = 'r' AND c.relpersistence = 'p'
+           AND c.relreplident <> 'f'
+           AND NOT (c.relreplident = 'd' AND EXISTS (
+                   SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))
+           AND NOT (c.relreplident = 'i' AND EXISTS (
+                   SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisreplident))
+         ORDER BY 1
+    LOOP
+        fix := pg_catalog.format('ALTER TABLE %s REPLICA IDENTITY FULL', rel.name);
+        BEGIN
+            PERFORM pg_catalog.set_config('decoder_sql.fixing_identity', 'on', true);
+            EXECUTE fix;
+            PERFORM pg_catalog.set_config('decoder_sql.fixing_identity', '', true);
+            PERFORM decoder_sql.emit_ddl(fix || ';');
+        EXCEPTION WHEN OTHERS THEN
+            -- Never fail the user's statement for this (not the owner of the table, say).
+            RAISE WARNING 'decoder_sql: could not give % a replica identity: %', rel.name, SQLERRM
+                USING HINT = 'Its updates and deletes stop the backup stream until it has a primary key or REPLICA IDENTITY FULL.';
+            CONTINUE;
+        END;
+        RAISE NOTICE 'decoder_sql: % has no primary key or replica identity index; set REPLICA IDENTITY FULL so that its updates and deletes are backed up', rel.name
+            USING HINT = 'Add a primary key for cheaper updates and deletes, or set decoder_sql.missing_identity for this database.';
+    END LOOP;
+END
+$fn$;
+
 CREATE EVENT TRIGGER decoder_sql_ddl_capture ON ddl_command_end
     EXECUTE FUNCTION decoder_sql.capture_ddl_command_end();
+-- Named to fire after decoder_sql_ddl_capture (event triggers fire in name order), so the
+-- fix follows the statement in the stream.
+CREATE EVENT TRIGGER decoder_sql_replica_identity ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'DROP INDEX')
+    EXECUTE FUNCTION decoder_sql.ensure_replica_identity();
 CREATE EVENT TRIGGER decoder_sql_ddl_capture_start ON ddl_command_start
     WHEN TAG IN ('CREATE TABLE AS', 'SELECT INTO')
     EXECUTE FUNCTION decoder_sql.capture_ddl_command_start();
@@ -135,12 +193,14 @@ CREATE FUNCTION decoder_sql.pause_capture() RETURNS void LANGUAGE sql AS $fn$
     ALTER EVENT TRIGGER decoder_sql_ddl_capture DISABLE;
     ALTER EVENT TRIGGER decoder_sql_ddl_capture_start DISABLE;
     ALTER EVENT TRIGGER decoder_sql_sql_drop DISABLE;
+    ALTER EVENT TRIGGER decoder_sql_replica_identity DISABLE;
 $fn$;
 
 CREATE FUNCTION decoder_sql.resume_capture() RETURNS void LANGUAGE sql AS $fn$
     ALTER EVENT TRIGGER decoder_sql_ddl_capture ENABLE;
     ALTER EVENT TRIGGER decoder_sql_ddl_capture_start ENABLE;
     ALTER EVENT TRIGGER decoder_sql_sql_drop ENABLE;
+    ALTER EVENT TRIGGER decoder_sql_replica_identity ENABLE;
 $fn$;
 
 -- 'enabled', 'paused', or 'partial' (some triggers disabled).
@@ -149,7 +209,8 @@ CREATE FUNCTION decoder_sql.capture_status() RETURNS text LANGUAGE sql STABLE AS
                 WHEN pg_catalog.bool_and(evtenabled = 'D') THEN 'paused'
                 ELSE 'partial' END
       FROM pg_catalog.pg_event_trigger
-     WHERE evtname IN ('decoder_sql_ddl_capture', 'decoder_sql_ddl_capture_start', 'decoder_sql_sql_drop');
+     WHERE evtname IN ('decoder_sql_ddl_capture', 'decoder_sql_ddl_capture_start', 'decoder_sql_sql_drop',
+                       'decoder_sql_replica_identity');
 $fn$;
 
 -- Sequences are not decoded by PostgreSQL. This writes the current state of every permanent
@@ -164,7 +225,7 @@ DECLARE
     n integer := 0;
 BEGIN
     FOR seq IN
-        SELECT c.oid::regclass AS name
+        SELECT c.oid::regclass AS name, pg_catalog.format('%I.%I', s.nspname, c.relname) AS qualified
           FROM pg_catalog.pg_class c
           JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace
          WHERE c.relkind = 'S' AND c.relpersistence = 'p'
@@ -176,7 +237,7 @@ BEGIN
     LOOP
         EXECUTE pg_catalog.format('SELECT last_value, is_called FROM %s', seq.name) INTO last, called;
         PERFORM pg_catalog.pg_logical_emit_message(true, 'ddl',
-            pg_catalog.format('SELECT pg_catalog.setval(%L, %s, %s);', seq.name::text, last,
+            pg_catalog.format('SELECT pg_catalog.setval(%L, %s, %s);', seq.qualified, last,
                 CASE WHEN called THEN 'true' ELSE 'false' END));
         n := n + 1;
     END LOOP;

@@ -310,3 +310,48 @@ async fn a_recreated_slot_is_refused_as_a_gap() {
         "{err}"
     );
 }
+
+/// A table created after init without a primary key does not stop the backup: it gets
+/// REPLICA IDENTITY FULL (also in the stream), and its updates and deletes restore.
+#[tokio::test]
+async fn a_table_without_identity_does_not_stop_the_stream() {
+    let (cluster, source, repo) = initialised("CREATE EXTENSION IF NOT EXISTS decoder_sql;").await;
+    let repo_s = repo.to_str().unwrap().to_owned();
+    source
+        .batch_execute(
+            "CREATE TABLE log (at int, what text);
+             INSERT INTO log SELECT g, 'row ' || g FROM generate_series(1, 20) g;
+             CREATE TABLE keyed (id int PRIMARY KEY, v text);
+             INSERT INTO keyed VALUES (1, 'a'), (2, 'b');
+             ALTER TABLE keyed DROP CONSTRAINT keyed_pkey;",
+        )
+        .await
+        .unwrap();
+    source
+        .batch_execute(
+            "UPDATE log SET what = 'changed' WHERE at % 2 = 0;
+             DELETE FROM log WHERE at > 15;
+             UPDATE keyed SET v = 'c' WHERE id = 2;
+             DELETE FROM keyed WHERE id = 1;",
+        )
+        .await
+        .unwrap();
+    let identities: Vec<(String, String)> = source
+        .query(
+            "SELECT relname::text, relreplident::text FROM pg_class
+              WHERE relname IN ('log', 'keyed') ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        identities,
+        [("keyed".into(), "f".into()), ("log".into(), "f".into())]
+    );
+    catch_up(&cluster, &repo_s);
+    restore_into(&cluster, &repo_s, "dbname=restored", &[]);
+    assert_same_database(&cluster, &source, "restored").await;
+}

@@ -121,10 +121,12 @@ async fn multi_statement_string_emits_each_ddl_once_and_no_dml() {
                 && *l != "COMMIT;"
         })
         .collect();
+    // A table without a primary key gets REPLICA IDENTITY FULL right after its creation.
     assert_eq!(
         ddl,
         [
             "CREATE TABLE a (i int);",
+            "ALTER TABLE public.a REPLICA IDENTITY FULL;",
             "CREATE INDEX a_i ON a (i);",
             "ALTER TABLE a ADD COLUMN j int;"
         ]
@@ -329,11 +331,11 @@ async fn sequences_are_snapshotted_into_the_stream() {
     assert_eq!(n, 2);
     let lines = s.replay_and_compare().await;
     assert!(
-        lines.contains(&"SELECT pg_catalog.setval('a_seq', 7, true);".to_owned()),
+        lines.contains(&"SELECT pg_catalog.setval('public.a_seq', 7, true);".to_owned()),
         "{lines:#?}"
     );
     assert!(
-        lines.contains(&"SELECT pg_catalog.setval('t_id_seq', 1, true);".to_owned()),
+        lines.contains(&"SELECT pg_catalog.setval('public.t_id_seq', 1, true);".to_owned()),
         "{lines:#?}"
     );
     let next: i64 = s
