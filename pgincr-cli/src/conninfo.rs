@@ -147,6 +147,136 @@ pub fn split_password(dsn: &str) -> Result<(String, Option<String>), String> {
     Ok((render_pairs(&pairs), password))
 }
 
+/// Parameters pgincr reads itself before tokio-postgres sees the rest: the ones tokio-postgres
+/// does not know, and `sslmode`, whose verify-ca / verify-full it does not have.
+pub const READ_BY_PGINCR: &[&str] = &[
+    "service",
+    "passfile",
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "sslcrl",
+    "sslcrldir",
+    "sslsni",
+    "sslpassword",
+    "sslcompression",
+    "sslmin_protocol_version",
+    "sslmax_protocol_version",
+    "requiressl",
+    "gssencmode",
+    "krbsrvname",
+    "gsslib",
+    "requirepeer",
+    "fallback_application_name",
+    "replication",
+];
+
+/// Takes the [`READ_BY_PGINCR`] parameters out of a connection string: returns the rest (for
+/// tokio-postgres) and those parameters.
+pub fn split_libpq_only(dsn: &str) -> Result<(String, Vec<Pair>), String> {
+    let ours = |k: &str| READ_BY_PGINCR.contains(&k);
+    if is_uri(dsn) {
+        let Some((base, query)) = dsn.split_once('?') else {
+            return Ok((dsn.to_owned(), Vec::new()));
+        };
+        let mut kept = Vec::new();
+        let mut taken = Vec::new();
+        for p in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            if ours(k) {
+                taken.push(Pair {
+                    key: k.to_owned(),
+                    value: percent_decode(v),
+                });
+            } else {
+                kept.push(p);
+            }
+        }
+        let rest = if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        return Ok((rest, taken));
+    }
+    let (taken, kept): (Vec<Pair>, Vec<Pair>) =
+        parse_pairs(dsn)?.into_iter().partition(|p| ours(&p.key));
+    Ok((render_pairs(&kept), taken))
+}
+
+/// The password `~/.pgpass` (or another password file) holds for a connection, as libpq
+/// finds it: the first line whose host, port, database and user fields match (`*` matches
+/// anything, `\:` and `\\` escape). A host given as a socket directory matches `localhost`.
+pub fn password_from_file(
+    contents: &str,
+    host: &str,
+    port: u16,
+    dbname: &str,
+    user: &str,
+) -> Option<String> {
+    let host = if host.is_empty() || host.starts_with('/') || host.starts_with('@') {
+        "localhost"
+    } else {
+        host
+    };
+    let port = port.to_string();
+    for line in contents.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let fields = split_passfile_line(line);
+        let [h, p, d, u, pw] = fields.as_slice() else {
+            continue;
+        };
+        let matches = |field: &str, value: &str| field == "*" || field == value;
+        if matches(h, host) && matches(p, &port) && matches(d, dbname) && matches(u, user) {
+            return Some(pw.clone());
+        }
+    }
+    None
+}
+
+fn split_passfile_line(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => fields.last_mut().expect("one field").extend(chars.next()),
+            ':' if fields.len() < 5 => fields.push(String::new()),
+            c => fields.last_mut().expect("one field").push(c),
+        }
+    }
+    fields
+}
+
+/// The parameters of `service` in a connection service file (`pg_service.conf` format);
+/// `None` when the file has no such section.
+pub fn service_from_file(contents: &str, service: &str) -> Option<Vec<Pair>> {
+    let mut found = None;
+    let mut in_section = false;
+    for line in contents.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            in_section = name == service;
+            if in_section {
+                found.get_or_insert_with(Vec::new);
+            }
+            continue;
+        }
+        if in_section && let Some((k, v)) = line.split_once('=') {
+            found.get_or_insert_with(Vec::new).push(Pair {
+                key: k.trim().to_owned(),
+                value: v.trim().to_owned(),
+            });
+        }
+    }
+    found
+}
+
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -224,6 +354,54 @@ mod tests {
             .unwrap(),
             "postgres://h/db?sslmode=require&dbname=my%20db"
         );
+    }
+
+    #[test]
+    fn libpq_only_parameters_are_taken_out() {
+        let (rest, taken) =
+            split_libpq_only("host=h service=s sslmode=verify-full sslrootcert='/a b' port=1")
+                .unwrap();
+        assert_eq!(rest, "host='h' port='1'");
+        let taken: Vec<_> = taken.iter().map(|p| (&*p.key, &*p.value)).collect();
+        assert_eq!(
+            taken,
+            [
+                ("service", "s"),
+                ("sslmode", "verify-full"),
+                ("sslrootcert", "/a b")
+            ]
+        );
+        let (rest, taken) =
+            split_libpq_only("postgresql://u@h/db?sslrootcert=%2Fca.crt&application_name=x")
+                .unwrap();
+        assert_eq!(rest, "postgresql://u@h/db?application_name=x");
+        assert_eq!(taken[0].value, "/ca.crt");
+    }
+
+    #[test]
+    fn passfile_lines_match_like_libpq() {
+        let file = "# comment\nother:5432:*:*:no\nlocalhost:5433:app:alice:first\n*:*:*:alice:a\\:b\\\\c\n";
+        assert_eq!(
+            password_from_file(file, "/tmp/sock", 5433, "app", "alice").as_deref(),
+            Some("first")
+        );
+        assert_eq!(
+            password_from_file(file, "db.example", 5432, "x", "alice").as_deref(),
+            Some("a:b\\c")
+        );
+        assert_eq!(
+            password_from_file(file, "db.example", 5432, "x", "bob"),
+            None
+        );
+    }
+
+    #[test]
+    fn service_sections_are_read() {
+        let file = "[a]\nhost=h1\n[b]\n# c\nhost = h2\nport=5433\n";
+        let b = service_from_file(file, "b").unwrap();
+        let b: Vec<_> = b.iter().map(|p| (&*p.key, &*p.value)).collect();
+        assert_eq!(b, [("host", "h2"), ("port", "5433")]);
+        assert!(service_from_file(file, "c").is_none());
     }
 
     #[test]

@@ -6,6 +6,10 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub enum Error {
     #[error("could not connect to the database: {}", describe_pg_error(.0))]
     Connect(#[source] tokio_postgres::Error),
+    /// No connection to the server (it did not answer, refused, or TLS failed); `server`
+    /// lists the hosts and ports tried.
+    #[error("could not connect to {server}: {reason}")]
+    ConnectTo { server: String, reason: String },
     #[error("query failed: {}", describe_pg_error(.0))]
     Query(#[from] tokio_postgres::Error),
     #[error("the server is not ready for pgincr: {failed} check(s) failed")]
@@ -67,6 +71,21 @@ impl Error {
     }
 }
 
+/// An error and every cause under it ("error connecting to server: Connection refused").
+pub fn describe_error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// The server's message with detail and hint, or the client error as it is.
 pub fn describe_pg_error(err: &tokio_postgres::Error) -> String {
     match err.as_db_error() {
@@ -85,6 +104,6 @@ pub fn describe_pg_error(err: &tokio_postgres::Error) -> String {
             }
             s
         }
-        None => err.to_string(),
+        None => describe_error_chain(err),
     }
 }
