@@ -92,9 +92,9 @@ BEGIN
     IF n_objects = 0 AND dropped_temp_only = 'on' THEN
         RETURN;
     END IF;
-    stmt := decoder_sql.top_level_statement(tg_tag);
+    stmt := decoder_sql.capture_statement(tg_tag);
     IF stmt IS NULL THEN
-        PERFORM decoder_sql.record_uncaptured(tg_tag, 'run inside a function, procedure or DO block');
+        PERFORM decoder_sql.record_uncaptured(tg_tag, 'run inside a function, procedure or DO block in a session that had not loaded decoder_sql (session_preload_libraries)');
         RETURN;
     END IF;
     PERFORM decoder_sql.emit_ddl(stmt);
@@ -115,7 +115,7 @@ BEGIN
     IF stmt IS NULL THEN
         PERFORM decoder_sql.record_uncaptured(tg_tag, CASE tg_tag
             WHEN 'SELECT INTO' THEN 'SELECT INTO cannot be replayed before its rows; use CREATE TABLE AS'
-            ELSE 'run inside a function, procedure or DO block' END);
+            ELSE 'run inside a function, procedure or DO block in a session that had not loaded decoder_sql (session_preload_libraries)' END);
         RETURN;
     END IF;
     IF stmt = '' THEN

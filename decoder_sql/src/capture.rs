@@ -1,15 +1,54 @@
 //! SQL-callable helpers of the DDL capture installed by `CREATE EXTENSION decoder_sql`
 //! (the event triggers themselves are in `sql/ddl_capture.sql`).
 
-use crate::pg::statement::{active_statement, creating_extension};
+use crate::pg::statement::{ActiveStatement, active_statement, creating_extension};
+use crate::pg::utility_hook;
 
-/// The text of the top-level statement being executed, if it is the command `command_tag`
-/// (the event trigger's TG_TAG); NULL when that command runs nested inside another statement
-/// (a function, procedure or DO block), whose own text cannot be recovered.
+/// The statement an event trigger fires for, if it is the command `command_tag` (TG_TAG).
+/// With the utility hook loaded, that is the innermost utility statement running, top level
+/// or nested in a function, procedure, DO block or EXECUTE. Without it only a top-level
+/// statement can be found, through the active portal; nested ones give None.
+fn statement_for(command_tag: &str) -> Option<ActiveStatement> {
+    // The hook is empty when it was installed during the statement (the library was loaded
+    // by this very event trigger): the portal still knows a top-level statement.
+    let stmt = utility_hook::innermost().or_else(active_statement)?;
+    (stmt.tag == command_tag).then_some(stmt)
+}
+
+/// Commands event triggers never fire for, captured by the utility hook once they succeed.
+const NOT_SEEN_BY_EVENT_TRIGGERS: &[&str] = &[
+    "CREATE EVENT TRIGGER",
+    "ALTER EVENT TRIGGER",
+    "DROP EVENT TRIGGER",
+];
+
+/// Called by the utility hook after each utility statement succeeded.
+pub fn utility_completed(stmt: &ActiveStatement) {
+    if !NOT_SEEN_BY_EVENT_TRIGGERS.contains(&stmt.tag.as_str()) || creating_extension() {
+        return;
+    }
+    // Only where the capture is installed and running.
+    let enabled = pgrx::Spi::get_one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger
+                         WHERE evtname = 'decoder_sql_ddl_capture' AND evtenabled <> 'D')",
+    );
+    if !matches!(enabled, Ok(Some(true))) {
+        return;
+    }
+    let text = sqlgen::ddl::terminate_statement(&stmt.text);
+    if let Err(e) = pgrx::Spi::run_with_args(
+        "SELECT decoder_sql.emit_ddl($1)",
+        &[pgrx::datum::DatumWithOid::from(text.as_str())],
+    ) {
+        pgrx::warning!("decoder_sql: {} was not captured: {e}", stmt.tag);
+    }
+}
+
+/// The text of the statement being executed, if it is the command `command_tag` (the event
+/// trigger's TG_TAG), ending in `;`; NULL when it cannot be recovered (see `statement_for`).
 #[pgrx::pg_extern(volatile, parallel_unsafe)]
-fn top_level_statement(command_tag: &str) -> Option<String> {
-    let stmt = active_statement()?;
-    (stmt.tag == command_tag).then(|| sqlgen::ddl::terminate_statement(&stmt.text))
+fn capture_statement(command_tag: &str) -> Option<String> {
+    statement_for(command_tag).map(|s| sqlgen::ddl::terminate_statement(&s.text))
 }
 
 /// For a top-level CREATE TABLE AS: the statement in its WITH NO DATA form (its rows are
@@ -17,7 +56,7 @@ fn top_level_statement(command_tag: &str) -> Option<String> {
 /// it cannot be captured: nested in another statement, or SELECT INTO.
 #[pgrx::pg_extern(volatile, parallel_unsafe)]
 fn create_table_as_statement(command_tag: &str) -> Option<String> {
-    let stmt = active_statement().filter(|s| s.tag == command_tag)?;
+    let stmt = statement_for(command_tag)?;
     let table_as = stmt.table_as?;
     if table_as.temporary {
         return Some(String::new());
@@ -44,7 +83,7 @@ pgrx::extension_sql_file!(
     "../sql/ddl_capture.sql",
     name = "ddl_capture",
     requires = [
-        top_level_statement,
+        capture_statement,
         create_table_as_statement,
         in_extension_script,
         set_search_path_statement

@@ -14,6 +14,13 @@ pgrx::pg_module_magic!();
 
 pub use pg::callbacks::_PG_output_plugin_init;
 
+/// Runs when a session loads the library (`session_preload_libraries`, or the first call of
+/// one of its functions): from then on the DDL capture sees every utility statement's text.
+#[pgrx::pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    pg::utility_hook::install();
+}
+
 /// Version of the SQL stream format this library writes (see docs/format.md). A reader refuses
 /// streams of a newer major version than it knows.
 pub const FORMAT_VERSION: i32 = 2;

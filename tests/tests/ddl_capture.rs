@@ -181,24 +181,143 @@ async fn temporary_objects_are_not_captured() {
     assert!(lines.contains(&"INSERT INTO public.kept (i) VALUES (1);".to_owned()));
 }
 
+/// DDL run inside DO blocks, EXECUTE, PL/pgSQL and SQL functions, procedures that commit
+/// between statements, and a user's event trigger is captured with its own text, in its
+/// place among the rows the same code wrote, in a session that has loaded decoder_sql.
 #[tokio::test]
-async fn ddl_inside_do_block_is_marked_and_warned_about() {
-    let s = scenario("CREATE TABLE t (i int)").await;
+async fn nested_ddl_is_captured_with_its_own_text() {
+    let s = scenario("CREATE TABLE t (i int PRIMARY KEY)").await;
     s.src
-        .batch_execute("DO $$ BEGIN EXECUTE 'ALTER TABLE t ADD COLUMN hidden int'; END $$; CREATE TABLE after_do (i int);")
+        .batch_execute(
+            "CREATE FUNCTION make_part(n int) RETURNS void LANGUAGE plpgsql AS $f$
+             BEGIN
+                 EXECUTE format('CREATE TABLE part_%s (id int PRIMARY KEY, v text)', n);
+                 EXECUTE format('INSERT INTO part_%s VALUES (1, %L)', n, 'row of ' || n);
+             END $f$;
+             CREATE FUNCTION add_col() RETURNS void LANGUAGE sql AS $f$
+                 ALTER TABLE t ADD COLUMN from_sql int DEFAULT 7;
+             $f$;
+             CREATE PROCEDURE migrate() LANGUAGE plpgsql AS $f$
+             BEGIN
+                 CREATE TABLE step1 (id int PRIMARY KEY);
+                 INSERT INTO step1 VALUES (1);
+                 COMMIT;
+                 ALTER TABLE step1 ADD COLUMN note text DEFAULT 'after commit';
+                 INSERT INTO step1 (id) VALUES (2);
+             END $f$;
+             CREATE TABLE audit (tag text, at int);
+             CREATE FUNCTION on_create() RETURNS event_trigger LANGUAGE plpgsql AS $f$
+             BEGIN
+                 IF NOT EXISTS (SELECT 1 FROM pg_class WHERE relname = 'made_by_trigger') THEN
+                     CREATE TABLE made_by_trigger (id int PRIMARY KEY);
+                 END IF;
+             END $f$;
+             CREATE EVENT TRIGGER zz_user_trigger ON ddl_command_end WHEN TAG IN ('CREATE VIEW')
+                 EXECUTE FUNCTION on_create();",
+        )
+        .await
+        .unwrap();
+    s.src
+        .batch_execute(
+            "DO $$ BEGIN EXECUTE 'ALTER TABLE t ADD COLUMN hidden int'; INSERT INTO t VALUES (1, 5); END $$;
+             SELECT make_part(1); SELECT make_part(2); SELECT add_col();
+             INSERT INTO t (i) VALUES (2);",
+        )
+        .await
+        .unwrap();
+    s.src.batch_execute("CALL migrate()").await.unwrap();
+    s.src
+        .batch_execute("CREATE VIEW v AS SELECT 1 AS one")
+        .await
+        .unwrap();
+    let lines = s.replay_and_compare().await;
+    assert!(
+        !lines.iter().any(|l| l.contains("NOT CAPTURED")),
+        "{lines:#?}"
+    );
+    for stmt in [
+        "ALTER TABLE t ADD COLUMN hidden int;",
+        "CREATE TABLE part_1 (id int PRIMARY KEY, v text);",
+        "CREATE TABLE part_2 (id int PRIMARY KEY, v text);",
+    ] {
+        assert!(lines.iter().any(|l| l == stmt), "{stmt} not in {lines:#?}");
+    }
+    let pos = |p: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(p))
+            .unwrap_or_else(|| panic!("{p} not in {lines:#?}"))
+    };
+    assert!(pos("CREATE TABLE part_1") < pos("INSERT INTO public.part_1"));
+    assert!(
+        pos("ALTER TABLE t ADD COLUMN hidden")
+            < pos("INSERT INTO public.t (i, hidden) VALUES (1, 5)")
+    );
+}
+
+/// With decoder_sql in session_preload_libraries, nested DDL is captured even as the very
+/// first statement of a new session.
+#[tokio::test]
+async fn nested_ddl_as_the_first_statement_of_a_preloaded_session() {
+    let s = scenario("CREATE TABLE t (i int PRIMARY KEY)").await;
+    s.src
+        .batch_execute("ALTER DATABASE src SET session_preload_libraries = 'decoder_sql'")
+        .await
+        .unwrap();
+    let out = s
+        .cluster
+        .client_command("psql")
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-d", "src", "-c"])
+        .arg("DO $$ BEGIN CREATE TABLE first_thing (id int PRIMARY KEY); INSERT INTO first_thing VALUES (1); END $$")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("WARNING"));
+    let lines = s.replay_and_compare().await;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "CREATE TABLE first_thing (id int PRIMARY KEY);"),
+        "{lines:#?}"
+    );
+}
+
+/// A session that had not loaded decoder_sql before a DO block cannot tell its nested DDL's
+/// text: the stream says so, the DDL is logged, and the session gets a WARNING.
+#[tokio::test]
+async fn nested_ddl_without_the_library_loaded_is_marked() {
+    let s = scenario("CREATE TABLE t (i int)").await;
+    let out = s
+        .cluster
+        .client_command("psql")
+        .args(["-X", "-d", "src", "-c"])
+        .arg("DO $$ BEGIN EXECUTE 'ALTER TABLE t ADD COLUMN hidden int'; END $$")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.src
+        .batch_execute("CREATE TABLE after_do (i int PRIMARY KEY);")
         .await
         .unwrap();
     let lines = get_changes(&s.src, "s", OPTIONS).await;
     let marker = lines
         .iter()
-        .find(|l| l.starts_with("-- decoder_sql: NOT CAPTURED: ALTER TABLE (run inside a function, procedure or DO block) in: DO $$"))
+        .find(|l| l.starts_with("-- decoder_sql: NOT CAPTURED: ALTER TABLE (run inside a function, procedure or DO block in a session that had not loaded decoder_sql (session_preload_libraries)) in: DO $$"))
         .unwrap_or_else(|| panic!("no marker in {lines:#?}"));
-    assert!(marker.ends_with(';') && !marker.contains('\n'));
+    assert!(!marker.contains('\n'));
     // The top-level DDL after the DO block is captured normally, once.
     assert_eq!(
         lines
             .iter()
-            .filter(|l| *l == "CREATE TABLE after_do (i int);")
+            .filter(|l| *l == "CREATE TABLE after_do (i int PRIMARY KEY);")
             .count(),
         1
     );

@@ -162,3 +162,75 @@ pub unsafe fn multirange_range(typid: pg_sys::Oid) -> pg_sys::Oid {
         unsafe { pg_sys::get_multirange_range(typid) }
     }
 }
+
+/// The `ProcessUtility_hook` entry point. PostgreSQL 14 added the `readOnlyTree` argument.
+///
+/// # Safety
+/// Called by PostgreSQL with valid arguments for one utility statement.
+#[cfg(feature = "pg13")]
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn process_utility_hook(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query: *const std::ffi::c_char,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    // SAFETY: the arguments are passed on unchanged to the next hook or the standard
+    // implementation, as PostgreSQL's hook contract requires.
+    unsafe {
+        super::utility_hook::around(pstmt, query, |previous| match previous.flatten() {
+            Some(next) => next(pstmt, query, context, params, query_env, dest, qc),
+            None => {
+                pg_sys::standard_ProcessUtility(pstmt, query, context, params, query_env, dest, qc)
+            }
+        })
+    }
+}
+
+/// The `ProcessUtility_hook` entry point. PostgreSQL 14 added the `readOnlyTree` argument.
+///
+/// # Safety
+/// Called by PostgreSQL with valid arguments for one utility statement.
+#[cfg(not(feature = "pg13"))]
+#[pgrx::pg_guard]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C-unwind" fn process_utility_hook(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query: *const std::ffi::c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    // SAFETY: the arguments are passed on unchanged to the next hook or the standard
+    // implementation, as PostgreSQL's hook contract requires.
+    unsafe {
+        super::utility_hook::around(pstmt, query, |previous| match previous.flatten() {
+            Some(next) => next(
+                pstmt,
+                query,
+                read_only_tree,
+                context,
+                params,
+                query_env,
+                dest,
+                qc,
+            ),
+            None => pg_sys::standard_ProcessUtility(
+                pstmt,
+                query,
+                read_only_tree,
+                context,
+                params,
+                query_env,
+                dest,
+                qc,
+            ),
+        })
+    }
+}

@@ -10,6 +10,7 @@ pub mod relation;
 pub mod statement;
 pub mod transmission;
 pub mod tuple;
+pub mod utility_hook;
 
 use crate::error::{DecoderError, ErrorClass};
 use pgrx::pg_sys::panic::ErrorReport;

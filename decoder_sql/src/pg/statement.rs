@@ -21,21 +21,16 @@ pub struct ActiveStatement {
     pub table_as: Option<TableAs>,
 }
 
-/// The statement the active portal is running, if any.
+/// The statement the active portal is running, if any: the top-level statement the client
+/// sent.
 pub fn active_statement() -> Option<ActiveStatement> {
     // SAFETY: ActivePortal is either null or the portal being run by this backend, valid while
-    // its statement executes (we are called from within it). Its source text is NUL-terminated;
-    // stmt_location/stmt_len are byte offsets into it (len 0 = rest of the string), as set by
-    // the parser for each raw statement.
+    // its statement executes (we are called from within it).
     unsafe {
         let portal = pg_sys::ActivePortal;
         if portal.is_null() || (*portal).sourceText.is_null() {
             return None;
         }
-        let tag = CStr::from_ptr(pg_sys::GetCommandTagName((*portal).commandTag))
-            .to_string_lossy()
-            .into_owned();
-        let source = CStr::from_ptr((*portal).sourceText).to_bytes();
         let stmts = (*portal).stmts;
         if stmts.is_null() || (*stmts).length != 1 {
             return None;
@@ -44,7 +39,33 @@ pub fn active_statement() -> Option<ActiveStatement> {
         if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_PlannedStmt {
             return None;
         }
-        let planned = node.cast::<pg_sys::PlannedStmt>();
+        statement_of(node.cast(), (*portal).sourceText)
+    }
+}
+
+/// The command tag, own text and CREATE TABLE AS details of a planned utility statement.
+///
+/// # Safety
+/// `planned` is a valid utility PlannedStmt and `source` the NUL-terminated query string it
+/// was parsed from; `stmt_location`/`stmt_len` are byte offsets into it (len 0 = rest of the
+/// string), as the parser sets them for each raw statement.
+pub unsafe fn statement_of(
+    planned: *mut pg_sys::PlannedStmt,
+    source: *const std::ffi::c_char,
+) -> Option<ActiveStatement> {
+    // SAFETY: per the function contract.
+    unsafe {
+        if planned.is_null() || source.is_null() {
+            return None;
+        }
+        let utility = (*planned).utilityStmt;
+        if utility.is_null() {
+            return None;
+        }
+        let tag = CStr::from_ptr(pg_sys::GetCommandTagName(pg_sys::CreateCommandTag(utility)))
+            .to_string_lossy()
+            .into_owned();
+        let source = CStr::from_ptr(source).to_bytes();
         let start = usize::try_from((*planned).stmt_location)
             .unwrap_or(0)
             .min(source.len());
@@ -55,22 +76,19 @@ pub fn active_statement() -> Option<ActiveStatement> {
             (start + len).min(source.len())
         };
         let text = String::from_utf8_lossy(&source[start..end]).into_owned();
-
-        let utility = (*planned).utilityStmt;
-        let table_as =
-            if !utility.is_null() && (*utility).type_ == pg_sys::NodeTag::T_CreateTableAsStmt {
-                let ctas = utility.cast::<pg_sys::CreateTableAsStmt>();
-                let into = (*ctas).into;
-                let temporary = !into.is_null()
-                    && !(*into).rel.is_null()
-                    && (*(*into).rel).relpersistence as u8 == pg_sys::RELPERSISTENCE_TEMP;
-                Some(TableAs {
-                    temporary,
-                    select_into: (*ctas).is_select_into,
-                })
-            } else {
-                None
-            };
+        let table_as = if (*utility).type_ == pg_sys::NodeTag::T_CreateTableAsStmt {
+            let ctas = utility.cast::<pg_sys::CreateTableAsStmt>();
+            let into = (*ctas).into;
+            let temporary = !into.is_null()
+                && !(*into).rel.is_null()
+                && (*(*into).rel).relpersistence as u8 == pg_sys::RELPERSISTENCE_TEMP;
+            Some(TableAs {
+                temporary,
+                select_into: (*ctas).is_select_into,
+            })
+        } else {
+            None
+        };
         Some(ActiveStatement {
             tag,
             text,
