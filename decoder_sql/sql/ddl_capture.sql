@@ -97,6 +97,9 @@ BEGIN
         PERFORM decoder_sql.record_uncaptured(tg_tag, 'run inside a function, procedure or DO block in a session that had not loaded decoder_sql (session_preload_libraries)');
         RETURN;
     END IF;
+    IF stmt = '' THEN
+        RETURN; -- temporary objects only
+    END IF;
     PERFORM decoder_sql.emit_ddl(stmt);
 END
 $fn$;

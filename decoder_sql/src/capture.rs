@@ -45,10 +45,23 @@ pub fn utility_completed(stmt: &ActiveStatement) {
 }
 
 /// The text of the statement being executed, if it is the command `command_tag` (the event
-/// trigger's TG_TAG), ending in `;`; NULL when it cannot be recovered (see `statement_for`).
+/// trigger's TG_TAG), ending in `;`; an empty string when it touches only temporary objects;
+/// NULL when it cannot be recovered (see `statement_for`).
 #[pgrx::pg_extern(volatile, parallel_unsafe)]
 fn capture_statement(command_tag: &str) -> Option<String> {
-    statement_for(command_tag).map(|s| sqlgen::ddl::terminate_statement(&s.text))
+    let stmt = statement_for(command_tag)?;
+    if stmt.temporary {
+        return Some(String::new()); // nothing to replay
+    }
+    // CONCURRENTLY cannot run inside the replayed transaction; the plain form builds the
+    // same object there.
+    let text = if stmt.concurrent {
+        sqlgen::ddl::without_concurrently(&stmt.text, stmt.detaches).unwrap_or(stmt.text)
+    } else {
+        stmt.text
+    };
+    let captured = sqlgen::ddl::terminate_statement(&text);
+    Some(captured)
 }
 
 /// For a top-level CREATE TABLE AS: the statement in its WITH NO DATA form (its rows are

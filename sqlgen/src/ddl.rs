@@ -41,6 +41,28 @@ pub fn create_table_as_without_data(text: &str) -> String {
     format!("{stripped}{separator}WITH NO DATA;")
 }
 
+/// A statement that cannot run in a transaction block only because of `CONCURRENTLY` (CREATE
+/// INDEX, DROP INDEX, REFRESH MATERIALIZED VIEW, ALTER TABLE … DETACH PARTITION), in its
+/// plain form, which builds the same object inside the replayed transaction. For DETACH the
+/// keyword is the statement's last; elsewhere it comes before any name. None when the
+/// statement has no such keyword.
+pub fn without_concurrently(text: &str, detach: bool) -> Option<String> {
+    let positions = crate::lexer::keyword_positions(text.as_bytes(), "CONCURRENTLY");
+    let at = if detach {
+        *positions.last()?
+    } else {
+        *positions.first()?
+    };
+    let before = text[..at].trim_end();
+    let after = text[at + "CONCURRENTLY".len()..].trim_start();
+    let joiner = if after.is_empty() || after.starts_with(';') {
+        ""
+    } else {
+        " "
+    };
+    Some(format!("{before}{joiner}{after}"))
+}
+
 /// `SELECT pg_catalog.set_config('search_path', '<path>', false);`: replays the search_path a
 /// DDL statement ran with, so unqualified names resolve as they did on the source.
 pub fn set_search_path_statement(search_path: &str) -> String {
@@ -55,6 +77,31 @@ pub fn set_search_path_statement(search_path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn concurrently_is_dropped() {
+        assert_eq!(
+            without_concurrently("CREATE UNIQUE INDEX CONCURRENTLY i ON t (x);", false).as_deref(),
+            Some("CREATE UNIQUE INDEX i ON t (x);")
+        );
+        assert_eq!(
+            without_concurrently("drop index concurrently if exists i", false).as_deref(),
+            Some("drop index if exists i")
+        );
+        assert_eq!(
+            without_concurrently(
+                "ALTER TABLE p DETACH PARTITION concurrently CONCURRENTLY;",
+                true
+            )
+            .as_deref(),
+            Some("ALTER TABLE p DETACH PARTITION concurrently;")
+        );
+        assert_eq!(
+            without_concurrently("REFRESH MATERIALIZED VIEW CONCURRENTLY mv", false).as_deref(),
+            Some("REFRESH MATERIALIZED VIEW mv")
+        );
+        assert_eq!(without_concurrently("CREATE INDEX i ON t (x)", false), None);
+    }
 
     #[test]
     fn termination() {

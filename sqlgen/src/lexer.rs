@@ -308,6 +308,28 @@ impl Lexer {
     }
 }
 
+/// Byte offsets where `keyword` (ASCII, any case) stands as a whole word outside quotes and
+/// comments.
+pub fn keyword_positions(text: &[u8], keyword: &str) -> Vec<usize> {
+    let word = keyword.as_bytes();
+    let mut lexer = Lexer::new();
+    let mut found = Vec::new();
+    for (i, &b) in text.iter().enumerate() {
+        let starts_word = lexer.mode == Mode::Code
+            && lexer.pending == 0
+            && lexer.pending_dollar.is_none()
+            && !is_ident_byte(lexer.prev)
+            && text.len() - i >= word.len()
+            && text[i..i + word.len()].eq_ignore_ascii_case(word)
+            && text.get(i + word.len()).is_none_or(|&n| !is_ident_byte(n));
+        if starts_word {
+            found.push(i);
+        }
+        lexer.feed(&[b]);
+    }
+    found
+}
+
 /// Why a captured statement cannot be written into the stream as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatementProblem {
@@ -465,6 +487,17 @@ mod tests {
         // A word ending in E is not an E string.
         let (starts, _) = lines("SELECT some'\\';\nSELECT 1;\n");
         assert_eq!(starts, [true, true]);
+    }
+
+    #[test]
+    fn keywords_outside_quotes_and_comments() {
+        let text = b"ALTER TABLE \"concurrently\" DETACH PARTITION concurrently_p -- concurrently\n CONCURRENTLY";
+        assert_eq!(keyword_positions(text, "concurrently"), [text.len() - 12]);
+        assert_eq!(
+            keyword_positions(b"CREATE INDEX CONCURRENTLY i ON t (x)", "CONCURRENTLY"),
+            [13]
+        );
+        assert!(keyword_positions(b"SELECT 'concurrently'", "concurrently").is_empty());
     }
 
     #[test]

@@ -542,3 +542,44 @@ async fn other_extensions_are_created_by_their_create_extension_only() {
         ]
     );
 }
+
+/// CONCURRENTLY forms cannot run in a transaction block: they are written in their plain
+/// form, which builds the same objects when replayed inside the stream's transactions.
+#[tokio::test]
+async fn concurrently_forms_replay_inside_transactions() {
+    let s = scenario(
+        "CREATE TABLE t (id int PRIMARY KEY, v int);
+         CREATE MATERIALIZED VIEW mv AS SELECT id, v FROM t;
+         CREATE UNIQUE INDEX mv_id ON mv (id);
+         CREATE TABLE p (id int, at int) PARTITION BY RANGE (at);
+         CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (0) TO (10);
+         CREATE TABLE p2 PARTITION OF p FOR VALUES FROM (10) TO (20);",
+    )
+    .await;
+    // ALTER TABLE … DETACH PARTITION … CONCURRENTLY is written as a plain DETACH too, but
+    // the CHECK constraint PostgreSQL adds to the detached partition is not recreated
+    // (docs/ddl-capture.md), so it is left out of this equality test.
+    let statements = [
+        "INSERT INTO t SELECT g, g FROM generate_series(1, 50) g",
+        "CREATE INDEX CONCURRENTLY t_v ON t (v)",
+        "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS t_v_id ON t (v, id)",
+        "DROP INDEX CONCURRENTLY t_v",
+        "REFRESH MATERIALIZED VIEW CONCURRENTLY mv",
+        "INSERT INTO p VALUES (1, 1), (2, 15)",
+    ];
+    for stmt in statements {
+        s.src.batch_execute(stmt).await.unwrap();
+    }
+    let lines = s.replay_and_compare().await;
+    assert!(
+        lines.iter().any(|l| l == "CREATE INDEX t_v ON t (v);"),
+        "{lines:#?}"
+    );
+    assert!(lines.iter().any(|l| l == "DROP INDEX t_v;"), "{lines:#?}");
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.to_ascii_uppercase().contains("CONCURRENTLY")),
+        "{lines:#?}"
+    );
+}

@@ -234,3 +234,24 @@ pub unsafe extern "C-unwind" fn process_utility_hook(
         })
     }
 }
+
+/// Whether an `ALTER TABLE … DETACH PARTITION` command is CONCURRENTLY (PostgreSQL 14 added
+/// the form and `PartitionCmd.concurrent`).
+///
+/// # Safety
+/// `cmd` is a valid AT_DetachPartition command, whose `def` is a PartitionCmd.
+pub unsafe fn detach_concurrently(cmd: *mut pg_sys::AlterTableCmd) -> bool {
+    #[cfg(feature = "pg13")]
+    {
+        let _ = cmd;
+        false
+    }
+    #[cfg(not(feature = "pg13"))]
+    {
+        // SAFETY: per the function contract.
+        unsafe {
+            let def = (*cmd).def.cast::<pg_sys::PartitionCmd>();
+            !def.is_null() && (*def).concurrent
+        }
+    }
+}

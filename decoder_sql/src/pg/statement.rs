@@ -19,6 +19,15 @@ pub struct ActiveStatement {
     /// The statement's own text within the query string (other statements excluded).
     pub text: String,
     pub table_as: Option<TableAs>,
+    /// Whether it is a CONCURRENTLY form (CREATE/DROP INDEX, REFRESH MATERIALIZED VIEW, or
+    /// ALTER TABLE … DETACH PARTITION).
+    pub concurrent: bool,
+    /// Whether it is an ALTER TABLE that detaches a partition.
+    pub detaches: bool,
+    /// Whether it creates or drops only temporary objects by its own words (TEMP, or names in
+    /// a pg_temp schema), as the statements REFRESH MATERIALIZED VIEW CONCURRENTLY runs
+    /// internally do.
+    pub temporary: bool,
 }
 
 /// The statement the active portal is running, if any: the top-level statement the client
@@ -89,11 +98,110 @@ pub unsafe fn statement_of(
         } else {
             None
         };
+        let (concurrent, detaches) = concurrency(utility);
         Some(ActiveStatement {
             tag,
             text,
             table_as,
+            concurrent,
+            detaches,
+            temporary: names_only_temporary(utility),
         })
+    }
+}
+
+/// Whether a CREATE TABLE is TEMP (or in pg_temp), an ALTER TABLE or CREATE INDEX names a
+/// table in pg_temp, or a DROP names only pg_temp objects.
+///
+/// # Safety
+/// `utility` is a valid utility statement node.
+unsafe fn names_only_temporary(utility: *mut pg_sys::Node) -> bool {
+    let in_pg_temp = |schema: *const std::ffi::c_char| {
+        // SAFETY: a NUL-terminated name from the parse tree, or null.
+        !schema.is_null()
+            && unsafe { CStr::from_ptr(schema) }
+                .to_bytes()
+                .starts_with(b"pg_temp")
+    };
+    // SAFETY: each cast follows the node's tag; DROP's objects are lists of String nodes
+    // (possibly qualified names) for relations.
+    unsafe {
+        match (*utility).type_ {
+            pg_sys::NodeTag::T_CreateStmt => {
+                let rel = (*utility.cast::<pg_sys::CreateStmt>()).relation;
+                !rel.is_null()
+                    && ((*rel).relpersistence as u8 == pg_sys::RELPERSISTENCE_TEMP
+                        || in_pg_temp((*rel).schemaname))
+            }
+            pg_sys::NodeTag::T_AlterTableStmt => {
+                let rel = (*utility.cast::<pg_sys::AlterTableStmt>()).relation;
+                !rel.is_null() && in_pg_temp((*rel).schemaname)
+            }
+            pg_sys::NodeTag::T_IndexStmt => {
+                let rel = (*utility.cast::<pg_sys::IndexStmt>()).relation;
+                !rel.is_null() && in_pg_temp((*rel).schemaname)
+            }
+            pg_sys::NodeTag::T_DropStmt => {
+                let objects = (*utility.cast::<pg_sys::DropStmt>()).objects;
+                if objects.is_null() || (*objects).length == 0 {
+                    return false;
+                }
+                (0..usize::try_from((*objects).length).unwrap_or(0)).all(|i| {
+                    let name = (*(*objects).elements.add(i))
+                        .ptr_value
+                        .cast::<pg_sys::Node>();
+                    if name.is_null() || (*name).type_ != pg_sys::NodeTag::T_List {
+                        return false;
+                    }
+                    let parts = name.cast::<pg_sys::List>();
+                    (*parts).length >= 2
+                        && super::compat::string_node_value(
+                            (*(*parts).elements).ptr_value.cast::<pg_sys::Node>(),
+                        )
+                        .is_some_and(in_pg_temp)
+                })
+            }
+            _ => false,
+        }
+    }
+}
+
+/// (CONCURRENTLY, detaches a partition) for a utility statement's parse tree.
+///
+/// # Safety
+/// `utility` is a valid utility statement node.
+unsafe fn concurrency(utility: *mut pg_sys::Node) -> (bool, bool) {
+    // SAFETY: each cast follows the node's tag; list cells of an ALTER TABLE hold
+    // AlterTableCmd nodes.
+    unsafe {
+        match (*utility).type_ {
+            pg_sys::NodeTag::T_IndexStmt => {
+                ((*utility.cast::<pg_sys::IndexStmt>()).concurrent, false)
+            }
+            pg_sys::NodeTag::T_DropStmt => {
+                ((*utility.cast::<pg_sys::DropStmt>()).concurrent, false)
+            }
+            pg_sys::NodeTag::T_RefreshMatViewStmt => (
+                (*utility.cast::<pg_sys::RefreshMatViewStmt>()).concurrent,
+                false,
+            ),
+            pg_sys::NodeTag::T_AlterTableStmt => {
+                let cmds = (*utility.cast::<pg_sys::AlterTableStmt>()).cmds;
+                let len = if cmds.is_null() { 0 } else { (*cmds).length };
+                let mut found = (false, false);
+                for i in 0..usize::try_from(len).unwrap_or(0) {
+                    let cmd = (*(*cmds).elements.add(i))
+                        .ptr_value
+                        .cast::<pg_sys::AlterTableCmd>();
+                    if (*cmd).subtype == pg_sys::AlterTableType::AT_DetachPartition {
+                        found.1 = true;
+                        found.0 |= super::compat::detach_concurrently(cmd);
+                    }
+                }
+                found
+            }
+            _ => (false, false),
+        }
     }
 }
 
