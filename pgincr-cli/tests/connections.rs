@@ -122,6 +122,8 @@ async fn tls_cluster() -> (TestCluster, tokio_postgres::Client, PathBuf, PathBuf
             "ALTER SYSTEM SET ssl_key_file = '{}'",
             tls.join("server.key").display()
         ),
+        // 13 stores md5 passwords by default.
+        "SET password_encryption = 'scram-sha-256'".to_owned(),
         "ALTER ROLE postgres PASSWORD 'sekrit'".to_owned(),
     ] {
         source.batch_execute(&statement).await.unwrap();

@@ -135,6 +135,7 @@ impl Applier<'_> {
                             self.queue(&txn, true);
                         }
                         Verdict::Apply => {
+                            self.stats.sequences.observe(&txn.text);
                             self.stats.applied += 1;
                             self.stats.bytes += txn.text.len() as u64;
                             self.queue(&txn, false);

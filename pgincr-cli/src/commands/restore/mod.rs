@@ -12,7 +12,8 @@
 //!    transaction records its end LSN in the origin as it commits, so a transaction is
 //!    applied exactly once: ones in the base dump, ones sent twice by the stream and ones
 //!    applied before an interruption are all skipped by LSN.
-//! 5. Sets sequences ([`sequences`]), reports ([`report`]), and drops the origin once the
+//! 5. Sets sequences ([`sequences`]: the captured value where it is current, else the
+//!    column's maximum), reports ([`report`]), and drops the origin once the
 //!    restore is complete.
 
 pub mod apply;
@@ -124,8 +125,13 @@ pub async fn run(command: impl Into<RestoreCommand>, bindir: Option<PathBuf>) ->
         server_version_num,
     };
     let stats = apply::apply_changes(&client, &origin_name, selection, files, options).await?;
-    sequences::sync_owned_sequences(&client).await?;
+    let seqs = sequences::sync_owned_sequences(&client, &stats.sequences).await?;
     stats.print_summary(control.reject_file.as_deref());
+    println!(
+        "sequences: {} at their captured value (base dump or the stream's snapshots), {} moved up \
+         to their column's maximum (rows written after their last snapshot)",
+        seqs.captured, seqs.raised
+    );
     match stats.last {
         Some((lsn, time)) => println!(
             "database \"{dbname}\" is restored to the transaction ending at {lsn}, committed {}",

@@ -27,6 +27,8 @@ pub struct ApplyStats {
     pub reached_target: bool,
     pub incomplete_tail: bool,
     pub elapsed_secs: f64,
+    /// Sequence snapshots and table changes among the applied transactions.
+    pub sequences: super::sequences::SequenceTracker,
 }
 
 impl ApplyStats {
