@@ -26,6 +26,12 @@ DECLARE
     query text := pg_catalog.current_query();
     excerpt text := pg_catalog.left(pg_catalog.regexp_replace(query, '\s+', ' ', 'g'), 200);
 BEGIN
+    -- decoder_sql.strict_capture = on: refuse the statement rather than leave a hole.
+    IF pg_catalog.current_setting('decoder_sql.strict_capture', true) = 'on' THEN
+        RAISE EXCEPTION 'decoder_sql: % cannot be captured into the logical backup stream', command_tag
+            USING DETAIL = reason,
+                  HINT = 'Load decoder_sql in every session (ALTER DATABASE ... SET session_preload_libraries = ''decoder_sql''; pgincr check --fix does it), or turn decoder_sql.strict_capture off.';
+    END IF;
     PERFORM pg_catalog.pg_logical_emit_message(true, 'ddl',
         '-- decoder_sql: NOT CAPTURED: ' || command_tag || ' (' || reason || ') in: ' || excerpt);
     INSERT INTO decoder_sql.uncaptured (command_tag, reason, query) VALUES (command_tag, reason, query);

@@ -159,8 +159,24 @@ async fn fix_gives_tables_an_identity_after_confirmation() {
         .get(0);
     assert_eq!(unchanged, "d");
 
+    assert!(
+        text.contains("ALTER DATABASE postgres SET session_preload_libraries = 'decoder_sql';"),
+        "{text}"
+    );
     let out = fix(&["--yes"]);
     let text = stdout(&out);
+    assert!(
+        text.contains("ok   decoder_sql is loaded by every session"),
+        "{text}"
+    );
+    let preloaded: String = cluster
+        .connect("postgres")
+        .await
+        .query_one("SELECT current_setting('session_preload_libraries')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(preloaded, "decoder_sql");
     assert!(
         text.contains("applied: ALTER TABLE public.plain REPLICA IDENTITY FULL"),
         "{text}"

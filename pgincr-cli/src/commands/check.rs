@@ -153,6 +153,17 @@ pub async fn inspect(client: &Client) -> Result<Vec<Finding>> {
         )
     });
 
+    out.push(match preload_fix(client).await? {
+        None => ok("decoder_sql is loaded by every session (DDL inside functions is captured)"),
+        Some(fix) => problem(
+            Level::Warn,
+            "decoder_sql is not in session_preload_libraries or shared_preload_libraries: DDL \
+             run inside functions, procedures and DO blocks is captured only in sessions that \
+             loaded it before (others get a WARNING and a NOT CAPTURED marker)",
+            format!("{fix}; (as a superuser; pgincr check --fix does it)"),
+        ),
+    });
+
     let ext = client
         .query_opt("SELECT default_version, installed_version FROM pg_available_extensions WHERE name = 'decoder_sql'", &[])
         .await?;
@@ -312,6 +323,43 @@ pub async fn plugin_libraries_fix(client: &Client) -> Result<Option<String>> {
     )
 }
 
+/// `ALTER DATABASE … SET session_preload_libraries` that makes every new session of this
+/// database load decoder_sql before its first statement (keeping the libraries already
+/// listed); None where it is already loaded that way (or through shared_preload_libraries).
+pub async fn preload_fix(client: &Client) -> Result<Option<String>> {
+    let row = client
+        .query_one(
+            // The database's own setting (what new sessions get), else this session's.
+            "SELECT coalesce(
+                        (SELECT substr(c, length('session_preload_libraries=') + 1)
+                           FROM pg_catalog.pg_db_role_setting d, unnest(d.setconfig) c
+                          WHERE d.setrole = 0
+                            AND d.setdatabase = (SELECT oid FROM pg_catalog.pg_database
+                                                  WHERE datname = current_database())
+                            AND c LIKE 'session\\_preload\\_libraries=%'),
+                        current_setting('session_preload_libraries')),
+                    current_setting('shared_preload_libraries'),
+                    current_database()",
+            &[],
+        )
+        .await?;
+    let (session, shared, database): (String, String, String) =
+        (row.get(0), row.get(1), row.get(2));
+    if compat::plugin_list_with(&shared, "decoder_sql").is_none() {
+        return Ok(None);
+    }
+    Ok(
+        compat::plugin_list_with(&session, "decoder_sql").map(|list| {
+            let literals: Vec<String> = list.iter().map(|l| sqlgen::quote_literal(l)).collect();
+            format!(
+                "ALTER DATABASE {} SET session_preload_libraries = {}",
+                sqlgen::quote_ident(&database),
+                literals.join(", ")
+            )
+        }),
+    )
+}
+
 /// Waits (up to 10 s) until a configuration reload lets decoder_sql be used.
 async fn wait_for_plugin_reload(client: &Client) -> Result<()> {
     for _ in 0..100 {
@@ -333,6 +381,9 @@ pub async fn safe_fixes(client: &Client) -> Result<Vec<String>> {
     if let Some(fix) = plugin_libraries_fix(client).await? {
         fixes.push(fix);
         fixes.push("SELECT pg_reload_conf()".to_owned());
+    }
+    if let Some(fix) = preload_fix(client).await? {
+        fixes.push(fix);
     }
     let missing_extension: bool = client
         .query_one(
