@@ -56,11 +56,21 @@ $fn$;
 -- for DROP.
 CREATE FUNCTION decoder_sql.capture_sql_drop() RETURNS event_trigger
 LANGUAGE plpgsql AS $fn$
+DECLARE
+    temp_only boolean;
+    some_temp boolean;
+    permanent text;
 BEGIN
+    SELECT pg_catalog.bool_and(is_temporary),
+           pg_catalog.bool_or(is_temporary) FILTER (WHERE original),
+           pg_catalog.string_agg(object_identity, ', ') FILTER (WHERE original AND NOT is_temporary)
+      INTO temp_only, some_temp, permanent
+      FROM pg_catalog.pg_event_trigger_dropped_objects();
     PERFORM pg_catalog.set_config('decoder_sql.dropped_temp_only',
-        (SELECT CASE WHEN pg_catalog.bool_and(is_temporary) THEN 'on' ELSE 'off' END
-           FROM pg_catalog.pg_event_trigger_dropped_objects()),
-        true);
+        CASE WHEN temp_only THEN 'on' ELSE 'off' END, true);
+    -- DROP of temporary and permanent objects at once: only the permanent ones replay.
+    PERFORM pg_catalog.set_config('decoder_sql.dropped_permanent',
+        CASE WHEN some_temp AND NOT temp_only THEN COALESCE(permanent, '') ELSE '' END, true);
 END
 $fn$;
 
@@ -71,9 +81,11 @@ DECLARE
     n_temp int;
     n_self int;
     dropped_temp_only text := pg_catalog.current_setting('decoder_sql.dropped_temp_only', true);
+    dropped_permanent text := pg_catalog.current_setting('decoder_sql.dropped_permanent', true);
     stmt text;
 BEGIN
     PERFORM pg_catalog.set_config('decoder_sql.dropped_temp_only', '', true);
+    PERFORM pg_catalog.set_config('decoder_sql.dropped_permanent', '', true);
     -- The replica-identity fix below writes its own statement into the stream.
     IF pg_catalog.current_setting('decoder_sql.fixing_identity', true) = 'on' THEN
         RETURN;
@@ -105,6 +117,11 @@ BEGIN
     END IF;
     IF stmt = '' THEN
         RETURN; -- temporary objects only
+    END IF;
+    IF COALESCE(dropped_permanent, '') <> '' THEN
+        -- object_identity is quoted and schema-qualified; the command tag names the kind.
+        stmt := tg_tag || ' ' || dropped_permanent
+             || CASE WHEN stmt ~* '\mCASCADE\s*;?\s*$' THEN ' CASCADE;' ELSE ';' END;
     END IF;
     PERFORM decoder_sql.emit_ddl(stmt);
 END
@@ -195,6 +212,11 @@ CREATE EVENT TRIGGER decoder_sql_ddl_capture_start ON ddl_command_start
     EXECUTE FUNCTION decoder_sql.capture_ddl_command_start();
 CREATE EVENT TRIGGER decoder_sql_sql_drop ON sql_drop
     EXECUTE FUNCTION decoder_sql.capture_sql_drop();
+-- ENABLE ALWAYS: DDL run under session_replication_role = replica must be captured too.
+ALTER EVENT TRIGGER decoder_sql_ddl_capture ENABLE ALWAYS;
+ALTER EVENT TRIGGER decoder_sql_ddl_capture_start ENABLE ALWAYS;
+ALTER EVENT TRIGGER decoder_sql_sql_drop ENABLE ALWAYS;
+ALTER EVENT TRIGGER decoder_sql_replica_identity ENABLE ALWAYS;
 
 -- Pausing disables the event triggers (persistently, transactionally); DDL run while paused
 -- is not in the stream.
@@ -206,10 +228,10 @@ CREATE FUNCTION decoder_sql.pause_capture() RETURNS void LANGUAGE sql AS $fn$
 $fn$;
 
 CREATE FUNCTION decoder_sql.resume_capture() RETURNS void LANGUAGE sql AS $fn$
-    ALTER EVENT TRIGGER decoder_sql_ddl_capture ENABLE;
-    ALTER EVENT TRIGGER decoder_sql_ddl_capture_start ENABLE;
-    ALTER EVENT TRIGGER decoder_sql_sql_drop ENABLE;
-    ALTER EVENT TRIGGER decoder_sql_replica_identity ENABLE;
+    ALTER EVENT TRIGGER decoder_sql_ddl_capture ENABLE ALWAYS;
+    ALTER EVENT TRIGGER decoder_sql_ddl_capture_start ENABLE ALWAYS;
+    ALTER EVENT TRIGGER decoder_sql_sql_drop ENABLE ALWAYS;
+    ALTER EVENT TRIGGER decoder_sql_replica_identity ENABLE ALWAYS;
 $fn$;
 
 -- 'enabled', 'paused', or 'partial' (some triggers disabled).

@@ -50,7 +50,8 @@ pub fn utility_completed(stmt: &ActiveStatement) {
 #[pgrx::pg_extern(volatile, parallel_unsafe)]
 fn capture_statement(command_tag: &str) -> Option<String> {
     let stmt = statement_for(command_tag)?;
-    if stmt.temporary {
+    // Temporary objects do not outlive their session; large objects are not decoded.
+    if stmt.temporary || stmt.large_object {
         return Some(String::new()); // nothing to replay
     }
     // CONCURRENTLY cannot run inside the replayed transaction; the plain form builds the

@@ -583,3 +583,55 @@ async fn concurrently_forms_replay_inside_transactions() {
         "{lines:#?}"
     );
 }
+
+/// DDL on temporary objects (also objects without a schema of their own: triggers, rules,
+/// policies, grants, comments) and on large objects is left out; a DROP of temporary and
+/// permanent tables together replays for the permanent ones; DDL run under
+/// session_replication_role = replica is captured.
+#[tokio::test]
+async fn temporary_large_object_and_replica_role_ddl() {
+    let s = scenario("CREATE TABLE kept (i int PRIMARY KEY)").await;
+    s.src
+        .batch_execute(
+            "CREATE TEMP TABLE tmp (i int PRIMARY KEY, owner text);
+             CREATE FUNCTION trg() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+             CREATE TRIGGER tmp_trg BEFORE INSERT ON tmp FOR EACH ROW EXECUTE FUNCTION trg();
+             CREATE RULE tmp_rule AS ON UPDATE TO tmp DO ALSO NOTHING;
+             ALTER TABLE tmp ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY tmp_policy ON tmp USING (owner = current_user);
+             GRANT SELECT ON tmp TO PUBLIC;
+             COMMENT ON TABLE tmp IS 'scratch';
+             CREATE VIEW tmp_view AS SELECT * FROM tmp;
+             CREATE TABLE perm_y (i int PRIMARY KEY);
+             CREATE TABLE perm_z (i int PRIMARY KEY);
+             DROP TABLE tmp, perm_y CASCADE;
+             SELECT lo_create(4242);
+             GRANT SELECT ON LARGE OBJECT 4242 TO PUBLIC;
+             COMMENT ON LARGE OBJECT 4242 IS 'blob';
+             SET session_replication_role = replica;
+             CREATE TABLE under_replica (i int PRIMARY KEY);
+             RESET session_replication_role;
+             INSERT INTO kept VALUES (1);",
+        )
+        .await
+        .unwrap();
+    let lines = s.replay_and_compare().await;
+    for absent in ["tmp", "4242"] {
+        assert!(
+            !lines.iter().any(|l| l.contains(absent)),
+            "{absent} in {lines:#?}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "DROP TABLE public.perm_y CASCADE;"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "CREATE TABLE under_replica (i int PRIMARY KEY);"),
+        "{lines:#?}"
+    );
+}

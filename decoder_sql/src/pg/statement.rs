@@ -25,9 +25,12 @@ pub struct ActiveStatement {
     /// Whether it is an ALTER TABLE that detaches a partition.
     pub detaches: bool,
     /// Whether it creates or drops only temporary objects by its own words (TEMP, or names in
-    /// a pg_temp schema), as the statements REFRESH MATERIALIZED VIEW CONCURRENTLY runs
-    /// internally do.
+    /// a pg_temp schema, or a table that is temporary), as the statements REFRESH
+    /// MATERIALIZED VIEW CONCURRENTLY runs internally do.
     pub temporary: bool,
+    /// Whether it is GRANT/REVOKE, ALTER … OWNER, COMMENT or SECURITY LABEL on a large object
+    /// (large objects are not decoded).
+    pub large_object: bool,
 }
 
 /// The statement the active portal is running, if any: the top-level statement the client
@@ -106,6 +109,7 @@ pub unsafe fn statement_of(
             concurrent,
             detaches,
             temporary: names_only_temporary(utility),
+            large_object: on_large_object(utility),
         })
     }
 }
@@ -134,12 +138,51 @@ unsafe fn names_only_temporary(utility: *mut pg_sys::Node) -> bool {
                         || in_pg_temp((*rel).schemaname))
             }
             pg_sys::NodeTag::T_AlterTableStmt => {
-                let rel = (*utility.cast::<pg_sys::AlterTableStmt>()).relation;
-                !rel.is_null() && in_pg_temp((*rel).schemaname)
+                temporary_relation((*utility.cast::<pg_sys::AlterTableStmt>()).relation)
             }
             pg_sys::NodeTag::T_IndexStmt => {
-                let rel = (*utility.cast::<pg_sys::IndexStmt>()).relation;
-                !rel.is_null() && in_pg_temp((*rel).schemaname)
+                temporary_relation((*utility.cast::<pg_sys::IndexStmt>()).relation)
+            }
+            pg_sys::NodeTag::T_CreateTrigStmt => {
+                temporary_relation((*utility.cast::<pg_sys::CreateTrigStmt>()).relation)
+            }
+            pg_sys::NodeTag::T_RuleStmt => {
+                temporary_relation((*utility.cast::<pg_sys::RuleStmt>()).relation)
+            }
+            pg_sys::NodeTag::T_CreatePolicyStmt => {
+                temporary_relation((*utility.cast::<pg_sys::CreatePolicyStmt>()).table)
+            }
+            pg_sys::NodeTag::T_AlterPolicyStmt => {
+                temporary_relation((*utility.cast::<pg_sys::AlterPolicyStmt>()).table)
+            }
+            pg_sys::NodeTag::T_GrantStmt => {
+                let grant = utility.cast::<pg_sys::GrantStmt>();
+                let objects = (*grant).objects;
+                (*grant).targtype == pg_sys::GrantTargetType::ACL_TARGET_OBJECT
+                    && (*grant).objtype == pg_sys::ObjectType::OBJECT_TABLE
+                    && !objects.is_null()
+                    && (*objects).length > 0
+                    && (0..usize::try_from((*objects).length).unwrap_or(0)).all(|i| {
+                        let rv = (*(*objects).elements.add(i))
+                            .ptr_value
+                            .cast::<pg_sys::RangeVar>();
+                        !rv.is_null()
+                            && (*rv).type_ == pg_sys::NodeTag::T_RangeVar
+                            && temporary_relation(rv)
+                    })
+            }
+            pg_sys::NodeTag::T_CommentStmt => {
+                let comment = utility.cast::<pg_sys::CommentStmt>();
+                let object = (*comment).object;
+                matches!(
+                    (*comment).objtype,
+                    pg_sys::ObjectType::OBJECT_TABLE
+                        | pg_sys::ObjectType::OBJECT_VIEW
+                        | pg_sys::ObjectType::OBJECT_INDEX
+                        | pg_sys::ObjectType::OBJECT_SEQUENCE
+                ) && !object.is_null()
+                    && (*object).type_ == pg_sys::NodeTag::T_List
+                    && temporary_relation(pg_sys::makeRangeVarFromNameList(object.cast()))
             }
             pg_sys::NodeTag::T_DropStmt => {
                 let objects = (*utility.cast::<pg_sys::DropStmt>()).objects;
@@ -164,6 +207,58 @@ unsafe fn names_only_temporary(utility: *mut pg_sys::Node) -> bool {
             _ => false,
         }
     }
+}
+
+/// Whether `rv` names a temporary relation: in a pg_temp schema, or found (as the search path
+/// finds it, temporary tables first) to be one.
+///
+/// # Safety
+/// `rv` is null or a valid RangeVar; called inside a transaction.
+unsafe fn temporary_relation(rv: *mut pg_sys::RangeVar) -> bool {
+    // SAFETY: per the function contract; a missing relation gives InvalidOid (no error), and
+    // no lock is taken (the statement holds its own).
+    unsafe {
+        if rv.is_null() {
+            return false;
+        }
+        if (*rv).relpersistence as u8 == pg_sys::RELPERSISTENCE_TEMP
+            || (!(*rv).schemaname.is_null()
+                && CStr::from_ptr((*rv).schemaname)
+                    .to_bytes()
+                    .starts_with(b"pg_temp"))
+        {
+            return true;
+        }
+        let relid = pg_sys::RangeVarGetRelidExtended(
+            rv,
+            pg_sys::NoLock as pg_sys::LOCKMODE,
+            pg_sys::RVROption::RVR_MISSING_OK,
+            None,
+            std::ptr::null_mut(),
+        );
+        relid != pg_sys::InvalidOid
+            && pg_sys::get_rel_persistence(relid) as u8 == pg_sys::RELPERSISTENCE_TEMP
+    }
+}
+
+/// Whether the statement is about a large object.
+///
+/// # Safety
+/// `utility` is a valid utility statement node.
+unsafe fn on_large_object(utility: *mut pg_sys::Node) -> bool {
+    // SAFETY: each cast follows the node's tag.
+    let objtype = unsafe {
+        match (*utility).type_ {
+            pg_sys::NodeTag::T_GrantStmt => (*utility.cast::<pg_sys::GrantStmt>()).objtype,
+            pg_sys::NodeTag::T_AlterOwnerStmt => {
+                (*utility.cast::<pg_sys::AlterOwnerStmt>()).objectType
+            }
+            pg_sys::NodeTag::T_CommentStmt => (*utility.cast::<pg_sys::CommentStmt>()).objtype,
+            pg_sys::NodeTag::T_SecLabelStmt => (*utility.cast::<pg_sys::SecLabelStmt>()).objtype,
+            _ => return false,
+        }
+    };
+    objtype == pg_sys::ObjectType::OBJECT_LARGEOBJECT
 }
 
 /// (CONCURRENTLY, detaches a partition) for a utility statement's parse tree.
