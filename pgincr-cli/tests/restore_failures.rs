@@ -14,13 +14,15 @@ const SETUP: &str = "
     CREATE TABLE codes (code text PRIMARY KEY, note text);
     INSERT INTO accounts (owner) SELECT 'owner ' || g FROM generate_series(1, 20) g;";
 
-/// A repository whose stream holds, after the base: a transaction that deletes account 1,
-/// then one that inserts code 'b' (returned: its xid). A restore into `db` stops before both.
+/// A repository whose stream holds, after the base: a transaction with DDL nested in a DO
+/// block (the stream has only a NOT CAPTURED comment for it: nothing to do on the target),
+/// one that inserts code 'b' (returned: its xid), and the top-level DDL that makes the
+/// nested one moot. A restore into `db` stops before all three.
 async fn prepared(db: &str) -> (TestCluster, Client, std::path::PathBuf, String) {
     let (cluster, source, repo) = initialised(SETUP).await;
     let base_lsn = query_text(&source, "SELECT pg_current_wal_lsn()::text").await;
     source
-        .batch_execute("DELETE FROM accounts WHERE id = 1")
+        .batch_execute("DO $$ BEGIN EXECUTE 'COMMENT ON TABLE public.codes IS ''nested'''; END $$")
         .await
         .unwrap();
     source
@@ -29,6 +31,10 @@ async fn prepared(db: &str) -> (TestCluster, Client, std::path::PathBuf, String)
         .unwrap();
     let xid = query_text(&source, "SELECT txid_current()::text").await;
     source.batch_execute("COMMIT").await.unwrap();
+    source
+        .batch_execute("COMMENT ON TABLE public.codes IS NULL")
+        .await
+        .unwrap();
     let repo_s = repo.to_str().unwrap().to_owned();
     catch_up(&cluster, &repo_s);
     restore_into(
@@ -40,14 +46,11 @@ async fn prepared(db: &str) -> (TestCluster, Client, std::path::PathBuf, String)
     (cluster, source, repo, xid)
 }
 
-/// Makes the first transaction change nothing on the target and the second one fail.
+/// Makes the transaction that inserts code 'b' fail on the target.
 async fn obstruct(cluster: &TestCluster, db: &str) -> Client {
     let target = cluster.connect(db).await;
     target
-        .batch_execute(
-            "DELETE FROM accounts WHERE id = 1;
-             INSERT INTO codes VALUES ('b', 'in the way');",
-        )
+        .batch_execute("INSERT INTO codes VALUES ('b', 'in the way');")
         .await
         .unwrap();
     target
@@ -63,8 +66,55 @@ fn psql_file(cluster: &TestCluster, db: &str, file: &Path) {
     assert!(out.status.success(), "psql -f: {}", describe(&out));
 }
 
+/// The segment and line of "restore stopped at segments/<file>:<line> (…".
+fn reported_location(err: &str) -> (String, usize) {
+    let rest = err
+        .split("restore stopped at segments/")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no location in {err}"));
+    let (file, rest) = rest.split_once(':').unwrap();
+    let line = rest.split(' ').next().unwrap().parse().unwrap();
+    (file.to_owned(), line)
+}
+
+fn reported_line(err: &str) -> usize {
+    reported_location(err).1
+}
+
+/// The number of the first line of the reported segment that starts with `prefix`.
+fn line_of(repo: &Path, err: &str, prefix: &str) -> usize {
+    let (file, _) = reported_location(err);
+    let bytes = std::fs::read(repo.join("segments").join(&file)).unwrap();
+    let text = String::from_utf8(zstd::decode_all(&bytes[..]).unwrap()).unwrap();
+    text.lines()
+        .position(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} in {file}:\n{text}"))
+        + 1
+}
+
+/// The end LSN of the transaction holding the first line that starts with `prefix`.
+fn end_lsn_of(repo: &Path, err: &str, prefix: &str) -> String {
+    let (file, _) = reported_location(err);
+    let bytes = std::fs::read(repo.join("segments").join(&file)).unwrap();
+    let text = String::from_utf8(zstd::decode_all(&bytes[..]).unwrap()).unwrap();
+    let mut begin = "";
+    for line in text.lines() {
+        if line.starts_with("BEGIN; --") {
+            begin = line;
+        }
+        if line.starts_with(prefix) {
+            return begin
+                .split(' ')
+                .find_map(|w| w.strip_prefix("end_lsn="))
+                .unwrap()
+                .to_owned();
+        }
+    }
+    panic!("no {prefix:?} in {file}")
+}
+
 #[tokio::test]
-async fn the_failing_transaction_is_named_even_after_one_that_changed_nothing() {
+async fn the_failing_transaction_is_named_even_after_one_that_changes_nothing() {
     let (cluster, source, repo, _) = prepared("located").await;
     let repo_s = repo.to_str().unwrap();
     let target = obstruct(&cluster, "located").await;
@@ -73,8 +123,17 @@ async fn the_failing_transaction_is_named_even_after_one_that_changed_nothing() 
         &["restore", "-r", repo_s, "-t", "dbname=located"],
         &[],
     );
-    // Line 1 is the DELETE's BEGIN; the INSERT is on line 5.
-    assert!(err.contains(".sql.zst:5 (transaction end_lsn"), "{err}");
+    // The INSERT's line and transaction, not the comment-only transaction before it.
+    assert_eq!(
+        reported_line(&err),
+        line_of(&repo, &err, "INSERT INTO public.codes "),
+        "{err}"
+    );
+    let end_lsn = end_lsn_of(&repo, &err, "INSERT INTO public.codes ");
+    assert!(
+        err.contains(&format!("(transaction end_lsn {end_lsn})")),
+        "the error should name the INSERT transaction (end_lsn {end_lsn}): {err}"
+    );
     assert!(
         err.contains("duplicate key value violates unique constraint \"codes_pkey\""),
         "{err}"
@@ -85,7 +144,7 @@ async fn the_failing_transaction_is_named_even_after_one_that_changed_nothing() 
         &["restore", "-r", repo_s, "-t", "dbname=located"],
         &[],
     );
-    assert!(again.contains(".sql.zst:5 (transaction end_lsn"), "{again}");
+    assert_eq!(reported_line(&again), reported_line(&err), "{again}");
     target
         .batch_execute("DELETE FROM codes WHERE code = 'b'")
         .await
