@@ -102,8 +102,12 @@ fn unreachable_server_is_a_clear_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // The failure names where it tried to connect and why.
     assert!(
-        stderr.contains("could not connect to the database"),
+        stderr.contains(&format!(
+            "could not connect to {}/.s.PGSQL.1",
+            dir.path().display()
+        )) && stderr.contains("No such file or directory"),
         "{stderr}"
     );
 }
