@@ -57,6 +57,9 @@ pub struct ColumnInfo {
     /// Equality of the type (under the column's collation) is not identity: REPLICA IDENTITY
     /// FULL also compares the binary send form (see [`exact_match`]).
     pub exact: Option<ExactSpelling>,
+    /// The type (or a type it contains) has no usable input function (`pg_node_tree` ...):
+    /// its text cannot be read back, so values are written as NULL. Holds the type's name.
+    pub unreadable: Option<String>,
     pub(crate) fast: FastPath,
     pub(crate) is_varlena: bool,
     /// Output function; an UnsafeCell because the function may cache state in fn_extra.
@@ -101,6 +104,8 @@ pub struct RelInfo {
     pub is_materialized_view: bool,
     /// A partitioned table (holds no rows; TRUNCATE writes it without ONLY).
     pub is_partitioned: bool,
+    /// Some column's type has no input function (see `ColumnInfo::unreadable`).
+    pub has_unreadable: bool,
 }
 
 impl RelInfo {
@@ -253,7 +258,9 @@ fn build(rel: RelView, fn_cxt: ChildContext) -> RelInfo {
             update_and_key_columns.sort_unstable();
             update_and_key_columns.dedup();
         }
+        let has_unreadable = columns.iter().any(|c| c.unreadable.is_some());
         RelInfo {
+            has_unreadable,
             name,
             columns,
             insert_columns,
@@ -314,6 +321,7 @@ fn column_info(
             class: TypeClass::Quoted,
             compare_as_text: true,
             exact: None,
+            unreadable: None,
             fast: FastPath::Output,
             is_varlena: false,
             output,
@@ -332,11 +340,16 @@ fn column_info(
         // be read as an anonymous record, so they are compared in text form too.
         let composite = pg_sys::get_typtype(base) as u8 == pg_sys::TYPTYPE_COMPOSITE;
         let compare_as_text = composite || tce.is_null() || (*tce).eq_opr == pg_sys::InvalidOid;
+        let unreadable = has_no_input(typid, 0).then(|| {
+            let name = pg_sys::format_type_be(typid);
+            String::from_utf8_lossy(cstr_bytes(name)).into_owned()
+        });
         ColumnInfo {
             name,
             class,
             compare_as_text,
             exact: exact_match(base, collation),
+            unreadable,
             fast,
             is_varlena,
             output,
@@ -429,6 +442,53 @@ unsafe fn exact_match(base: pg_sys::Oid, collation: pg_sys::Oid) -> Option<Exact
     }
 }
 
+/// Types whose input function rejects every value (the server writes them, nothing may read
+/// them): `pg_node_tree` (stored expressions, e.g. `pg_class.relpartbound`), the extended
+/// statistics types `pg_ndistinct`, `pg_dependencies`, `pg_mcv_list`, and the BRIN summaries
+/// `pg_brin_bloom_summary`, `pg_brin_minmax_multi_summary` (PostgreSQL 14+; OIDs below 10000
+/// are fixed, so on older servers these two simply never occur).
+const NO_INPUT_TYPES: &[pg_sys::Oid] = &[
+    pg_sys::Oid::from_u32(194),  // pg_node_tree
+    pg_sys::Oid::from_u32(3361), // pg_ndistinct
+    pg_sys::Oid::from_u32(3402), // pg_dependencies
+    pg_sys::Oid::from_u32(5017), // pg_mcv_list
+    pg_sys::Oid::from_u32(4600), // pg_brin_bloom_summary
+    pg_sys::Oid::from_u32(4601), // pg_brin_minmax_multi_summary
+];
+
+/// A value of `typid` cannot be read back from its text: the type, or a type it contains
+/// (domain base, array element, composite attribute, range subtype), is in [`NO_INPUT_TYPES`].
+///
+/// # Safety
+/// Called inside a transaction (catalog lookups).
+unsafe fn has_no_input(typid: pg_sys::Oid, depth: u32) -> bool {
+    if depth > 8 {
+        return false;
+    }
+    if NO_INPUT_TYPES.contains(&typid) {
+        return true;
+    }
+    // SAFETY: catalog lookups, per the function contract.
+    unsafe {
+        let Some(row) = type_row(typid) else {
+            return false;
+        };
+        match row.typtype {
+            pg_sys::TYPTYPE_DOMAIN => has_no_input(pg_sys::getBaseType(typid), depth + 1),
+            pg_sys::TYPTYPE_RANGE => has_no_input(pg_sys::get_range_subtype(typid), depth + 1),
+            pg_sys::TYPTYPE_COMPOSITE => attribute_types(typid)
+                .unwrap_or_default()
+                .into_iter()
+                .any(|t| has_no_input(t, depth + 1)),
+            pg_sys::TYPTYPE_BASE => {
+                let element = pg_sys::get_element_type(typid);
+                element != pg_sys::InvalidOid && has_no_input(element, depth + 1)
+            }
+            _ => false,
+        }
+    }
+}
+
 struct TypeRow {
     name: Vec<u8>,
     namespace: pg_sys::Oid,
@@ -502,12 +562,26 @@ unsafe fn binary_comparable(typid: pg_sys::Oid, depth: u32) -> bool {
 /// # Safety
 /// Called inside a transaction (catalog lookups).
 unsafe fn attributes_binary_comparable(typid: pg_sys::Oid, depth: u32) -> bool {
+    // SAFETY: per the function contract.
+    unsafe { attribute_types(typid) }.is_some_and(|types| {
+        types.into_iter().all(|t| {
+            // SAFETY: per the function contract.
+            unsafe { binary_comparable(t, depth + 1) }
+        })
+    })
+}
+
+/// The types of the live attributes of composite type `typid`, None when it has no row type.
+///
+/// # Safety
+/// Called inside a transaction (catalog lookups).
+unsafe fn attribute_types(typid: pg_sys::Oid) -> Option<Vec<pg_sys::Oid>> {
     // SAFETY: the type cache hands out a reference-counted descriptor (or null with noError);
     // it is released once below, after the attribute types were copied out.
     unsafe {
         let tupdesc = pg_sys::lookup_rowtype_tupdesc_noerror(typid, -1, true);
         if tupdesc.is_null() {
-            return false;
+            return None;
         }
         let types: Vec<pg_sys::Oid> = compat::tuple_desc_attrs(tupdesc)
             .iter()
@@ -517,6 +591,6 @@ unsafe fn attributes_binary_comparable(typid: pg_sys::Oid, depth: u32) -> bool {
         if (*tupdesc).tdrefcount >= 0 {
             pg_sys::DecrTupleDescRefCount(tupdesc);
         }
-        types.into_iter().all(|t| binary_comparable(t, depth + 1))
+        Some(types)
     }
 }

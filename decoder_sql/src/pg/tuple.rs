@@ -25,6 +25,9 @@ pub struct DecodedRow {
     nulls: Vec<bool>,
     cells: Vec<Option<CellSrc>>,
     arena: Vec<u8>,
+    /// Loaded columns whose value was replaced by NULL because their type cannot be read back
+    /// (see `ColumnInfo::unreadable`).
+    replaced: Vec<usize>,
 }
 
 /// A change's old or new tuple.
@@ -77,6 +80,7 @@ impl DecodedRow {
         self.cells.clear();
         self.cells.resize(self.values.len(), None);
         self.arena.clear();
+        self.replaced.clear();
         for &i in wanted {
             let src = self.text_of(info, i);
             self.cells[i] = Some(src);
@@ -96,12 +100,28 @@ impl DecodedRow {
         }
     }
 
+    /// Columns of the last [`load`](Self::load) whose value was written as NULL because its
+    /// type has no input function.
+    pub fn replaced(&self) -> &[usize] {
+        &self.replaced
+    }
+
     fn text_of(&mut self, info: &RelInfo, i: usize) -> CellSrc {
         if self.nulls[i] {
             return CellSrc::Null;
         }
         let col = &info.columns[i];
         let datum = self.values[i];
+        if col.unreadable.is_some() {
+            let ptr = datum.cast_mut_ptr::<pg_sys::varlena>();
+            // SAFETY: a non-null varlena datum of this column's type; only the header is read.
+            let unchanged_toast = col.is_varlena && unsafe { is_external_ondisk(ptr) };
+            if unchanged_toast {
+                return CellSrc::UnchangedToast;
+            }
+            self.replaced.push(i);
+            return CellSrc::Null;
+        }
         let start = self.arena.len();
         let arena = |s: &mut Self, text: &str| {
             s.arena.extend_from_slice(text.as_bytes());

@@ -21,12 +21,15 @@ pub fn on_change(
         return Ok(());
     }
     state.buf.clear();
+    // Which rows this change loaded, for the note on values written as NULL.
+    let (mut loaded_old, mut loaded_new) = (false, false);
     let rendered = match change.kind {
         ChangeKind::Insert => {
             let Some(new) = change.new else {
                 return Ok(());
             };
             state.new_row.load(&info, rel, new, &info.insert_columns);
+            loaded_new = true;
             let cols = columns(&info, &state.new_row, &info.insert_columns);
             statement::render_insert(&mut state.buf, &info.name, cols, info.has_identity_always);
             Ok(Rendered::Statement)
@@ -38,6 +41,8 @@ pub fn on_change(
             let Some((matching, key_cols, key_from_old)) = row_identity(&info, change) else {
                 return missing_identity(out, state, &info, change);
             };
+            loaded_new = true;
+            loaded_old = key_from_old;
             if key_from_old {
                 let old = change
                     .old
@@ -66,12 +71,18 @@ pub fn on_change(
                 .old
                 .expect("invariant: key_from_old implies an old tuple");
             state.old_row.load(&info, rel, old, key_cols);
+            loaded_old = true;
             let key = key_columns(&info, &state.old_row, key_cols);
             statement::render_delete(&mut state.buf, &info.name, key, matching)
         }
     };
     match rendered {
-        Ok(Rendered::Statement) => emit(out, state),
+        Ok(Rendered::Statement) => {
+            if info.has_unreadable {
+                note_replaced(out, state, &info, change, loaded_old, loaded_new);
+            }
+            emit(out, state)
+        }
         Ok(Rendered::Nothing) => {}
         Err(source) => {
             return Err(DecoderError::Render {
@@ -119,6 +130,56 @@ fn row_identity<'a>(info: &'a RelInfo, change: &Change) -> Option<(RowMatch, &'a
         }
         (Identity::Full, false) | (Identity::Missing, _) => None,
     }
+}
+
+/// Before a statement that wrote NULL for values of types without an input function (which
+/// nothing could read back), a comment naming those columns, so the loss is visible:
+/// `-- decoder_sql: INSERT on public.t at 0/16B3748 wrote NULL for column e (pg_node_tree): the type has no input function`.
+/// The statement stays in `state.buf`.
+fn note_replaced(
+    out: &mut Output,
+    state: &mut DecoderState,
+    info: &RelInfo,
+    change: &Change,
+    loaded_old: bool,
+    loaded_new: bool,
+) {
+    let mut replaced: Vec<usize> = Vec::new();
+    if loaded_old {
+        replaced.extend(state.old_row.replaced());
+    }
+    if loaded_new {
+        replaced.extend(state.new_row.replaced());
+    }
+    if replaced.is_empty() {
+        return;
+    }
+    replaced.sort_unstable();
+    replaced.dedup();
+    let columns: Vec<String> = replaced
+        .iter()
+        .map(|&i| {
+            let col = &info.columns[i];
+            format!(
+                "{} ({})",
+                String::from_utf8_lossy(&col.name),
+                col.unreadable.as_deref().unwrap_or("?")
+            )
+        })
+        .collect();
+    let text = format!(
+        "decoder_sql: {} on {} at {} wrote NULL for column{} {}: the type has no input function, \
+         the value cannot be read back",
+        change.kind.sql_verb(),
+        info.name_lossy(),
+        change.lsn,
+        if columns.len() > 1 { "s" } else { "" },
+        columns.join(", ")
+    );
+    let statement = std::mem::take(&mut state.buf);
+    render_comment(&mut state.buf, text.as_bytes());
+    emit(out, state);
+    state.buf = statement;
 }
 
 fn missing_identity(
