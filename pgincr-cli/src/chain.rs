@@ -1,13 +1,197 @@
 //! The chain of change segments: naming, continuity, and which segments a base backup
 //! needs. Shared by stream, restore, verify and prune.
+//!
+//! Every segment file `stream` writes begins with a header comment naming the segment and
+//! its predecessor ([`SegmentHeader`]), written before pg_recvlogical appends to it. A file
+//! that does not continue the chain (copied from a later moment of a live repository, or
+//! from another repository) is recognised by it, and by its first transaction: a segment
+//! that begins inside a transaction must continue the one its predecessor left open.
 
-use crate::repo::{Manifest, Segment};
+use crate::repo::{self, Manifest, Repo, Segment};
+use crate::segment::summarize;
+use crate::{Error, Result};
 use sqlgen::lsn::Lsn;
+use std::fmt;
 
 /// `00000042_0000000016B374D8.sql`: sequence number, then the LSN the segment starts after;
 /// names sort in stream order.
 pub fn segment_file_name(seq: u64, start_lsn: Lsn) -> String {
     format!("{seq:08}_{:016X}.sql", start_lsn.0)
+}
+
+/// The first line of a segment file: which segment it is and which one it follows (for the
+/// first segment of a chain, "segment 0" starting at the stream's start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentHeader {
+    pub seq: u64,
+    pub previous_seq: u64,
+    pub previous_start_lsn: Lsn,
+}
+
+const HEADER_PREFIX: &str = "-- pgincr segment=";
+
+impl fmt::Display for SegmentHeader {
+    /// `-- pgincr segment=8 previous=7 previous_start_lsn=0/160C1E0` (a comment to psql).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{HEADER_PREFIX}{} previous={} previous_start_lsn={}",
+            self.seq, self.previous_seq, self.previous_start_lsn
+        )
+    }
+}
+
+impl SegmentHeader {
+    /// The header of segment `seq` following the chain of `manifest` (as it ends now).
+    pub fn following(manifest: &Manifest) -> SegmentHeader {
+        match manifest.segments.last() {
+            Some(last) => SegmentHeader {
+                seq: last.seq + 1,
+                previous_seq: last.seq,
+                previous_start_lsn: last.start_lsn,
+            },
+            None => SegmentHeader {
+                seq: 1,
+                previous_seq: 0,
+                previous_start_lsn: manifest.source.stream_start_lsn,
+            },
+        }
+    }
+
+    /// Parses a header line (with or without its newline); `None` for any other line.
+    pub fn parse(line: &str) -> Option<SegmentHeader> {
+        let rest = line
+            .trim_end_matches(['\n', '\r'])
+            .strip_prefix(HEADER_PREFIX)?;
+        let mut fields = rest.split(' ');
+        let seq = fields.next()?.parse().ok()?;
+        let previous_seq = fields.next()?.strip_prefix("previous=")?.parse().ok()?;
+        let previous_start_lsn = fields
+            .next()?
+            .strip_prefix("previous_start_lsn=")?
+            .parse()
+            .ok()?;
+        fields.next().is_none().then_some(SegmentHeader {
+            seq,
+            previous_seq,
+            previous_start_lsn,
+        })
+    }
+
+    /// The header line with its newline, as written at the start of a segment file.
+    pub fn line(&self) -> String {
+        format!("{self}\n")
+    }
+}
+
+/// How a segment file begins, as far as continuity is concerned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SegmentStart {
+    pub header: Option<SegmentHeader>,
+    /// When the file begins inside a transaction: that transaction's end LSN.
+    pub continued_transaction_end: Option<Lsn>,
+}
+
+/// What a segment must continue: its place in the chain and how its predecessor ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainPosition {
+    pub seq: u64,
+    /// The predecessor's seq and start LSN (0 and the stream's start for the first
+    /// segment); `None` when the predecessor was pruned.
+    pub previous: Option<(u64, Lsn)>,
+    /// The end LSN of the transaction the predecessor leaves open: `Some(None)` when it
+    /// ends between transactions, `None` when not known.
+    pub open_transaction_end: Option<Option<Lsn>>,
+}
+
+/// Why a segment file does not continue the chain at `position`; `None` when it does.
+pub fn continuity_problem(
+    name: &str,
+    position: &ChainPosition,
+    start: &SegmentStart,
+) -> Option<String> {
+    if let Some(h) = start.header {
+        let previous_differs = position
+            .previous
+            .is_some_and(|(seq, lsn)| (h.previous_seq, h.previous_start_lsn) != (seq, lsn));
+        if h.seq != position.seq || previous_differs {
+            return Some(format!(
+                "{name} is segment {} following segment {} (which starts after {}), but the \
+                 chain continues with segment {}{}: it does not continue the chain, and the \
+                 transactions in between are not in this repository (was it copied while \
+                 `pgincr stream` ran, or taken from another repository?)",
+                h.seq,
+                h.previous_seq,
+                h.previous_start_lsn,
+                position.seq,
+                position
+                    .previous
+                    .map(|(seq, lsn)| format!(" after segment {seq} (which starts after {lsn})"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    if let (Some(end), Some(left_open)) = (
+        start.continued_transaction_end,
+        position.open_transaction_end,
+    ) && left_open != Some(end)
+    {
+        return Some(format!(
+            "{name} begins inside a transaction ending at {end}, but the segment before it {}: \
+             the beginning of that transaction is missing",
+            match left_open {
+                Some(other) => format!("leaves open a different one (ending at {other})"),
+                None => "ends between transactions".to_owned(),
+            }
+        ));
+    }
+    None
+}
+
+/// Where the open segment must continue the chain, given the manifest.
+fn open_segment_position(repo: &Repo, manifest: &Manifest) -> Result<ChainPosition> {
+    let next = SegmentHeader::following(manifest);
+    let open_transaction_end = match manifest.segments.last() {
+        Some(last) => {
+            let path = repo.path(&last.file.path);
+            if path.exists() {
+                Some(summarize(vec![(path, last.file.path.clone())])?.unfinished_end_lsn)
+            } else {
+                None
+            }
+        }
+        None => Some(None),
+    };
+    Ok(ChainPosition {
+        seq: next.seq,
+        previous: Some((next.previous_seq, next.previous_start_lsn)),
+        open_transaction_end,
+    })
+}
+
+/// Whether `segments/open.sql` continues the last closed segment: `Ok(Some(problem))` when
+/// it does not (its transactions must not be applied after the chain: some in between are
+/// missing). Restore, verify and stream check it before using the open segment.
+pub fn open_segment_problem(repo: &Repo, manifest: &Manifest) -> Result<Option<String>> {
+    let path = repo.open_segment_path();
+    if !path.exists() {
+        return Ok(None);
+    }
+    let name = format!("{}/{}", repo::SEGMENTS_DIR, repo::OPEN_SEGMENT);
+    let summary = summarize(vec![(path, name.clone())])?;
+    if summary.bytes == 0 {
+        return Ok(None);
+    }
+    let position = open_segment_position(repo, manifest)?;
+    Ok(continuity_problem(&name, &position, &summary.start()))
+}
+
+/// [`open_segment_problem`] as an error, for commands that must not go on.
+pub fn ensure_open_segment_continues(repo: &Repo, manifest: &Manifest) -> Result<()> {
+    match open_segment_problem(repo, manifest)? {
+        None => Ok(()),
+        Some(problem) => Err(Error::Repository(problem)),
+    }
 }
 
 /// Breaks in the chain: each segment must start where the previous one ended, and the
@@ -95,6 +279,94 @@ mod tests {
             bases: vec![],
             segments,
         }
+    }
+
+    #[test]
+    fn headers_round_trip_and_other_lines_are_not_headers() {
+        let h = SegmentHeader {
+            seq: 8,
+            previous_seq: 7,
+            previous_start_lsn: Lsn(0x160_C1E0),
+        };
+        assert_eq!(
+            h.line(),
+            "-- pgincr segment=8 previous=7 previous_start_lsn=0/160C1E0\n"
+        );
+        assert_eq!(SegmentHeader::parse(&h.line()), Some(h));
+        assert_eq!(SegmentHeader::parse("-- pgincr segment=8"), None);
+        assert_eq!(SegmentHeader::parse("BEGIN; -- xid=1"), None);
+        let m = manifest(vec![seg(1, 100, 200, false), seg(2, 200, 300, false)]);
+        assert_eq!(
+            SegmentHeader::following(&m),
+            SegmentHeader {
+                seq: 3,
+                previous_seq: 2,
+                previous_start_lsn: Lsn(200)
+            }
+        );
+        assert_eq!(
+            SegmentHeader::following(&manifest(vec![])),
+            SegmentHeader {
+                seq: 1,
+                previous_seq: 0,
+                previous_start_lsn: Lsn(100)
+            }
+        );
+    }
+
+    #[test]
+    fn a_segment_continues_only_its_predecessor() {
+        let position = ChainPosition {
+            seq: 3,
+            previous: Some((2, Lsn(200))),
+            open_transaction_end: Some(Some(Lsn(350))),
+        };
+        let header = |seq, previous_seq, start| {
+            Some(SegmentHeader {
+                seq,
+                previous_seq,
+                previous_start_lsn: Lsn(start),
+            })
+        };
+        let fine = SegmentStart {
+            header: header(3, 2, 200),
+            continued_transaction_end: Some(Lsn(350)),
+        };
+        assert_eq!(continuity_problem("f", &position, &fine), None);
+        // A later segment of the same chain: segments in between are missing.
+        let later = SegmentStart {
+            header: header(5, 4, 400),
+            continued_transaction_end: None,
+        };
+        let p = continuity_problem("f", &position, &later).unwrap();
+        assert!(
+            p.contains("is segment 5") && p.contains("continues with segment 3"),
+            "{p}"
+        );
+        // Without a header, the transaction it begins in must be the one left open.
+        let other_txn = SegmentStart {
+            header: None,
+            continued_transaction_end: Some(Lsn(900)),
+        };
+        let p = continuity_problem("f", &position, &other_txn).unwrap();
+        assert!(p.contains("ending at 0/384"), "{p}");
+        let between = ChainPosition {
+            open_transaction_end: Some(None),
+            ..position
+        };
+        assert!(continuity_problem("f", &between, &other_txn).is_some());
+        // Beginning with a whole transaction is always a possible continuation.
+        assert_eq!(
+            continuity_problem("f", &position, &SegmentStart::default()),
+            None
+        );
+        // Predecessor pruned and its end unknown: only the seq is checked.
+        let pruned = ChainPosition {
+            seq: 3,
+            previous: None,
+            open_transaction_end: None,
+        };
+        assert_eq!(continuity_problem("f", &pruned, &other_txn), None);
     }
 
     #[test]

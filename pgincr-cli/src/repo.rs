@@ -20,6 +20,11 @@ pub const BASES_DIR: &str = "bases";
 pub const SEGMENTS_DIR: &str = "segments";
 /// The segment pg_recvlogical is writing to.
 pub const OPEN_SEGMENT: &str = "open.sql";
+/// What `stream` last ran into, for `status` (see [`StreamState`]).
+pub const STREAM_STATE: &str = "stream-state.json";
+/// Size the stream state file is padded to: rewritten in place it needs no new disk space,
+/// so it can still be written when the disk is full.
+const STREAM_STATE_BYTES: usize = 4096;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
@@ -110,6 +115,48 @@ pub struct Segment {
     #[serde(default)]
     pub last_commit_time: Option<String>,
     pub closed: String,
+}
+
+/// What `pgincr stream` last ran into, kept in `stream-state.json` for `pgincr status`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StreamState {
+    /// When the stream last wrote this file (RFC 3339).
+    pub updated: String,
+    /// The failure that keeps the stream from receiving changes; cleared once it flows again.
+    #[serde(default)]
+    pub error: Option<StreamError>,
+}
+
+/// A failure of the stream that repeats until someone acts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamError {
+    /// "disk full" or "receiver" (pg_recvlogical or the server failed).
+    pub kind: String,
+    /// The last error message, with the server's message when there was one.
+    pub message: String,
+    /// RFC 3339 times of the first and latest occurrence.
+    pub first_seen: String,
+    pub last_seen: String,
+    /// How many times it happened since it first did.
+    pub count: u64,
+}
+
+pub const DISK_FULL: &str = "disk full";
+
+/// Whether an error (or a program's message) says the disk is full.
+pub fn is_disk_full(error: &Error) -> bool {
+    let io_full = |e: &std::io::Error| {
+        e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(libc_enospc())
+    };
+    match error {
+        Error::Io(e) | Error::IoAt { source: e, .. } => io_full(e),
+        other => other.to_string().contains("No space left on device"),
+    }
+}
+
+/// ENOSPC without depending on libc directly.
+fn libc_enospc() -> i32 {
+    nix::errno::Errno::ENOSPC as i32
 }
 
 /// A file of the repository with what verify checks.
@@ -208,10 +255,7 @@ impl Repo {
         let path = self.manifest_path();
         let text = fs::read_to_string(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                Error::Repository(format!(
-                    "{} is not a pgincr repository (no {MANIFEST}); create one with `pgincr init`",
-                    self.root.display()
-                ))
+                Error::Repository(self.missing_manifest_advice())
             } else {
                 Error::IoAt {
                     context: format!("reading {}", path.display()),
@@ -229,6 +273,27 @@ impl Repo {
             )));
         }
         Ok(manifest)
+    }
+
+    /// Why there is no manifest, and what to do that cannot destroy backups.
+    pub fn missing_manifest_advice(&self) -> String {
+        let holds_backups = [BASES_DIR, SEGMENTS_DIR]
+            .iter()
+            .any(|d| fs::read_dir(self.path(d)).is_ok_and(|mut entries| entries.next().is_some()));
+        if holds_backups {
+            format!(
+                "{} has no {MANIFEST} but holds {BASES_DIR}/ or {SEGMENTS_DIR}/: a repository whose \
+                 manifest is missing. Put {MANIFEST} back from a copy of this repository; do not \
+                 initialise over it. A new repository belongs in another, empty directory.",
+                self.root.display()
+            )
+        } else {
+            format!(
+                "{} is not a pgincr repository (no {MANIFEST}); check the path, or create a \
+                 repository there with `pgincr init` (it only initialises an empty directory)",
+                self.root.display()
+            )
+        }
     }
 
     /// Holds the manifest lock for the duration of `f`, then writes what `f` returned.
@@ -269,6 +334,57 @@ impl Repo {
             )));
         }
         Ok(file)
+    }
+
+    pub fn stream_state_path(&self) -> PathBuf {
+        self.path(STREAM_STATE)
+    }
+
+    /// What the stream last recorded; `None` when it never did (or the file is unreadable).
+    pub fn load_stream_state(&self) -> Option<StreamState> {
+        // A reader can meet an in-place rewrite half done: read again once.
+        for _ in 0..2 {
+            if let Ok(text) = fs::read_to_string(self.stream_state_path())
+                && let Ok(state) = serde_json::from_str(text.trim_end_matches(['\0', ' ', '\n']))
+            {
+                return Some(state);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Records the stream's state: atomically when the disk allows, otherwise rewritten in
+    /// place (it is padded to a fixed size, so that needs no free space).
+    pub fn store_stream_state(&self, state: &StreamState) -> Result<()> {
+        let mut text = serde_json::to_string_pretty(state).expect("stream state serialises");
+        text.push('\n');
+        let mut data = text.into_bytes();
+        if data.len() < STREAM_STATE_BYTES {
+            data.resize(STREAM_STATE_BYTES, b' ');
+        }
+        let path = self.stream_state_path();
+        match write_atomically(&path, &data) {
+            Ok(()) => Ok(()),
+            Err(atomic) => {
+                let _ = fs::remove_file(path.with_extension("tmp"));
+                let in_place = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|mut f| {
+                        f.write_all(&data)?;
+                        f.set_len(data.len() as u64)?;
+                        f.sync_all()
+                    });
+                in_place.map_err(|_| atomic)
+            }
+        }
+    }
+
+    /// Free space for an unprivileged writer on the repository's file system.
+    pub fn free_bytes(&self) -> Option<u64> {
+        let st = nix::sys::statvfs::statvfs(&self.root).ok()?;
+        Some(st.blocks_available() as u64 * st.fragment_size() as u64)
     }
 
     /// Total size of all files under the repository.

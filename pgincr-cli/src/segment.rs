@@ -12,6 +12,7 @@
 //! pg_recvlogical stopped (a later BEGIN supersedes it: the server sends it again), and a
 //! transaction sent twice after a restart (the caller skips it by LSN).
 
+use crate::chain::{SegmentHeader, SegmentStart};
 use crate::repo;
 use crate::{Error, Result};
 use sqlgen::lexer::Lexer;
@@ -273,9 +274,24 @@ pub struct Summary {
     pub unfinished_end_lsn: Option<Lsn>,
     pub last_end_lsn: Option<Lsn>,
     pub last_commit_time: Option<i64>,
+    /// The segment header on the first line, if any, and its length with the newline.
+    pub header: Option<SegmentHeader>,
+    pub header_bytes: u64,
+    /// When the input begins inside a transaction: that transaction's end LSN.
+    pub continued_transaction_end: Option<Lsn>,
     /// Byte offset just past the last complete transaction (where a cut-short tail begins).
     pub complete_bytes: u64,
     pub bytes: u64,
+}
+
+impl Summary {
+    /// How the input begins, for continuity checks.
+    pub fn start(&self) -> SegmentStart {
+        SegmentStart {
+            header: self.header,
+            continued_transaction_end: self.continued_transaction_end,
+        }
+    }
 }
 
 /// Scans files in order for their transactions (segment metadata, verify, tail recovery).
@@ -294,7 +310,14 @@ pub fn summarize(files: Vec<(PathBuf, String)>) -> Result<Summary> {
             s.last_commit_time = time;
         }
     };
+    let mut first_line = true;
     while let Some((line, at)) = reader.next_line()? {
+        if std::mem::take(&mut first_line)
+            && let Some(header) = SegmentHeader::parse(line)
+        {
+            s.header = Some(header);
+            s.header_bytes = line.len() as u64;
+        }
         let event = parser.feed(line, at).map_err(Error::Repository)?;
         let bytes = reader.bytes_read;
         match event {
@@ -304,6 +327,7 @@ pub fn summarize(files: Vec<(PathBuf, String)>) -> Result<Summary> {
             }
             Some(Event::OrphanCommit { end_lsn, .. }) => {
                 s.complete_bytes = bytes;
+                s.continued_transaction_end = Some(end_lsn);
                 note_end(&mut s, end_lsn, None);
             }
             Some(Event::Superseded { .. }) => s.superseded += 1,
@@ -476,11 +500,30 @@ mod tests {
             (1, "0/228".into())
         );
         assert_eq!(s.last_end_lsn.unwrap().to_string(), "0/228");
+        assert_eq!(c.continued_transaction_end.unwrap().to_string(), "0/228");
+        assert!(s.header.is_none() && s.continued_transaction_end.is_none());
         let a_len = std::fs::metadata(dir.path().join("a.sql")).unwrap().len();
         assert_eq!(s.bytes, a_len + tail.len() as u64);
         assert_eq!(
             s.bytes - s.complete_bytes,
             (B2.len() + 1 + "UPDATE".len()) as u64
         );
+    }
+
+    #[test]
+    fn a_header_is_read_from_the_first_line_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = "-- pgincr segment=2 previous=1 previous_start_lsn=0/100\n";
+        let f = dir.path().join("h.sql");
+        std::fs::write(
+            &f,
+            format!("{header}{B1}\nCOMMIT; -- xid=10 end_lsn=0/128\n{header}"),
+        )
+        .unwrap();
+        let s = summarize(vec![(f, "h".into())]).unwrap();
+        assert_eq!(s.header.unwrap().seq, 2);
+        assert_eq!(s.header_bytes, header.len() as u64);
+        assert!(!s.starts_in_transaction);
+        assert_eq!(s.transactions, 1);
     }
 }

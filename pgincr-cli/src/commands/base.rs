@@ -11,6 +11,7 @@ use crate::pg::replication::ExportedSnapshot;
 use crate::repo::{self, Base, Extension, Repo, ServerInfo, SqlFileWriter};
 use crate::units::human_bytes;
 use crate::{Error, Result, progress};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use tokio::io::AsyncReadExt;
 use tokio_postgres::Client;
@@ -104,8 +105,72 @@ pub async fn server_info(client: &Client) -> Result<ServerInfo> {
     })
 }
 
+/// Lock file held while a base backup is being taken.
+pub const BASE_LOCK: &str = "base.lock";
+
+/// Takes the lock that lets one base backup at a time write into `bases/`, then removes
+/// the working directories of bases that were interrupted (no other base runs now).
+pub fn lock_bases(repo: &Repo) -> Result<std::fs::File> {
+    let lock = repo.lock_file(BASE_LOCK, false).map_err(|_| {
+        Error::Invalid(format!(
+            "another base backup (`pgincr base` or `pgincr init`) is being taken into {}; \
+             run this one when it has finished",
+            repo.root.display()
+        ))
+    })?;
+    for name in partial_bases(repo) {
+        let dir = repo.path(repo::BASES_DIR).join(&name);
+        tracing::info!(
+            "removing {}, left by an interrupted base backup",
+            dir.display()
+        );
+        std::fs::remove_dir_all(&dir).map_err(Error::io(format!("removing {}", dir.display())))?;
+    }
+    Ok(lock)
+}
+
+/// Working directories of base backups that did not finish (`bases/<id>.partial`).
+pub fn partial_bases(repo: &Repo) -> Vec<String> {
+    std::fs::read_dir(repo.path(repo::BASES_DIR))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(PARTIAL_SUFFIX))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+const PARTIAL_SUFFIX: &str = ".partial";
+
+/// Creates a working directory `bases/<id>.partial` no other base uses, for a new id.
+fn create_working_dir(repo: &Repo) -> Result<String> {
+    let mut id = repo::now_id();
+    loop {
+        let dir = repo
+            .path(repo::BASES_DIR)
+            .join(format!("{id}{PARTIAL_SUFFIX}"));
+        if !repo.path(repo::BASES_DIR).join(&id).exists() {
+            // create_dir fails when the directory exists: two bases never share one.
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => return Ok(id),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(Error::IoAt {
+                        context: format!("creating {}", dir.display()),
+                        source: e,
+                    });
+                }
+            }
+        }
+        id.push('x');
+    }
+}
+
 /// Creates `slot` with an exported snapshot, dumps the database and the globals under it,
-/// and returns the manifest entry (the caller records it).
+/// and returns the manifest entry (the caller records it). Holds the base lock throughout;
+/// on failure nothing of it stays in `bases/`.
 pub async fn take_base(
     repo: &Repo,
     source: &Endpoint,
@@ -113,40 +178,43 @@ pub async fn take_base(
     slot: &str,
     temporary: bool,
 ) -> Result<Base> {
+    let _lock = lock_bases(repo)?;
     let server = server_info(client).await?;
     let started = repo::now_rfc3339();
-    let mut id = repo::now_id();
-    while repo.path(repo::BASES_DIR).join(&id).exists() {
-        id.push('x');
-    }
-    let partial = format!("{}/{id}.partial", repo::BASES_DIR);
-    repo::create_private_dir(&repo.path(&partial))?;
+    let id = create_working_dir(repo)?;
+    let partial = format!("{}/{id}{PARTIAL_SUFFIX}", repo::BASES_DIR);
 
-    let snap = ExportedSnapshot::create(source, slot, temporary, server.server_version_num).await?;
+    let snap =
+        match ExportedSnapshot::create(source, slot, temporary, server.server_version_num).await {
+            Ok(snap) => snap,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(repo.path(&partial));
+                return Err(e);
+            }
+        };
     tracing::info!(
         "slot {} created; consistent point {}, snapshot {}",
         snap.slot,
         snap.consistent_lsn,
         snap.snapshot
     );
-    // Every transaction in the snapshot committed before this moment.
-    let snapshot_time: String = client
-        .query_one(
-            "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
-            &[],
-        )
-        .await?
-        .get(0);
-
     let files = async {
+        // Every transaction in the snapshot committed before this moment.
+        let snapshot_time: String = client
+            .query_one(
+                "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+                &[],
+            )
+            .await?
+            .get(0);
         let dump = dump(repo, source, &partial, &snap.snapshot).await?;
         let globals = dump_globals(repo, source, &partial).await?;
-        Ok::<_, Error>((dump, globals))
+        Ok::<_, Error>((snapshot_time, dump, globals))
     }
     .await;
     let consistent_lsn = snap.consistent_lsn;
     let released = snap.release().await;
-    let (dump, globals) = match (files, released) {
+    let (snapshot_time, dump, globals) = match (files, released) {
         (Ok(files), Ok(())) => files,
         (Err(e), _) | (_, Err(e)) => {
             let _ = std::fs::remove_dir_all(repo.path(&partial));
@@ -155,8 +223,13 @@ pub async fn take_base(
     };
 
     let final_rel = format!("{}/{id}", repo::BASES_DIR);
-    std::fs::rename(repo.path(&partial), repo.path(&final_rel))
-        .map_err(Error::io(format!("renaming {partial}")))?;
+    if let Err(e) = std::fs::rename(repo.path(&partial), repo.path(&final_rel)) {
+        let _ = std::fs::remove_dir_all(repo.path(&partial));
+        return Err(Error::IoAt {
+            context: format!("renaming {partial}"),
+            source: e,
+        });
+    }
     repo::sync_dir(&repo.path(repo::BASES_DIR))?;
     let moved = |mut f: repo::FileEntry| {
         f.path = f.path.replacen(&partial, &final_rel, 1);

@@ -3,21 +3,113 @@
 //!
 //! Safe to re-run: an initialised repository whose slot still exists is left alone. An
 //! existing repository or slot is only replaced with `--force`.
+//!
+//! Before it creates anything, init writes `init.json` naming the source and the slot it is
+//! about to create. A failed init removes what it created (slot, partial base, directories,
+//! marker); an init killed before it finished leaves the marker, and the next `pgincr init`
+//! of the same source and slot recognises those remains, drops the slot that would
+//! otherwise hold WAL forever, removes the partial files and starts again.
 
-use super::base::{report, source_identity, take_base};
+use super::base::{self, report, source_identity, take_base};
 use crate::cli::InitArgs;
 use crate::pg::Endpoint;
 use crate::repo::{self, Manifest, Repo, Source};
 use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use tokio_postgres::Client;
+
+/// The marker of an init in progress, in the repository root until the manifest exists.
+pub const INIT_MARKER: &str = "init.json";
+
+/// What an init in progress is creating.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct InitMarker {
+    system_identifier: String,
+    database: String,
+    slot: String,
+    started: String,
+}
+
+fn load_marker(repo: &Repo) -> Option<InitMarker> {
+    let text = std::fs::read_to_string(repo.path(INIT_MARKER)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Whether every entry of the directory is something init itself creates.
+fn only_init_remains(repo: &Repo) -> bool {
+    let Ok(entries) = std::fs::read_dir(&repo.root) else {
+        return true;
+    };
+    entries.flatten().all(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        match name.as_str() {
+            INIT_MARKER | base::BASE_LOCK | "manifest.lock" => true,
+            repo::SEGMENTS_DIR => dir_is_empty(&e.path()),
+            repo::BASES_DIR => std::fs::read_dir(e.path()).is_ok_and(|d| {
+                d.flatten()
+                    .all(|b| b.file_name().to_string_lossy().ends_with(".partial"))
+            }),
+            _ => false,
+        }
+    })
+}
+
+fn dir_is_empty(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none())
+}
+
+/// Removes what an init wrote into the repository directory (never anything else): the
+/// partial base backups, the directories it created when they are empty, its lock files
+/// and the marker.
+fn remove_init_files(repo: &Repo) -> Result<()> {
+    for name in base::partial_bases(repo) {
+        let dir = repo.path(repo::BASES_DIR).join(name);
+        std::fs::remove_dir_all(&dir).map_err(Error::io(format!("removing {}", dir.display())))?;
+    }
+    for dir in [repo::BASES_DIR, repo::SEGMENTS_DIR] {
+        let path = repo.path(dir);
+        if dir_is_empty(&path) {
+            let _ = std::fs::remove_dir(&path);
+        }
+    }
+    for file in [base::BASE_LOCK, "manifest.lock", INIT_MARKER] {
+        let _ = std::fs::remove_file(repo.path(file));
+    }
+    Ok(())
+}
+
+/// Drops `slot` when it exists and nobody streams from it (after a moment for the
+/// walsender of a killed init to notice).
+async fn drop_slot_if_idle(client: &Client, slot: &str) -> Result<bool> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while slot_state(client, slot).await?.is_some_and(|s| s.active)
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    match slot_state(client, slot).await? {
+        None => Ok(false),
+        Some(s) if s.active => Err(Error::Invalid(format!(
+            "replication slot {slot}, created by an interrupted `pgincr init`, is in use by {}; \
+             stop that first",
+            s.holder.as_deref().unwrap_or("another session")
+        ))),
+        Some(_) => {
+            client
+                .execute("SELECT pg_catalog.pg_drop_replication_slot($1)", &[&slot])
+                .await?;
+            Ok(true)
+        }
+    }
+}
 
 pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
     let repo = Repo::new(&args.repo.repo);
     let source = Endpoint::new(&args.conn.dsn, bindir)?;
     let client = source.connect().await?;
     let (system_identifier, database) = source_identity(&client).await?;
-    let slot = slot_state(&client, &args.slot).await?;
+    let mut slot = slot_state(&client, &args.slot).await?;
 
     if repo.exists() && !args.force {
         let m = repo.load()?;
@@ -34,7 +126,8 @@ pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
             }
             (true, true, None) => Err(Error::Repository(format!(
                 "{} belongs to slot {}, which no longer exists: the change stream has a gap \
-                 from here on. Start a new repository (or `pgincr init --force` to empty this one).",
+                 from here on. Start a new repository in another, empty directory (this one \
+                 still restores up to the gap).",
                 repo.root.display(),
                 args.slot
             ))),
@@ -53,11 +146,47 @@ pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
              as a superuser run: {fix}; SELECT pg_reload_conf(); (or pgincr check --fix)"
         )));
     }
+    if !args.force
+        && let Some(marker) = load_marker(&repo)
+        && only_init_remains(&repo)
+    {
+        if (&marker.system_identifier, &marker.database, &marker.slot)
+            != (&system_identifier, &database, &args.slot)
+        {
+            return Err(Error::Repository(format!(
+                "{} holds the remains of an interrupted `pgincr init` of database \"{}\" with \
+                 slot {}; run that init again to finish it, or use another directory",
+                repo.root.display(),
+                marker.database,
+                marker.slot
+            )));
+        }
+        let dropped = drop_slot_if_idle(&client, &marker.slot).await?;
+        slot = slot_state(&client, &args.slot).await?;
+        remove_init_files(&repo)?;
+        println!(
+            "an earlier `pgincr init` (started {}) did not finish: {}removed its partial files; \
+             starting again",
+            marker.started,
+            if dropped {
+                format!("dropped the slot {} it had created, ", marker.slot)
+            } else {
+                String::new()
+            }
+        );
+    }
     if !args.force && dir_has_entries(&repo.root) {
-        return Err(Error::Repository(format!(
-            "{} exists and is not empty; use an empty directory (or --force to empty it)",
-            repo.root.display()
-        )));
+        let holds_backups = [repo::BASES_DIR, repo::SEGMENTS_DIR]
+            .iter()
+            .any(|d| dir_has_entries(&repo.path(d)));
+        return Err(Error::Repository(if holds_backups {
+            repo.missing_manifest_advice()
+        } else {
+            format!(
+                "{} exists and is not empty; use an empty directory",
+                repo.root.display()
+            )
+        }));
     }
     if let Some(s) = &slot {
         if !args.force {
@@ -85,6 +214,22 @@ pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
     if args.force && repo.root.exists() {
         empty_dir(&repo.root)?;
     }
+    let root_existed = repo.root.exists();
+    repo::create_private_dir(&repo.root)?;
+    // The marker goes first: whatever init creates after it, a later init can clean up.
+    let marker = InitMarker {
+        system_identifier: system_identifier.clone(),
+        database: database.clone(),
+        slot: args.slot.clone(),
+        started: repo::now_rfc3339(),
+    };
+    repo::write_atomically(
+        &repo.path(INIT_MARKER),
+        serde_json::to_string_pretty(&marker)
+            .expect("marker serialises")
+            .as_bytes(),
+    )?;
+    repo.create_dirs()?;
 
     let created: bool = client
         .query_one(
@@ -97,7 +242,6 @@ pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
         client.batch_execute("CREATE EXTENSION decoder_sql").await?;
         println!("created extension decoder_sql (DDL capture is on)");
     }
-    repo.create_dirs()?;
     let base = match take_base(&repo, &source, &client, &args.slot, false).await {
         Ok(b) => b,
         Err(e) => {
@@ -109,6 +253,12 @@ pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
                     &[&args.slot],
                 )
                 .await;
+            if let Err(cleanup) = remove_init_files(&repo) {
+                tracing::warn!("cleaning up after the failed init: {cleanup}");
+            }
+            if !root_existed {
+                let _ = std::fs::remove_dir(&repo.root);
+            }
             return Err(e);
         }
     };
@@ -126,6 +276,7 @@ pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
         segments: vec![],
     };
     repo.store(&manifest)?;
+    let _ = std::fs::remove_file(repo.path(INIT_MARKER));
     println!(
         "initialised {} for database \"{database}\": slot {}",
         repo.root.display(),

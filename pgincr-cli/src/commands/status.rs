@@ -1,15 +1,17 @@
-//! `pgincr status`: is the backup keeping up? Slot state and lag from the server, age and
-//! size of the repository, with Nagios exit codes (0 OK, 1 WARNING, 2 CRITICAL) and
-//! text, JSON or Prometheus output.
+//! `pgincr status`: is the backup keeping up? Slot state and lag from the server, the
+//! failure `pgincr stream` keeps running into (from `stream-state.json`), the age of the
+//! newest committed change the repository holds and its size, with Nagios exit codes
+//! (0 OK, 1 WARNING, 2 CRITICAL) and text, JSON or Prometheus output.
 
 use crate::cli::{StatusArgs, StatusFormat};
 use crate::pg::Endpoint;
-use crate::repo::Repo;
+use crate::repo::{self, Manifest, Repo, StreamError};
+use crate::segment::summarize;
 use crate::units::human_bytes;
 use crate::{Error, Result};
 use serde::Serialize;
 use std::path::PathBuf;
-use std::time::SystemTime;
+use std::time::Duration;
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -24,7 +26,14 @@ pub struct Status {
     pub flush_lag_bytes: Option<i64>,
     pub restart_lsn: Option<String>,
     pub confirmed_flush_lsn: Option<String>,
-    pub newest_segment_age_seconds: Option<u64>,
+    /// Commit time of the newest transaction in the repository (RFC 3339).
+    pub newest_change_time: Option<String>,
+    /// Server time since that commit.
+    pub newest_change_age_seconds: Option<u64>,
+    /// The failure `pgincr stream` keeps running into, if any.
+    pub stream_error: Option<StreamError>,
+    /// Server time since that failure was first seen.
+    pub stream_error_seconds: Option<u64>,
     pub repository_bytes: Option<u64>,
     pub base_backups: Option<usize>,
     pub segments: Option<usize>,
@@ -39,6 +48,25 @@ pub async fn run(args: StatusArgs, bindir: Option<PathBuf>) -> Result<()> {
         .or_else(|| manifest.as_ref().map(|m| m.source.slot.clone()))
         .unwrap_or_else(|| "pgincr".to_owned());
     let client = Endpoint::new(&args.conn.dsn, bindir)?.connect().await?;
+    let server_now: i64 = client
+        .query_one(
+            "SELECT (extract(epoch FROM pg_catalog.now()) * 1000000)::bigint",
+            &[],
+        )
+        .await?
+        .get(0);
+    let age_at = |rfc3339: &str| {
+        repo::parse_rfc3339_micros(rfc3339)
+            .map(|t| ((i128::from(server_now) - t).max(0) / 1_000_000) as u64)
+    };
+    let newest_change_time = match (&repo, &manifest) {
+        (Some(r), Some(m)) => newest_commit_time(r, m),
+        _ => None,
+    };
+    let stream_error = repo
+        .as_ref()
+        .and_then(|r| r.load_stream_state())
+        .and_then(|s| s.error);
     let row = client
         .query_opt(
             "SELECT active, wal_status, safe_wal_size,
@@ -61,7 +89,10 @@ pub async fn run(args: StatusArgs, bindir: Option<PathBuf>) -> Result<()> {
         flush_lag_bytes: row.as_ref().and_then(|r| r.get(4)),
         restart_lsn: row.as_ref().and_then(|r| r.get(5)),
         confirmed_flush_lsn: row.as_ref().and_then(|r| r.get(6)),
-        newest_segment_age_seconds: repo.as_ref().and_then(newest_segment_age),
+        newest_change_age_seconds: newest_change_time.as_deref().and_then(age_at),
+        newest_change_time,
+        stream_error_seconds: stream_error.as_ref().and_then(|e| age_at(&e.first_seen)),
+        stream_error,
         repository_bytes: repo.as_ref().map(|r| r.disk_usage()),
         base_backups: manifest.as_ref().map(|m| m.bases.len()),
         segments: manifest.as_ref().map(|m| m.segments.len()),
@@ -88,6 +119,21 @@ pub fn evaluate(st: &mut Status, args: &StatusArgs) -> u8 {
     const CRITICAL: u8 = 2;
     // (level, message) of every problem found.
     let mut found: Vec<(u8, String)> = Vec::new();
+    if let Some(e) = &st.stream_error {
+        found.push((
+            CRITICAL,
+            format!(
+                "pgincr stream has been failing for {} ({} time(s) since {}, last at {}): {}",
+                humantime::format_duration(Duration::from_secs(
+                    st.stream_error_seconds.unwrap_or(0)
+                )),
+                e.count,
+                e.first_seen,
+                e.last_seen,
+                e.message
+            ),
+        ));
+    }
     if !st.slot_exists {
         found.push((CRITICAL, format!("slot {} does not exist", st.slot)));
     } else {
@@ -120,7 +166,7 @@ pub fn evaluate(st: &mut Status, args: &StatusArgs) -> u8 {
                 "slot is not active: is `pgincr stream` running?".into(),
             ));
         }
-        if let Some(age) = st.newest_segment_age_seconds
+        if let Some(age) = st.newest_change_age_seconds
             && age >= args.critical_age.as_secs()
             && (!st.slot_active || lag >= args.warn_lag)
         {
@@ -139,17 +185,22 @@ pub fn evaluate(st: &mut Status, args: &StatusArgs) -> u8 {
     code
 }
 
-fn newest_segment_age(repo: &Repo) -> Option<u64> {
-    let newest = std::fs::read_dir(repo.segments_dir())
-        .ok()?
-        .flatten()
-        .filter_map(|e| e.metadata().ok()?.modified().ok())
-        .max()?;
-    Some(
-        SystemTime::now()
-            .duration_since(newest)
-            .map_or(0, |d| d.as_secs()),
-    )
+/// Commit time of the newest complete transaction in the repository: in the open segment,
+/// else in the last closed one. (A file's modification time says nothing: a stream that
+/// keeps failing touches its files without receiving anything.)
+fn newest_commit_time(repo: &Repo, manifest: &Manifest) -> Option<String> {
+    let open = repo.open_segment_path();
+    let in_open = summarize(vec![(open, repo::OPEN_SEGMENT.to_owned())])
+        .ok()
+        .and_then(|s| s.last_commit_time)
+        .map(sqlgen::txn::format_pg_timestamp);
+    in_open.or_else(|| {
+        manifest
+            .segments
+            .iter()
+            .rev()
+            .find_map(|s| s.last_commit_time.clone())
+    })
 }
 
 fn print_text(st: &Status) {
@@ -182,9 +233,9 @@ fn print_text(st: &Status) {
     if let (Some(r), Some(c)) = (&st.restart_lsn, &st.confirmed_flush_lsn) {
         println!("restart_lsn: {r}, confirmed_flush_lsn: {c}");
     }
-    if let Some(age) = st.newest_segment_age_seconds {
+    if let (Some(age), Some(time)) = (st.newest_change_age_seconds, &st.newest_change_time) {
         println!(
-            "newest change in the repository: {} ago",
+            "newest change in the repository: committed {} ago ({time})",
             humantime::format_duration(std::time::Duration::from_secs(age))
         );
     }
@@ -201,10 +252,7 @@ fn print_text(st: &Status) {
 /// Prometheus text exposition format.
 pub fn prometheus(st: &Status) -> String {
     let mut out = String::new();
-    let label = format!(
-        "{{slot=\"{}\"}}",
-        st.slot.replace('\\', "\\\\").replace('"', "\\\"")
-    );
+    let label = format!("{{slot=\"{}\"}}", label_value(&st.slot));
     let code = match st.state {
         "OK" => 0.0,
         "WARNING" => 1.0,
@@ -241,9 +289,19 @@ pub fn prometheus(st: &Status) -> String {
             int(st.safe_wal_size_bytes),
         ),
         (
-            "newest_segment_age_seconds",
-            "time since a change last reached the repository",
-            uint(st.newest_segment_age_seconds),
+            "newest_change_age_seconds",
+            "time since the newest transaction in the repository committed",
+            uint(st.newest_change_age_seconds),
+        ),
+        (
+            "stream_error",
+            "1 while pgincr stream keeps failing (see status text for the message)",
+            flag(st.stream_error.is_some()),
+        ),
+        (
+            "stream_error_seconds",
+            "time since pgincr stream started failing",
+            uint(st.stream_error_seconds),
         ),
         (
             "repository_bytes",
@@ -258,5 +316,24 @@ pub fn prometheus(st: &Status) -> String {
             ));
         }
     }
+    if let Some(e) = &st.stream_error {
+        out.push_str(&format!(
+            "# HELP pgincr_stream_error_info the failure pgincr stream keeps running into; the value counts its occurrences\n\
+             # TYPE pgincr_stream_error_info gauge\n\
+             pgincr_stream_error_info{{slot=\"{}\",kind=\"{}\",first_seen=\"{}\",message=\"{}\"}} {}\n",
+            label_value(&st.slot),
+            label_value(&e.kind),
+            label_value(&e.first_seen),
+            label_value(&e.message),
+            e.count
+        ));
+    }
     out
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped.
+fn label_value(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

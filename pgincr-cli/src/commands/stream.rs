@@ -13,10 +13,10 @@
 //!   stream (`decoder_sql.snapshot_sequences()`).
 
 use super::init::slot_state;
-use crate::chain::segment_file_name;
+use crate::chain::{self, ChainPosition, SegmentHeader, segment_file_name};
 use crate::cli::{Compression, StreamArgs};
 use crate::pg::Endpoint;
-use crate::repo::{self, Manifest, Repo, Segment, SqlFileWriter};
+use crate::repo::{self, Manifest, Repo, Segment, SqlFileWriter, StreamError, StreamState};
 use crate::segment::summarize;
 use crate::tool::Running;
 use crate::units::human_bytes;
@@ -31,10 +31,12 @@ use tokio_postgres::Client;
 
 /// How long pg_recvlogical gets to exit after SIGINT before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
-/// A run shorter than this counts as a failure for the backoff.
 /// How long a walsender may take to let go of the slot after its receiver went away.
 const SLOT_RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A run shorter than this counts as a failure for the backoff.
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
+/// After running this long pg_recvlogical counts as streaming: a recorded failure is over.
+const FLOWING_AFTER: Duration = Duration::from_secs(5);
 
 pub async fn run(args: StreamArgs, bindir: Option<PathBuf>) -> Result<()> {
     let repo = Repo::new(&args.repo.repo);
@@ -50,6 +52,7 @@ pub async fn run(args: StreamArgs, bindir: Option<PathBuf>) -> Result<()> {
 
     let mut segments = OpenSegment::recover(&repo, &manifest, args.compression)?;
     check_continuity(&client, &manifest, &segments).await?;
+    let mut health = StreamHealth::load(&repo);
     let end_lsn = if args.catch_up {
         // Sequence values go into the stream before the end point, so that this run receives
         // them as they are now.
@@ -61,11 +64,7 @@ pub async fn run(args: StreamArgs, bindir: Option<PathBuf>) -> Result<()> {
                 crate::error::describe_pg_error(&e)
             );
         }
-        let lsn: String = client
-            .query_one("SELECT pg_catalog.pg_current_wal_lsn()::text", &[])
-            .await?
-            .get(0);
-        Some(lsn)
+        Some(current_wal_lsn(&client).await?)
     } else {
         None
     };
@@ -81,7 +80,28 @@ pub async fn run(args: StreamArgs, bindir: Option<PathBuf>) -> Result<()> {
     let mut backoff = Duration::from_secs(1);
     let mut sequences = SequenceSnapshots::new(source.clone(), client, args.sequence_interval);
     loop {
-        let mut child = start_receiver(&source, &manifest, &repo, &args, &segments, &end_lsn)?;
+        // A segment left unfinished by a full disk, and the next one's header, come first.
+        let ready = match segments.finish_pending().await {
+            Ok(()) => segments.prepare_open(),
+            Err(e) => Err(e),
+        };
+        let mut child = match ready
+            .and_then(|()| start_receiver(&source, &manifest, &repo, &args, &segments, &end_lsn))
+        {
+            Ok(child) => child,
+            Err(e) => {
+                tracing::error!("{e}");
+                health.failed(&e);
+                tracing::info!("trying again in {}s", backoff.as_secs());
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = sigint.recv() => return Err(e),
+                    _ = sigterm.recv() => return Err(e),
+                }
+                backoff = (backoff * 2).min(args.max_backoff);
+                continue;
+            }
+        };
         let started = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let outcome = loop {
@@ -90,8 +110,18 @@ pub async fn run(args: StreamArgs, bindir: Option<PathBuf>) -> Result<()> {
                 _ = sigint.recv() => break None,
                 _ = sigterm.recv() => break None,
                 _ = tick.tick() => {
+                    if started.elapsed() >= FLOWING_AFTER {
+                        health.flowing();
+                    }
                     if segments.due(args.segment_size, args.segment_age) && started.elapsed() > Duration::from_secs(1) {
-                        segments.rotate(Some(&child)).await?;
+                        match segments.rotate(Some(&child)).await {
+                            Ok(()) => {}
+                            Err(e) if repo::is_disk_full(&e) => {
+                                tracing::error!("{e}");
+                                health.failed(&e);
+                            }
+                            Err(e) => return Err(e),
+                        }
                     }
                     sequences.maybe_snapshot().await;
                 }
@@ -100,8 +130,40 @@ pub async fn run(args: StreamArgs, bindir: Option<PathBuf>) -> Result<()> {
         match outcome {
             None => {
                 tracing::info!("stopping");
+                // The sequences' values as they are at the stop go into the stream, and this
+                // run receives them before it ends.
+                let snapshot_end = sequences.final_snapshot().await;
                 stop_receiver(&mut child).await;
                 segments.recover_tail()?;
+                if let Some(end) = snapshot_end {
+                    let end = Some(end);
+                    if let Err(e) = segments.prepare_open() {
+                        tracing::warn!("{e}");
+                    }
+                    match start_receiver(&source, &manifest, &repo, &args, &segments, &end) {
+                        Ok(mut last) => {
+                            match tokio::time::timeout(STOP_TIMEOUT, last.wait()).await {
+                                Ok(Ok(())) => {
+                                    segments.recover_tail()?;
+                                    segments.rotate(None).await?;
+                                    record_clean_stop(&source, &repo, &segments).await?;
+                                    return Ok(());
+                                }
+                                Ok(Err(e)) => {
+                                    tracing::warn!("receiving the last sequence values: {e}")
+                                }
+                                Err(_) => {
+                                    tracing::warn!(
+                                        "the last sequence values did not arrive in time"
+                                    );
+                                    stop_receiver(&mut last).await;
+                                }
+                            }
+                            segments.recover_tail()?;
+                        }
+                        Err(e) => tracing::warn!("receiving the last sequence values: {e}"),
+                    }
+                }
                 segments.rotate(None).await?;
                 return Ok(());
             }
@@ -109,20 +171,33 @@ pub async fn run(args: StreamArgs, bindir: Option<PathBuf>) -> Result<()> {
                 segments.recover_tail()?;
                 segments.rotate(None).await?;
                 record_clean_stop(&source, &repo, &segments).await?;
+                health.flowing();
                 tracing::info!("caught up to {}", end_lsn.as_deref().unwrap_or(""));
                 return Ok(());
             }
             Some(status) => {
-                match child.check(status).await {
-                    Err(e) => tracing::error!("{e}"),
-                    Ok(()) => tracing::error!("pg_recvlogical exited unexpectedly"),
-                }
+                let failure = match child.check(status).await {
+                    Err(e) => e,
+                    Ok(()) => Error::Invalid("pg_recvlogical exited unexpectedly".into()),
+                };
+                tracing::error!("{failure}");
+                health.failed(&failure);
                 segments.recover_tail()?;
+                if repo::is_disk_full(&failure) {
+                    // Compressing the open segment is what frees space.
+                    tracing::info!("closing the open segment to free space");
+                    if let Err(e) = segments.rotate(None).await {
+                        tracing::error!("{e}");
+                        health.failed(&e);
+                    }
+                }
                 // A vanished or replaced slot cannot be resumed: the stream has a gap.
                 match source.connect().await {
                     Ok(c) => {
                         check_slot(&c, &manifest).await?;
-                        check_continuity(&c, &manifest, &segments).await?;
+                        if !segments.has_pending() {
+                            check_continuity(&c, &manifest, &segments).await?;
+                        }
                     }
                     Err(e) => tracing::warn!("{e}"),
                 }
@@ -138,6 +213,97 @@ pub async fn run(args: StreamArgs, bindir: Option<PathBuf>) -> Result<()> {
                 backoff = (backoff * 2).min(args.max_backoff);
             }
         }
+    }
+}
+
+async fn current_wal_lsn(client: &Client) -> std::result::Result<String, tokio_postgres::Error> {
+    Ok(client
+        .query_one("SELECT pg_catalog.pg_current_wal_lsn()::text", &[])
+        .await?
+        .get(0))
+}
+
+/// The failure the stream keeps running into, kept in `stream-state.json` for `status`.
+struct StreamHealth {
+    repo: Repo,
+    state: StreamState,
+}
+
+impl StreamHealth {
+    /// Reads what an earlier run recorded (its failure stands until the stream flows) and
+    /// writes the file now, so that it exists at full size before the disk can fill up.
+    fn load(repo: &Repo) -> Self {
+        let mut health = StreamHealth {
+            repo: repo.clone(),
+            state: repo.load_stream_state().unwrap_or_default(),
+        };
+        health.store();
+        health
+    }
+
+    fn failed(&mut self, error: &Error) {
+        let kind = if repo::is_disk_full(error) {
+            repo::DISK_FULL
+        } else {
+            "receiver"
+        };
+        let message = one_message(error);
+        let now = repo::now_rfc3339();
+        match &mut self.state.error {
+            Some(e) => {
+                e.kind = kind.to_owned();
+                e.message = message;
+                e.last_seen = now;
+                e.count += 1;
+            }
+            None => {
+                self.state.error = Some(StreamError {
+                    kind: kind.to_owned(),
+                    message,
+                    first_seen: now.clone(),
+                    last_seen: now,
+                    count: 1,
+                });
+            }
+        }
+        self.store();
+    }
+
+    /// pg_recvlogical has been streaming for a while: whatever failed before is over.
+    fn flowing(&mut self) {
+        if let Some(e) = self.state.error.take() {
+            tracing::info!(
+                "streaming again after {} failure(s) since {}",
+                e.count,
+                e.first_seen
+            );
+            self.store();
+        }
+    }
+
+    fn store(&mut self) {
+        self.state.updated = repo::now_rfc3339();
+        if let Err(e) = self.repo.store_stream_state(&self.state) {
+            tracing::warn!("could not record the stream's state: {e}");
+        }
+    }
+}
+
+/// An error as one bounded message: the server's words from a program's stderr, without
+/// repeated lines.
+fn one_message(error: &Error) -> String {
+    const MAX_CHARS: usize = 2000;
+    let mut lines: Vec<&str> = Vec::new();
+    let text = error.to_string();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if !lines.contains(&line) {
+            lines.push(line);
+        }
+    }
+    let joined = lines.join(" | ");
+    match joined.char_indices().nth(MAX_CHARS) {
+        Some((cut, _)) => format!("{}…", &joined[..cut]),
+        None => joined,
     }
 }
 
@@ -363,6 +529,8 @@ struct OpenSegment {
     compression: Compression,
     /// End of the last transaction in the closed segments.
     last_end_lsn: Lsn,
+    /// The last closed segment's seq and start (0 and the stream's start before the first).
+    previous: (u64, Lsn),
     /// End of the last complete transaction in the open segment, as last recovered.
     open_end_lsn: Option<Lsn>,
     next_seq: u64,
@@ -370,11 +538,17 @@ struct OpenSegment {
     data_since: Option<Instant>,
     /// End LSN of a transaction last found cut short on disk (the server sends it again).
     unfinished_end_lsn: Option<Lsn>,
+    /// Length of the header line at the start of the open segment (0 if it has none).
+    header_bytes: u64,
+    /// A segment closed while pg_recvlogical went on, whose compression or registration
+    /// failed (the disk was full): it is finished before anything else.
+    pending: Option<PathBuf>,
 }
 
 impl OpenSegment {
-    /// Finishes segments a previous run left half-closed, then cuts the open segment back
-    /// to its last complete transaction.
+    /// Finishes the segment a previous run left half-closed, then checks that the open
+    /// segment continues the chain and cuts it back to its last complete transaction.
+    /// Files in `segments/` that are not this chain's are left where they are.
     fn recover(repo: &Repo, manifest: &Manifest, compression: Compression) -> Result<Self> {
         let mut seg = OpenSegment {
             repo: repo.clone(),
@@ -383,10 +557,18 @@ impl OpenSegment {
                 .segments
                 .last()
                 .map_or(manifest.source.stream_start_lsn, |s| s.end_lsn),
+            previous: manifest
+                .segments
+                .last()
+                .map_or((0, manifest.source.stream_start_lsn), |s| {
+                    (s.seq, s.start_lsn)
+                }),
             next_seq: manifest.segments.last().map_or(1, |s| s.seq + 1),
             data_since: None,
             open_end_lsn: None,
             unfinished_end_lsn: None,
+            header_bytes: 0,
+            pending: None,
         };
         let known: Vec<&str> = manifest
             .segments
@@ -394,6 +576,7 @@ impl OpenSegment {
             .map(|s| s.file.path.as_str())
             .collect();
         let mut leftovers = Vec::new();
+        let mut others = Vec::new();
         for entry in fs::read_dir(repo.segments_dir()).map_err(Error::io(format!(
             "reading {}",
             repo.segments_dir().display()
@@ -403,23 +586,121 @@ impl OpenSegment {
             if known.contains(&rel.as_str()) || name == repo::OPEN_SEGMENT {
                 continue;
             }
-            if name.ends_with(".sql") {
+            if name.ends_with(".sql") && known.contains(&format!("{rel}.zst").as_str()) {
+                // The text of a segment already compressed and registered: this process's
+                // own copy, which the run that wrote it did not get to remove.
+                let path = repo.segments_dir().join(&name);
+                fs::remove_file(&path)
+                    .map_err(Error::io(format!("removing {}", path.display())))?;
+            } else if name.ends_with(".sql") {
                 leftovers.push(name);
-            } else if name.ends_with(".zst") || name.ends_with(".tmp") {
-                // A compression that did not finish; redone from the .sql file.
-                let _ = fs::remove_file(repo.segments_dir().join(&name));
+            } else {
+                others.push(name);
             }
         }
         leftovers.sort();
         for name in leftovers {
-            tracing::info!("finishing segment {name} left by an earlier run");
             let path = repo.segments_dir().join(&name);
+            if let Some(reason) = seg.not_adoptable(&name, &path)? {
+                tracing::warn!(
+                    "{}/{name} is not the next segment of this chain ({reason}); it is left in \
+                     place and not used",
+                    repo::SEGMENTS_DIR
+                );
+                continue;
+            }
+            tracing::info!("finishing segment {name} left by an earlier run");
+            let compressed = repo.segments_dir().join(format!("{name}.zst"));
+            if others.iter().any(|o| *o == format!("{name}.zst")) {
+                // A compression of this segment that did not finish; done again below.
+                fs::remove_file(&compressed)
+                    .map_err(Error::io(format!("removing {}", compressed.display())))?;
+                others.retain(|o| *o != format!("{name}.zst"));
+            }
             let unfinished = summarize(vec![(path.clone(), name)])?.unfinished_end_lsn;
             seg.finish(&path)?;
             seg.unfinished_end_lsn = seg.unfinished_end_lsn.max(unfinished);
         }
+        for name in others {
+            tracing::warn!(
+                "{}/{name} is not a file of this repository; it is left in place and not used",
+                repo::SEGMENTS_DIR
+            );
+        }
+        // Appending to an open segment that does not continue the chain would hide a gap.
+        chain::ensure_open_segment_continues(repo, &repo.load()?)?;
         seg.recover_tail()?;
         Ok(seg)
+    }
+
+    /// Why the leftover segment file `name` cannot be the next segment of the chain, if so.
+    fn not_adoptable(&self, name: &str, path: &Path) -> Result<Option<String>> {
+        let expected = segment_file_name(self.next_seq, self.last_end_lsn);
+        if name != expected {
+            return Ok(Some(format!("the chain continues with {expected}")));
+        }
+        let summary = summarize(vec![(path.to_owned(), name.to_owned())])?;
+        let start = summary.start();
+        // Whether the last closed segment leaves a transaction open matters only to a file
+        // that begins inside one.
+        let open_transaction_end = if start.continued_transaction_end.is_some() {
+            let manifest = self.repo.load()?;
+            match manifest.segments.last() {
+                Some(last) => Some(
+                    summarize(vec![(
+                        self.repo.path(&last.file.path),
+                        last.file.path.clone(),
+                    )])?
+                    .unfinished_end_lsn,
+                ),
+                None => Some(None),
+            }
+        } else {
+            None
+        };
+        let position = ChainPosition {
+            seq: self.next_seq,
+            previous: Some(self.previous),
+            open_transaction_end,
+        };
+        Ok(chain::continuity_problem(name, &position, &start))
+    }
+
+    /// The header the open segment gets: this segment's place in the chain.
+    fn open_header(&self) -> SegmentHeader {
+        SegmentHeader {
+            seq: self.next_seq,
+            previous_seq: self.previous.0,
+            previous_start_lsn: self.previous.1,
+        }
+    }
+
+    /// Writes `header` as the first line of a new open segment (pg_recvlogical appends).
+    fn write_header(&mut self, header: SegmentHeader) -> Result<()> {
+        let path = self.repo.open_segment_path();
+        let line = header.line();
+        let mut f = repo::create_private_file(&path)?;
+        let written =
+            std::io::Write::write_all(&mut f, line.as_bytes()).and_then(|()| f.sync_all());
+        if let Err(e) = written {
+            // No half header: pg_recvlogical creates the file itself then.
+            let _ = fs::remove_file(&path);
+            return Err(Error::IoAt {
+                context: format!("writing {}", path.display()),
+                source: e,
+            });
+        }
+        repo::sync_dir(&self.repo.segments_dir())?;
+        self.header_bytes = line.len() as u64;
+        Ok(())
+    }
+
+    /// Gives an open segment that does not exist yet (or is empty) its header.
+    fn prepare_open(&mut self) -> Result<()> {
+        if fs::metadata(self.repo.open_segment_path()).is_ok_and(|m| m.len() > 0) {
+            return Ok(());
+        }
+        self.write_header(self.open_header())
     }
 
     /// Cuts the open segment after its last complete transaction (pg_recvlogical is not
@@ -427,21 +708,24 @@ impl OpenSegment {
     fn recover_tail(&mut self) -> Result<()> {
         let path = self.repo.open_segment_path();
         if !path.exists() {
+            self.header_bytes = 0;
             return Ok(());
         }
         let s = summarize(vec![(path.clone(), repo::OPEN_SEGMENT.to_owned())])?;
+        self.header_bytes = s.header_bytes;
         self.unfinished_end_lsn = self.unfinished_end_lsn.max(s.unfinished_end_lsn);
-        if s.complete_bytes < s.bytes {
+        let keep = s.complete_bytes.max(s.header_bytes);
+        if keep < s.bytes {
             tracing::info!(
                 "dropping {} bytes of an incomplete transaction at the end of {} (the server sends it again)",
-                s.bytes - s.complete_bytes,
+                s.bytes - keep,
                 repo::OPEN_SEGMENT
             );
             let f = fs::OpenOptions::new()
                 .write(true)
                 .open(&path)
                 .map_err(Error::io(format!("opening {}", path.display())))?;
-            f.set_len(s.complete_bytes)
+            f.set_len(keep)
                 .and_then(|_| f.sync_all())
                 .map_err(Error::io(format!("truncating {}", path.display())))?;
         }
@@ -455,11 +739,18 @@ impl OpenSegment {
             .map_or(self.last_end_lsn, |o| o.max(self.last_end_lsn))
     }
 
+    /// Bytes of changes in the open segment (its header aside).
     fn open_size(&self) -> u64 {
-        fs::metadata(self.repo.open_segment_path()).map_or(0, |m| m.len())
+        fs::metadata(self.repo.open_segment_path())
+            .map_or(0, |m| m.len().saturating_sub(self.header_bytes))
     }
 
-    /// Whether the open segment should be closed now.
+    fn has_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Whether the open segment should be closed now: by size, by age, or because the disk
+    /// has less room left than the segment holds (compressing it frees most of that).
     fn due(&mut self, max_size: u64, max_age: Duration) -> bool {
         let size = self.open_size();
         if size == 0 {
@@ -467,16 +758,47 @@ impl OpenSegment {
             return false;
         }
         let since = *self.data_since.get_or_insert_with(Instant::now);
-        size >= max_size || since.elapsed() >= max_age
+        if size >= max_size || since.elapsed() >= max_age {
+            return true;
+        }
+        match self.repo.free_bytes() {
+            Some(free) if size >= free => {
+                tracing::info!(
+                    "closing the open segment early: {} of changes, {} free on the repository's disk",
+                    human_bytes(size),
+                    human_bytes(free)
+                );
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Finishes a segment whose finishing failed earlier; an error leaves it pending.
+    async fn finish_pending(&mut self) -> Result<()> {
+        let Some(path) = self.pending.take() else {
+            return Ok(());
+        };
+        match self.finish_off_runtime(path.clone()).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.pending = Some(path);
+                Err(e)
+            }
+        }
     }
 
     /// Closes the open segment: renames it, makes pg_recvlogical (if running) reopen its
-    /// output, then finishes the renamed file.
+    /// output, then finishes the renamed file. When finishing fails (a full disk) nothing
+    /// is lost: without a receiver the file becomes the open segment again, with one it
+    /// stays pending.
     async fn rotate(&mut self, receiver: Option<&Running>) -> Result<()> {
+        self.finish_pending().await?;
         let open = self.repo.open_segment_path();
         if self.open_size() == 0 {
             if receiver.is_none() {
                 let _ = fs::remove_file(&open);
+                self.header_bytes = 0;
             }
             return Ok(());
         }
@@ -486,13 +808,39 @@ impl OpenSegment {
             .join(segment_file_name(self.next_seq, self.last_end_lsn));
         fs::rename(&open, &closing).map_err(Error::io(format!("renaming {}", open.display())))?;
         repo::sync_dir(&self.repo.segments_dir())?;
+        let closing_header_bytes = std::mem::take(&mut self.header_bytes);
         if let Some(child) = receiver {
+            // The next segment's header goes in before pg_recvlogical reopens its output.
+            let next = SegmentHeader {
+                seq: self.next_seq + 1,
+                previous_seq: self.next_seq,
+                previous_start_lsn: self.last_end_lsn,
+            };
+            if let Err(e) = self.write_header(next) {
+                tracing::warn!("the next segment starts without its header: {e}");
+            }
             child.signal(Signal::SIGHUP);
             wait_until_closed(child, &closing).await;
         }
         self.data_since = None;
+        match self.finish_off_runtime(closing.clone()).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if receiver.is_none() && !open.exists() {
+                    fs::rename(&closing, &open)
+                        .map_err(Error::io(format!("renaming {}", closing.display())))?;
+                    self.header_bytes = closing_header_bytes;
+                } else {
+                    self.pending = Some(closing);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn finish_off_runtime(&mut self, path: PathBuf) -> Result<()> {
         let finisher = OpenSegmentFinisher::from(&*self);
-        let segment = tokio::task::spawn_blocking(move || finisher.finish(&closing))
+        let segment = tokio::task::spawn_blocking(move || finisher.finish(&path))
             .await
             .map_err(|e| Error::Invalid(format!("segment finisher failed: {e}")))??;
         self.closed(&segment);
@@ -509,6 +857,7 @@ impl OpenSegment {
     /// The chain now ends with `segment`; a new open segment starts after it.
     fn closed(&mut self, segment: &Segment) {
         self.last_end_lsn = segment.end_lsn;
+        self.previous = (segment.seq, segment.start_lsn);
         self.next_seq = segment.seq + 1;
         self.open_end_lsn = None;
     }
@@ -534,6 +883,8 @@ impl From<&OpenSegment> for OpenSegmentFinisher {
 }
 
 impl OpenSegmentFinisher {
+    /// Compresses (or hashes) the file and registers it. On failure the text file stays
+    /// and whatever this wrote is removed, so the segment can be finished again.
     fn finish(&self, path: &Path) -> Result<Segment> {
         let name = path
             .file_name()
@@ -541,14 +892,26 @@ impl OpenSegmentFinisher {
             .unwrap_or_default();
         let summary = summarize(vec![(path.to_owned(), name.clone())])?;
         let rel = format!("{}/{name}", repo::SEGMENTS_DIR);
+        let compressed = self.repo.path(format!("{rel}.zst"));
         let file = match self.compression {
             Compression::Zstd => {
-                let mut out = SqlFileWriter::create(&self.repo, &rel, true)?;
-                let mut input = fs::File::open(path)
-                    .map_err(Error::io(format!("opening {}", path.display())))?;
-                std::io::copy(&mut input, &mut out)
-                    .map_err(Error::io(format!("compressing {}", path.display())))?;
-                out.finish()?
+                let written = (|| {
+                    let mut out = SqlFileWriter::create(&self.repo, &rel, true)?;
+                    let mut input = fs::File::open(path)
+                        .map_err(Error::io(format!("opening {}", path.display())))?;
+                    std::io::copy(&mut input, &mut out)
+                        .map_err(Error::io(format!("compressing {}", path.display())))?;
+                    let file = out.finish()?;
+                    repo::sync_dir(&self.repo.segments_dir())?;
+                    Ok(file)
+                })();
+                match written {
+                    Ok(file) => file,
+                    Err(e) => {
+                        let _ = fs::remove_file(&compressed);
+                        return Err(e);
+                    }
+                }
             }
             Compression::None => {
                 let (sha256, bytes) = repo::hash_file(path)?;
@@ -564,7 +927,6 @@ impl OpenSegmentFinisher {
                 }
             }
         };
-        repo::sync_dir(&self.repo.segments_dir())?;
         let segment = Segment {
             seq: self.seq,
             file,
@@ -579,12 +941,28 @@ impl OpenSegmentFinisher {
                 .map(sqlgen::txn::format_pg_timestamp),
             closed: repo::now_rfc3339(),
         };
-        self.repo.update(|m| {
+        let registered = self.repo.update(|m| {
             m.segments.push(segment.clone());
             Ok(())
-        })?;
-        if self.compression == Compression::Zstd {
-            fs::remove_file(path).map_err(Error::io(format!("removing {}", path.display())))?;
+        });
+        if let Err(e) = registered {
+            // The manifest may have been replaced before a later step failed.
+            let in_manifest = self
+                .repo
+                .load()
+                .is_ok_and(|m| m.segments.iter().any(|s| s.file.path == segment.file.path));
+            if !in_manifest {
+                if self.compression == Compression::Zstd {
+                    let _ = fs::remove_file(&compressed);
+                }
+                return Err(e);
+            }
+        }
+        if self.compression == Compression::Zstd
+            && let Err(e) = fs::remove_file(path)
+        {
+            // Registered already; the next run removes the redundant text file.
+            tracing::warn!("removing {}: {e}", path.display());
         }
         tracing::info!(
             "closed segment {} ({} transactions, up to {}, {})",
@@ -660,6 +1038,36 @@ impl SequenceSnapshots {
                     );
                 }
                 self.client = None;
+            }
+        }
+    }
+}
+
+impl SequenceSnapshots {
+    /// Writes the sequences' values once more (at a clean stop) and returns the WAL position
+    /// after them, up to which the stream must receive; `None` when snapshots are off or the
+    /// server cannot be reached.
+    async fn final_snapshot(&mut self) -> Option<String> {
+        if self.every.is_zero() {
+            return None;
+        }
+        if self.client.is_none() {
+            self.client = self.source.connect().await.ok();
+        }
+        let client = self.client.as_ref()?;
+        let written = async {
+            snapshot_sequences(client).await?;
+            current_wal_lsn(client).await
+        }
+        .await;
+        match written {
+            Ok(lsn) => Some(lsn),
+            Err(e) => {
+                tracing::warn!(
+                    "could not snapshot sequences at the stop: {}",
+                    crate::error::describe_pg_error(&e)
+                );
+                None
             }
         }
     }

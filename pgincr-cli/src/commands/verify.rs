@@ -1,9 +1,10 @@
 //! `pgincr verify`: every file against the manifest's checksum, every compressed file
-//! decompressed in full, every segment's transactions against its recorded LSN range, and
-//! the chain of segments for gaps. With `--restore-test`, a full restore into a scratch
-//! database.
+//! decompressed in full, every segment's transactions against its recorded LSN range, the
+//! chain of segments for gaps, both in the manifest and in the files' contents (each file's
+//! header and first transaction continue its predecessor), and whether the open segment
+//! continues the chain. With `--restore-test`, a full restore into a scratch database.
 
-use crate::chain;
+use crate::chain::{self, ChainPosition};
 use crate::cli::{RepoArgs, RestoreArgs, VerifyArgs};
 use crate::repo::{self, FileEntry, FileProblem, Repo};
 use crate::segment::summarize;
@@ -24,14 +25,52 @@ pub async fn run(args: VerifyArgs, bindir: Option<PathBuf>) -> Result<()> {
             }
         }
     }
+    // How the previous segment in the chain ends: its seq, start and the transaction it
+    // leaves open (None after a segment that could not be read).
+    let mut previous: Option<(u64, sqlgen::lsn::Lsn, Option<sqlgen::lsn::Lsn>)> = None;
     for seg in &manifest.segments {
         checked += 1;
+        let before = previous.take();
         if let Err(p) = check_file(&repo, &seg.file) {
             problems.push(format!("segment {}: {p}", seg.seq));
             continue;
         }
         match summarize(vec![(repo.path(&seg.file.path), seg.file.path.clone())]) {
             Ok(s) => {
+                previous = Some((seg.seq, seg.start_lsn, s.unfinished_end_lsn));
+                let first_of_chain = seg.seq == 1 && manifest.segments[0].seq == 1;
+                let position = ChainPosition {
+                    seq: seg.seq,
+                    previous: match before {
+                        Some((seq, start, _)) if seq + 1 == seg.seq => Some((seq, start)),
+                        _ if first_of_chain => Some((0, manifest.source.stream_start_lsn)),
+                        _ => None,
+                    },
+                    open_transaction_end: match before {
+                        Some((seq, _, open)) if seq + 1 == seg.seq => Some(open),
+                        _ if first_of_chain => Some(None),
+                        _ => None,
+                    },
+                };
+                if let Some(p) = chain::continuity_problem(&seg.file.path, &position, &s.start()) {
+                    problems.push(format!("segment {}: {p}", seg.seq));
+                }
+                if s.starts_in_transaction != seg.starts_in_transaction {
+                    problems.push(format!(
+                        "segment {}: {} inside a transaction, the manifest says it does{}",
+                        seg.seq,
+                        if s.starts_in_transaction {
+                            "begins"
+                        } else {
+                            "does not begin"
+                        },
+                        if seg.starts_in_transaction {
+                            ""
+                        } else {
+                            " not"
+                        }
+                    ));
+                }
                 let end = s
                     .last_end_lsn
                     .map_or(seg.start_lsn, |e| e.max(seg.start_lsn));
@@ -46,11 +85,10 @@ pub async fn run(args: VerifyArgs, bindir: Option<PathBuf>) -> Result<()> {
         }
     }
     problems.extend(chain::gaps(&manifest));
-    let open = repo.open_segment_path();
-    if open.exists()
-        && let Err(e) = summarize(vec![(open, repo::OPEN_SEGMENT.to_owned())])
-    {
-        problems.push(format!("open segment: {e}"));
+    match chain::open_segment_problem(&repo, &manifest) {
+        Ok(None) => {}
+        Ok(Some(p)) => problems.push(format!("open segment: {p}")),
+        Err(e) => problems.push(format!("open segment: {e}")),
     }
 
     for p in &problems {
