@@ -67,7 +67,8 @@ fn capture_statement(command_tag: &str) -> Option<String> {
 
 /// For a top-level CREATE TABLE AS: the statement in its WITH NO DATA form (its rows are
 /// decoded as INSERTs). An empty string for a temporary table (nothing to capture). NULL when
-/// it cannot be captured: nested in another statement, or SELECT INTO.
+/// it cannot be captured (nested in another statement in a session without the utility hook,
+/// or a SELECT INTO whose INTO clause cannot be found). SELECT INTO becomes CREATE TABLE AS.
 #[pgrx::pg_extern(volatile, parallel_unsafe)]
 fn create_table_as_statement(command_tag: &str) -> Option<String> {
     let stmt = statement_for(command_tag)?;
@@ -76,7 +77,7 @@ fn create_table_as_statement(command_tag: &str) -> Option<String> {
         return Some(String::new());
     }
     if table_as.select_into {
-        return None;
+        return sqlgen::ddl::select_into_as_create_table(&stmt.text);
     }
     Some(sqlgen::ddl::create_table_as_without_data(&stmt.text))
 }

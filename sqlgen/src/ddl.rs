@@ -41,6 +41,46 @@ pub fn create_table_as_without_data(text: &str) -> String {
     format!("{stripped}{separator}WITH NO DATA;")
 }
 
+/// `SELECT … INTO [UNLOGGED] [TABLE] name FROM …` as `CREATE [UNLOGGED] TABLE name AS SELECT …
+/// FROM … WITH NO DATA`: the same table, created empty before its rows (which are decoded as
+/// INSERTs). None when the INTO clause cannot be found.
+pub fn select_into_as_create_table(text: &str) -> Option<String> {
+    use crate::lexer::{keyword_positions_with_depth, name_end};
+    let bytes = text.as_bytes();
+    let (into, _) = *keyword_positions_with_depth(bytes, "INTO")
+        .iter()
+        .find(|(_, depth)| *depth == 0)?;
+    let mut at = into + "INTO".len();
+    let mut unlogged = false;
+    loop {
+        let rest = text[at..].trim_start();
+        let skipped = text.len() - at - rest.len();
+        let word: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphabetic())
+            .collect::<String>()
+            .to_ascii_uppercase();
+        let followed_by_space = rest[word.len()..].starts_with(|c: char| c.is_ascii_whitespace());
+        match word.as_str() {
+            "UNLOGGED" | "TABLE" if followed_by_space => {
+                unlogged |= word == "UNLOGGED";
+                at += skipped + word.len();
+            }
+            _ => break,
+        }
+    }
+    let name_start = at + (text[at..].len() - text[at..].trim_start().len());
+    let end = name_end(bytes, name_start)?;
+    let name = &text[name_start..end];
+    let query = format!("{}{}", text[..into].trim_end(), &text[end..]);
+    let table_as = format!(
+        "CREATE {}TABLE {name} AS {}",
+        if unlogged { "UNLOGGED " } else { "" },
+        query.trim()
+    );
+    Some(create_table_as_without_data(&table_as))
+}
+
 /// A statement that cannot run in a transaction block only because of `CONCURRENTLY` (CREATE
 /// INDEX, DROP INDEX, REFRESH MATERIALIZED VIEW, ALTER TABLE … DETACH PARTITION), in its
 /// plain form, which builds the same object inside the replayed transaction. For DETACH the
@@ -77,6 +117,28 @@ pub fn set_search_path_statement(search_path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn select_into_becomes_create_table_as() {
+        assert_eq!(
+            select_into_as_create_table("SELECT a, b INTO new_t FROM t WHERE a > 1").as_deref(),
+            Some("CREATE TABLE new_t AS SELECT a, b FROM t WHERE a > 1 WITH NO DATA;")
+        );
+        assert_eq!(
+            select_into_as_create_table(
+                "select (select 1) as x into unlogged table \"My\" . \"T\" from t order by 1;"
+            )
+            .as_deref(),
+            Some(
+                "CREATE UNLOGGED TABLE \"My\" . \"T\" AS select (select 1) as x from t order by 1 WITH NO DATA;"
+            )
+        );
+        assert_eq!(
+            select_into_as_create_table("SELECT 'INTO x' AS s INTO s2").as_deref(),
+            Some("CREATE TABLE s2 AS SELECT 'INTO x' AS s WITH NO DATA;")
+        );
+        assert_eq!(select_into_as_create_table("SELECT 1"), None);
+    }
 
     #[test]
     fn concurrently_is_dropped() {

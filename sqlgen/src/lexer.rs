@@ -311,10 +311,26 @@ impl Lexer {
 /// Byte offsets where `keyword` (ASCII, any case) stands as a whole word outside quotes and
 /// comments.
 pub fn keyword_positions(text: &[u8], keyword: &str) -> Vec<usize> {
+    keyword_positions_with_depth(text, keyword)
+        .into_iter()
+        .map(|(at, _)| at)
+        .collect()
+}
+
+/// Like [`keyword_positions`], with the parenthesis depth at each place.
+pub fn keyword_positions_with_depth(text: &[u8], keyword: &str) -> Vec<(usize, u32)> {
     let word = keyword.as_bytes();
     let mut lexer = Lexer::new();
     let mut found = Vec::new();
+    let mut depth = 0u32;
     for (i, &b) in text.iter().enumerate() {
+        let in_code =
+            lexer.mode == Mode::Code && lexer.pending == 0 && lexer.pending_dollar.is_none();
+        if in_code && b == b'(' {
+            depth += 1;
+        } else if in_code && b == b')' {
+            depth = depth.saturating_sub(1);
+        }
         let starts_word = lexer.mode == Mode::Code
             && lexer.pending == 0
             && lexer.pending_dollar.is_none()
@@ -323,11 +339,51 @@ pub fn keyword_positions(text: &[u8], keyword: &str) -> Vec<usize> {
             && text[i..i + word.len()].eq_ignore_ascii_case(word)
             && text.get(i + word.len()).is_none_or(|&n| !is_ident_byte(n));
         if starts_word {
-            found.push(i);
+            found.push((i, depth));
         }
         lexer.feed(&[b]);
     }
     found
+}
+
+/// The end of a (possibly qualified, possibly quoted) name starting at `at`: the offset just
+/// past it, skipping white space around dots.
+pub fn name_end(text: &[u8], mut at: usize) -> Option<usize> {
+    let skip_space = |mut i: usize| {
+        while i < text.len() && text[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    loop {
+        at = skip_space(at);
+        if text.get(at) == Some(&b'"') {
+            at += 1;
+            loop {
+                match text.get(at) {
+                    None => return None,
+                    Some(b'"') if text.get(at + 1) == Some(&b'"') => at += 2,
+                    Some(b'"') => {
+                        at += 1;
+                        break;
+                    }
+                    Some(_) => at += 1,
+                }
+            }
+        } else if text.get(at).is_some_and(|&b| is_ident_start(b)) {
+            while text.get(at).is_some_and(|&b| is_ident_byte(b)) {
+                at += 1;
+            }
+        } else {
+            return None;
+        }
+        let next = skip_space(at);
+        if text.get(next) == Some(&b'.') {
+            at = next + 1;
+        } else {
+            return Some(at);
+        }
+    }
 }
 
 /// Why a captured statement cannot be written into the stream as it is.

@@ -375,6 +375,29 @@ async fn create_table_as_is_created_empty_before_its_rows() {
     assert!(create < first_row);
 }
 
+/// SELECT … INTO creates its table like CREATE TABLE AS: empty, before its rows.
+#[tokio::test]
+async fn select_into_is_created_empty_before_its_rows() {
+    let s =
+        scenario("CREATE TABLE base (i int); INSERT INTO base SELECT generate_series(1, 5);").await;
+    s.src
+        .batch_execute("SELECT i, i * 2 AS doubled INTO selected FROM base WHERE i > 2 ORDER BY i")
+        .await
+        .unwrap();
+    let lines = s.replay_and_compare().await;
+    let create = lines
+        .iter()
+        .position(|l| {
+            l == "CREATE TABLE selected AS SELECT i, i * 2 AS doubled FROM base WHERE i > 2 ORDER BY i WITH NO DATA;"
+        })
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    let first_row = lines
+        .iter()
+        .position(|l| l.starts_with("INSERT INTO public.selected"))
+        .unwrap();
+    assert!(create < first_row);
+}
+
 #[tokio::test]
 async fn materialized_views_are_recomputed_not_copied() {
     let s = scenario("CREATE TABLE base (i int); INSERT INTO base VALUES (1), (2);").await;
