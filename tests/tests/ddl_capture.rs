@@ -658,3 +658,38 @@ async fn temporary_large_object_and_replica_role_ddl() {
         "{lines:#?}"
     );
 }
+
+/// A failing DDL statement reaches the client exactly as PostgreSQL raised it (the utility
+/// hook adds nothing), and a nested statement whose error PL/pgSQL caught does not confuse
+/// the capture of the statements after it.
+#[tokio::test]
+async fn errors_pass_through_the_capture_unchanged() {
+    let s = scenario("CREATE TABLE t (i int PRIMARY KEY)").await;
+    let err = s
+        .src
+        .batch_execute("ALTER TABLE missing ADD COLUMN x int")
+        .await
+        .unwrap_err();
+    let db = err.as_db_error().expect("a server error");
+    assert_eq!(db.message(), "relation \"missing\" does not exist");
+    assert_eq!(db.detail(), None, "{db:?}");
+    s.src
+        .batch_execute(
+            "DO $$ BEGIN
+                 BEGIN
+                     EXECUTE 'ALTER TABLE missing ADD COLUMN x int';
+                 EXCEPTION WHEN undefined_table THEN NULL;
+                 END;
+                 EXECUTE 'CREATE TABLE after_error (i int PRIMARY KEY)';
+             END $$;",
+        )
+        .await
+        .unwrap();
+    let lines = s.replay_and_compare().await;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "CREATE TABLE after_error (i int PRIMARY KEY);"),
+        "{lines:#?}"
+    );
+}

@@ -163,7 +163,38 @@ pub unsafe fn multirange_range(typid: pg_sys::Oid) -> pg_sys::Oid {
     }
 }
 
-/// The `ProcessUtility_hook` entry point. PostgreSQL 14 added the `readOnlyTree` argument.
+// standard_ProcessUtility without pgrx's FFI guard: a statement's ERROR must leave by
+// PostgreSQL's longjmp unchanged (the guard would turn it into a Rust panic and back, adding
+// a backtrace to the client's error). PostgreSQL 14 added the `readOnlyTree` argument.
+#[cfg(feature = "pg13")]
+unsafe extern "C" {
+    #[link_name = "standard_ProcessUtility"]
+    fn standard_process_utility_unguarded(
+        pstmt: *mut pg_sys::PlannedStmt,
+        query: *const std::ffi::c_char,
+        context: pg_sys::ProcessUtilityContext::Type,
+        params: pg_sys::ParamListInfo,
+        query_env: *mut pg_sys::QueryEnvironment,
+        dest: *mut pg_sys::DestReceiver,
+        qc: *mut pg_sys::QueryCompletion,
+    );
+}
+#[cfg(not(feature = "pg13"))]
+unsafe extern "C" {
+    #[link_name = "standard_ProcessUtility"]
+    fn standard_process_utility_unguarded(
+        pstmt: *mut pg_sys::PlannedStmt,
+        query: *const std::ffi::c_char,
+        read_only_tree: bool,
+        context: pg_sys::ProcessUtilityContext::Type,
+        params: pg_sys::ParamListInfo,
+        query_env: *mut pg_sys::QueryEnvironment,
+        dest: *mut pg_sys::DestReceiver,
+        qc: *mut pg_sys::QueryCompletion,
+    );
+}
+
+/// The `ProcessUtility_hook` entry point (PostgreSQL 13: no `readOnlyTree`).
 ///
 /// # Safety
 /// Called by PostgreSQL with valid arguments for one utility statement.
@@ -178,19 +209,23 @@ pub unsafe extern "C-unwind" fn process_utility_hook(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
+    let top_level = context == pg_sys::ProcessUtilityContext::PROCESS_UTILITY_TOPLEVEL;
     // SAFETY: the arguments are passed on unchanged to the next hook or the standard
-    // implementation, as PostgreSQL's hook contract requires.
+    // implementation, as PostgreSQL's hook contract requires; no value with a destructor is
+    // alive across the call (it may longjmp).
     unsafe {
-        super::utility_hook::around(pstmt, query, |previous| match previous.flatten() {
-            Some(next) => next(pstmt, query, context, params, query_env, dest, qc),
-            None => {
-                pg_sys::standard_ProcessUtility(pstmt, query, context, params, query_env, dest, qc)
+        super::utility_hook::around(pstmt, query, top_level, |previous| {
+            match previous.flatten() {
+                Some(next) => next(pstmt, query, context, params, query_env, dest, qc),
+                None => standard_process_utility_unguarded(
+                    pstmt, query, context, params, query_env, dest, qc,
+                ),
             }
         })
     }
 }
 
-/// The `ProcessUtility_hook` entry point. PostgreSQL 14 added the `readOnlyTree` argument.
+/// The `ProcessUtility_hook` entry point (PostgreSQL 14+).
 ///
 /// # Safety
 /// Called by PostgreSQL with valid arguments for one utility statement.
@@ -207,30 +242,34 @@ pub unsafe extern "C-unwind" fn process_utility_hook(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
+    let top_level = context == pg_sys::ProcessUtilityContext::PROCESS_UTILITY_TOPLEVEL;
     // SAFETY: the arguments are passed on unchanged to the next hook or the standard
-    // implementation, as PostgreSQL's hook contract requires.
+    // implementation, as PostgreSQL's hook contract requires; no value with a destructor is
+    // alive across the call (it may longjmp).
     unsafe {
-        super::utility_hook::around(pstmt, query, |previous| match previous.flatten() {
-            Some(next) => next(
-                pstmt,
-                query,
-                read_only_tree,
-                context,
-                params,
-                query_env,
-                dest,
-                qc,
-            ),
-            None => pg_sys::standard_ProcessUtility(
-                pstmt,
-                query,
-                read_only_tree,
-                context,
-                params,
-                query_env,
-                dest,
-                qc,
-            ),
+        super::utility_hook::around(pstmt, query, top_level, |previous| {
+            match previous.flatten() {
+                Some(next) => next(
+                    pstmt,
+                    query,
+                    read_only_tree,
+                    context,
+                    params,
+                    query_env,
+                    dest,
+                    qc,
+                ),
+                None => standard_process_utility_unguarded(
+                    pstmt,
+                    query,
+                    read_only_tree,
+                    context,
+                    params,
+                    query_env,
+                    dest,
+                    qc,
+                ),
+            }
         })
     }
 }

@@ -5,8 +5,13 @@
 //!
 //! The hook is installed by `_PG_init`, so it only sees statements of sessions that loaded
 //! the library before them: `session_preload_libraries` or `shared_preload_libraries`
-//! (pgincr init sets the former for the database). Without it, [`innermost`] is empty and
-//! the capture falls back to the top-level statement of the active portal.
+//! (pgincr check --fix sets the former for the database). Without it, [`innermost`] is empty
+//! and the capture falls back to the top-level statement of the active portal.
+//!
+//! Errors: a statement that fails leaves PostgreSQL by longjmp, straight through this hook
+//! (the next hook is called without pgrx's FFI guard, so that errors keep their exact form
+//! and cost nothing here). Its entry is dropped when the subtransaction that catches the error
+//! aborts (subtransaction callback), or when the next top-level statement starts.
 
 use super::compat;
 use super::statement::{ActiveStatement, statement_of};
@@ -24,6 +29,9 @@ struct Running {
 thread_local! {
     // A backend runs one statement at a time on one thread; nested statements push on top.
     static RUNNING: RefCell<Vec<Running>> = const { RefCell::new(Vec::new()) };
+    // (subtransaction, how many statements were running when it started).
+    static SUBXACT_MARKS: RefCell<Vec<(pg_sys::SubTransactionId, usize)>> =
+        const { RefCell::new(Vec::new()) };
 }
 
 static PREVIOUS: OnceLock<pg_sys::ProcessUtility_hook_type> = OnceLock::new();
@@ -34,10 +42,12 @@ pub fn install() {
         return;
     }
     // SAFETY: _PG_init runs in the backend's only thread before any statement uses the hook;
-    // the previous value is kept and called in turn.
+    // the previous value is kept and called in turn. The callback stays registered for the
+    // life of the backend (the library is never unloaded).
     unsafe {
         let _ = PREVIOUS.set(pg_sys::ProcessUtility_hook);
         pg_sys::ProcessUtility_hook = Some(compat::process_utility_hook);
+        pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
     }
 }
 
@@ -46,38 +56,72 @@ pub fn innermost() -> Option<ActiveStatement> {
     RUNNING.with(|r| {
         let r = r.borrow();
         let top = r.last()?;
-        // SAFETY: the entry was pushed by `around` for a statement still executing (it is
-        // popped when that statement returns or fails), so its plan tree and query string
-        // are alive.
+        // SAFETY: entries are removed when their statement returns, when the subtransaction
+        // that caught its error aborts, and before every top-level statement; the top entry
+        // is therefore the statement running now, whose plan and query string are alive.
         unsafe { statement_of(top.pstmt, top.query) }
     })
-}
-
-/// Pops the entry pushed for a statement when it returns or unwinds with an error.
-struct Pop;
-
-impl Drop for Pop {
-    fn drop(&mut self) {
-        RUNNING.with(|r| {
-            r.borrow_mut().pop();
-        });
-    }
 }
 
 /// Runs `next` (the previous hook or standard_ProcessUtility) with the statement on the stack.
 ///
 /// # Safety
-/// `pstmt` and `query` are the hook's arguments, valid until `next` returns.
+/// `pstmt` and `query` are the hook's arguments, valid until `next` returns. `next` may leave
+/// by longjmp: nothing with a destructor may be alive in this frame when it is called.
 pub unsafe fn around(
     pstmt: *mut pg_sys::PlannedStmt,
     query: *const c_char,
+    top_level: bool,
     next: impl FnOnce(Option<pg_sys::ProcessUtility_hook_type>),
 ) {
-    RUNNING.with(|r| r.borrow_mut().push(Running { pstmt, query }));
-    let _pop = Pop;
+    RUNNING.with(|r| {
+        let mut r = r.borrow_mut();
+        if top_level {
+            // Whatever is left came from statements that failed.
+            r.clear();
+        }
+        r.push(Running { pstmt, query });
+    });
     next(PREVIOUS.get().copied());
+    RUNNING.with(|r| {
+        let mut r = r.borrow_mut();
+        if let Some(at) = r.iter().rposition(|e| e.pstmt == pstmt) {
+            r.truncate(at);
+        }
+    });
     // SAFETY: per the function contract, still valid after the statement ran.
     if let Some(stmt) = unsafe { statement_of(pstmt, query) } {
         crate::capture::utility_completed(&stmt);
     }
+}
+
+/// Subtransaction events: an aborted subtransaction (an error caught by PL/pgSQL's EXCEPTION,
+/// a savepoint rolled back) ends the statements that started inside it.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn on_subxact(
+    event: pg_sys::SubXactEvent::Type,
+    subid: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    SUBXACT_MARKS.with(|m| {
+        let mut marks = m.borrow_mut();
+        match event {
+            pg_sys::SubXactEvent::SUBXACT_EVENT_START_SUB => {
+                let running = RUNNING.with(|r| r.borrow().len());
+                marks.push((subid, running));
+            }
+            pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB
+            | pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB => {
+                if let Some(at) = marks.iter().rposition(|(id, _)| *id == subid) {
+                    let (_, running) = marks[at];
+                    marks.truncate(at);
+                    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+                        RUNNING.with(|r| r.borrow_mut().truncate(running));
+                    }
+                }
+            }
+            _ => {}
+        }
+    });
 }
