@@ -53,6 +53,19 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Delete old base backups and the segments only they needed.
     Prune(PruneArgs),
+    /// List the replication origins restores left in a target cluster; drop those of
+    /// databases that no longer exist.
+    Origins(OriginsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OriginsArgs {
+    /// Connection string of any database of the target cluster.
+    #[arg(long, short = 't', env = "PGINCR_TARGET", default_value = "")]
+    pub target: String,
+    /// Drop the origins of restores into databases that no longer exist.
+    #[arg(long)]
+    pub drop_orphaned: bool,
 }
 
 /// How to reach the source database. Follows libpq: a conninfo string or URI, and PG*

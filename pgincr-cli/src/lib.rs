@@ -34,6 +34,7 @@ pub fn run(cli: cli::Cli) -> Result<()> {
             Command::Status(args) => commands::status::run(args, bindir).await,
             Command::Verify(args) => commands::verify::run(args, bindir).await,
             Command::Prune(args) => commands::prune::run(args).await,
+            Command::Origins(args) => commands::origins::run(args, bindir).await,
         }
     })
 }

@@ -140,3 +140,39 @@ async fn a_dry_run_to_a_time_needs_no_target_database() {
     .await;
     assert_eq!(exists, "0");
 }
+
+/// `pgincr origins` lists the origins restores keep, with their database and progress, and
+/// `--drop-orphaned` drops those whose database is gone.
+#[tokio::test]
+async fn origins_command_lists_and_cleans_up() {
+    let (cluster, source, repo) = initialised(SETUP).await;
+    let repo_s = repo.to_str().unwrap();
+    let mid_lsn = query_text(&source, "SELECT pg_current_wal_lsn()::text").await;
+    source
+        .batch_execute("INSERT INTO items (name) VALUES ('late')")
+        .await
+        .unwrap();
+    catch_up(&cluster, repo_s);
+    for db in ["kept_a", "kept_b"] {
+        restore_into(
+            &cluster,
+            repo_s,
+            &format!("dbname={db}"),
+            &["--to-lsn", &mid_lsn],
+        );
+    }
+    let out = run_ok(&cluster, &["origins", "-t", "dbname=postgres"]);
+    assert_eq!(out.matches("database kept_").count(), 2, "{out}");
+    assert!(out.contains("applied up to "), "{out}");
+    source.batch_execute("DROP DATABASE kept_a").await.unwrap();
+    let out = run_ok(&cluster, &["origins", "-t", "dbname=postgres"]);
+    assert!(out.contains("database (database dropped)"), "{out}");
+    let out = run_ok(
+        &cluster,
+        &["origins", "-t", "dbname=postgres", "--drop-orphaned"],
+    );
+    assert!(out.contains("dropped pgincr_"), "{out}");
+    assert!(!out.contains("(database dropped)"), "{out}");
+    assert_eq!(pgincr_origins(&source).await.len(), 1);
+    assert!(out.contains("database kept_b"), "{out}");
+}

@@ -3,6 +3,7 @@
 pub mod base;
 pub mod check;
 pub mod init;
+pub mod origins;
 pub mod prune;
 pub mod restore;
 pub mod status;
