@@ -703,6 +703,61 @@ mod tests {
     }
 
     #[test]
+    fn stream_state_round_trips_and_is_rewritten_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::new(dir.path());
+        assert!(repo.load_stream_state().is_none());
+        let mut state = StreamState {
+            updated: now_rfc3339(),
+            error: Some(StreamError {
+                kind: DISK_FULL.into(),
+                message: "No space left on device".into(),
+                first_seen: "2026-01-01T00:00:00Z".into(),
+                last_seen: "2026-01-01T00:01:00Z".into(),
+                count: 3,
+            }),
+        };
+        repo.store_stream_state(&state).unwrap();
+        assert_eq!(
+            fs::metadata(repo.stream_state_path()).unwrap().len(),
+            STREAM_STATE_BYTES as u64
+        );
+        assert_eq!(repo.load_stream_state().unwrap().error, state.error);
+        // Without room for a new file (here: the temporary name is taken by a directory),
+        // the file is rewritten where it is.
+        fs::create_dir(repo.stream_state_path().with_extension("tmp")).unwrap();
+        state.error = None;
+        repo.store_stream_state(&state).unwrap();
+        assert!(repo.load_stream_state().unwrap().error.is_none());
+    }
+
+    #[test]
+    fn full_disks_are_recognised() {
+        let enospc = std::io::Error::from_raw_os_error(nix::errno::Errno::ENOSPC as i32);
+        assert!(is_disk_full(&Error::io("writing x")(enospc)));
+        assert!(is_disk_full(&Error::Tool {
+            program: "pg_recvlogical".into(),
+            status: "exit code 1".into(),
+            stderr_tail: "could not write 8 bytes to log file: No space left on device".into(),
+        }));
+        assert!(!is_disk_full(&Error::Invalid("slot in use".into())));
+    }
+
+    #[test]
+    fn missing_manifest_advice_depends_on_what_the_directory_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::new(dir.path());
+        assert!(repo.missing_manifest_advice().contains("empty directory"));
+        repo.create_dirs().unwrap();
+        fs::write(repo.path("bases/x"), "").unwrap();
+        let advice = repo.missing_manifest_advice();
+        assert!(
+            advice.contains("Put manifest.json back") && !advice.contains("--force"),
+            "{advice}"
+        );
+    }
+
+    #[test]
     fn zstd_files_read_back_as_text() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.sql.zst");

@@ -337,3 +337,81 @@ fn label_value(s: &str) -> String {
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::ConnArgs;
+
+    fn args() -> StatusArgs {
+        StatusArgs {
+            conn: ConnArgs { dsn: String::new() },
+            repo: None,
+            slot: None,
+            warn_lag: 1 << 30,
+            critical_lag: 10 << 30,
+            critical_age: Duration::from_secs(86_400),
+            format: StatusFormat::Text,
+        }
+    }
+
+    fn healthy() -> Status {
+        Status {
+            state: "OK",
+            problems: vec![],
+            slot: "pgincr".into(),
+            slot_exists: true,
+            slot_active: true,
+            wal_status: Some("reserved".into()),
+            safe_wal_size_bytes: None,
+            restart_lag_bytes: Some(0),
+            flush_lag_bytes: Some(0),
+            restart_lsn: None,
+            confirmed_flush_lsn: None,
+            newest_change_time: None,
+            newest_change_age_seconds: Some(5),
+            stream_error: None,
+            stream_error_seconds: None,
+            repository_bytes: None,
+            base_backups: None,
+            segments: None,
+        }
+    }
+
+    #[test]
+    fn a_failing_stream_is_critical_with_its_message() {
+        let mut st = healthy();
+        assert_eq!(evaluate(&mut st, &args()), 0);
+        st.stream_error = Some(StreamError {
+            kind: repo::DISK_FULL.into(),
+            message: "No space left on device".into(),
+            first_seen: "2026-01-01T00:00:00Z".into(),
+            last_seen: "2026-01-01T00:10:00Z".into(),
+            count: 7,
+        });
+        st.stream_error_seconds = Some(600);
+        assert_eq!(evaluate(&mut st, &args()), 2);
+        assert_eq!(st.state, "CRITICAL");
+        assert!(
+            st.problems[0].contains("failing for 10m")
+                && st.problems[0].contains("7 time(s)")
+                && st.problems[0].contains("No space left on device"),
+            "{:?}",
+            st.problems
+        );
+        let prom = prometheus(&st);
+        assert!(
+            prom.contains("pgincr_stream_error{slot=\"pgincr\"} 1"),
+            "{prom}"
+        );
+        assert!(
+            prom.contains("kind=\"disk full\"") && prom.contains("No space left on device"),
+            "{prom}"
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label_value("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

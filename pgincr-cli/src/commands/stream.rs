@@ -1090,6 +1090,23 @@ mod tests {
     }
 
     #[test]
+    fn failure_messages_are_one_bounded_line() {
+        let e = Error::Tool {
+            program: "pg_recvlogical".into(),
+            status: "exit code 1".into(),
+            stderr_tail: "pg_recvlogical: error: ERROR: no usable replica identity\n\
+                          pg_recvlogical: error: ERROR: no usable replica identity\n"
+                .into(),
+        };
+        assert_eq!(
+            one_message(&e),
+            "pg_recvlogical failed (exit code 1): | pg_recvlogical: error: ERROR: no usable replica identity"
+        );
+        let long = Error::Invalid("x".repeat(5000));
+        assert_eq!(one_message(&long).chars().count(), 2001);
+    }
+
+    #[test]
     fn gaps_are_confirmations_nothing_explains() {
         let held = lsn("0/2000");
         // Confirmed up to what the repository holds, or less: no gap.
