@@ -104,6 +104,30 @@ async fn an_open_segment_from_a_later_moment_is_refused() {
         out.contains("FAIL open segment") && out.contains("does not continue the chain"),
         "{out}"
     );
+    // Restore refuses it too, before creating anything, and says how to go on.
+    let copy_s = copy.to_str().unwrap();
+    let (_, out) = run_err(
+        &cluster,
+        &[
+            "restore",
+            "-r",
+            copy_s,
+            "-t",
+            "dbname=from_copy",
+            "--create",
+        ],
+    );
+    assert!(
+        out.contains("does not continue the chain") && out.contains("move segments/open.sql"),
+        "{out}"
+    );
+    assert!(cluster.connect_checked("from_copy").await.is_err());
+    std::fs::rename(
+        copy.join("segments/open.sql"),
+        cluster.scratch_dir("aside").join("open.sql"),
+    )
+    .unwrap();
+    restore_into(&cluster, copy_s, "dbname=from_copy", &[]);
     // The live repository itself is whole.
     let repo_s = repo.to_str().unwrap();
     run_ok(&cluster, &["verify", "-r", repo_s]);

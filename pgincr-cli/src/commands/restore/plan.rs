@@ -183,6 +183,15 @@ pub fn stream_files(
     }
     let open = repo.open_segment_path();
     if open.exists() {
+        // An open segment from another moment (a repository copied while the stream ran)
+        // would apply transactions after a gap as if none were missing.
+        if let Some(problem) = chain::open_segment_problem(repo, manifest)? {
+            return Err(Error::Repository(format!(
+                "{problem}; restore refuses what `pgincr verify` fails on. To restore up to the \
+                 last closed segment, move segments/{} out of the repository",
+                repo::OPEN_SEGMENT
+            )));
+        }
         files.push((
             open,
             format!("{}/{}", repo::SEGMENTS_DIR, repo::OPEN_SEGMENT),
