@@ -211,6 +211,7 @@ fn commit_xid(line: &str) -> Option<u32> {
 pub struct StreamReader {
     files: std::vec::IntoIter<(PathBuf, String)>,
     current: Option<(Box<dyn BufRead + Send>, String, u64)>,
+    bytes: Vec<u8>,
     line: String,
     /// SQL bytes read so far (after decompression).
     pub bytes_read: u64,
@@ -222,13 +223,21 @@ impl StreamReader {
         StreamReader {
             files: files.into_iter(),
             current: None,
+            bytes: Vec::new(),
             line: String::new(),
             bytes_read: 0,
         }
     }
 
-    /// The next line and where it is; `None` at the end of the last file.
+    /// The next line and where it is; `None` at the end of the last file. Bytes that are not
+    /// valid UTF-8 (a database in another encoding, or a value that bypassed encoding checks)
+    /// are read as U+FFFD for scanning; [`next_line_checked`](Self::next_line_checked) says so.
     pub fn next_line(&mut self) -> Result<Option<(&str, Location)>> {
+        Ok(self.next_line_checked()?.map(|(line, at, _)| (line, at)))
+    }
+
+    /// Like [`next_line`](Self::next_line), with whether the line held invalid UTF-8.
+    pub fn next_line_checked(&mut self) -> Result<Option<(&str, Location, bool)>> {
         loop {
             if self.current.is_none() {
                 let Some((path, name)) = self.files.next() else {
@@ -238,8 +247,8 @@ impl StreamReader {
                 self.current = Some((Box::new(reader), name, 0));
             }
             let (reader, name, line_no) = self.current.as_mut().expect("current file");
-            self.line.clear();
-            let n = reader.read_line(&mut self.line).map_err(|e| {
+            self.bytes.clear();
+            let n = reader.read_until(b'\n', &mut self.bytes).map_err(|e| {
                 Error::Repository(format!("{name}:{}: cannot read: {e}", *line_no + 1))
             })?;
             if n == 0 {
@@ -252,7 +261,18 @@ impl StreamReader {
                 file: name.clone(),
                 line: *line_no,
             };
-            return Ok(Some((&self.line, at)));
+            self.line.clear();
+            let lossy = match std::str::from_utf8(&self.bytes) {
+                Ok(text) => {
+                    self.line.push_str(text);
+                    false
+                }
+                Err(_) => {
+                    self.line.push_str(&String::from_utf8_lossy(&self.bytes));
+                    true
+                }
+            };
+            return Ok(Some((&self.line, at, lossy)));
         }
     }
 }

@@ -355,3 +355,97 @@ async fn a_table_without_identity_does_not_stop_the_stream() {
     restore_into(&cluster, &repo_s, "dbname=restored", &[]);
     assert_same_database(&cluster, &source, "restored").await;
 }
+
+/// A database whose text is not UTF-8 (SQL_ASCII with high bytes) does not stop the stream:
+/// segments keep the bytes exactly, verify passes, and restore names the transaction it
+/// cannot apply exactly instead of storing something else (or rejects it with --on-error=skip).
+#[tokio::test]
+async fn bytes_that_are_not_utf8_do_not_stop_the_stream() {
+    let cluster = TestCluster::start();
+    let admin = cluster.connect("postgres").await;
+    admin
+        .batch_execute("CREATE DATABASE ascii ENCODING 'SQL_ASCII' TEMPLATE template0")
+        .await
+        .unwrap();
+    let source = cluster.connect("ascii").await;
+    source
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'plain');",
+        )
+        .await
+        .unwrap();
+    let repo = repo_dir(&cluster);
+    let repo_s = repo.to_str().unwrap().to_owned();
+    run_ok(&cluster, &["init", "-d", "dbname=ascii", "-r", &repo_s]);
+    // Two transactions: only the first holds the byte.
+    source
+        .batch_execute("INSERT INTO t VALUES (2, E'caf\\xe9')")
+        .await
+        .unwrap();
+    source
+        .batch_execute("INSERT INTO t VALUES (3, 'after')")
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        run_ok(
+            &cluster,
+            &["stream", "-d", "dbname=ascii", "-r", &repo_s, "--catch-up"],
+        );
+    }
+    source
+        .batch_execute("INSERT INTO t VALUES (4, 'later')")
+        .await
+        .unwrap();
+    run_ok(
+        &cluster,
+        &["stream", "-d", "dbname=ascii", "-r", &repo_s, "--catch-up"],
+    );
+    run_ok(&cluster, &["verify", "-r", &repo_s]);
+    // The exact bytes are in the segments.
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(repo.join("segments")).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        if path.extension().is_some_and(|e| e == "zst") {
+            all.extend(zstd::decode_all(&bytes[..]).unwrap());
+        } else {
+            all.extend(bytes);
+        }
+    }
+    assert!(
+        all.windows(4).any(|w| w == b"caf\xe9"),
+        "the byte 0xE9 is not in the segments"
+    );
+    let (_, err) = run_err(
+        &cluster,
+        &["restore", "-r", &repo_s, "-t", "dbname=strict", "--create"],
+    );
+    assert!(err.contains("not valid UTF-8"), "{err}");
+    let rejects = cluster.scratch_dir("rejects").join("r.sql");
+    let out = run_ok(
+        &cluster,
+        &[
+            "restore",
+            "-r",
+            &repo_s,
+            "-t",
+            "dbname=lenient",
+            "--create",
+            "--on-error=skip",
+            "--reject-file",
+            rejects.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("1 "), "{out}");
+    let restored = cluster.connect("lenient").await;
+    let ids: Vec<i32> = restored
+        .query("SELECT id FROM t ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids, [1, 3, 4]);
+    let rejected = std::fs::read_to_string(&rejects).unwrap();
+    assert!(rejected.contains("not valid UTF-8"), "{rejected}");
+}

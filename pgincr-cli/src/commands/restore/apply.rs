@@ -99,11 +99,21 @@ impl Applier<'_> {
         let mut reader = StreamReader::new(files);
         let mut parser = Parser::new(true);
         let mut stop = false;
+        // The first line of the current transaction that is not valid UTF-8.
+        let mut not_utf8: Option<Location> = None;
         while !stop {
-            let Some((line, at)) = tokio::task::block_in_place(|| reader.next_line())? else {
+            let Some((line, at, lossy)) =
+                tokio::task::block_in_place(|| reader.next_line_checked())?
+            else {
                 break;
             };
+            if lossy && not_utf8.is_none() {
+                not_utf8 = Some(at.clone());
+            }
             let event = parser.feed(line, at).map_err(Error::Repository)?;
+            if matches!(event, Some(Event::Superseded { .. })) {
+                not_utf8 = None;
+            }
             match event {
                 None | Some(Event::Superseded { .. }) => {}
                 Some(Event::Stray { at, line }) => {
@@ -117,7 +127,11 @@ impl Applier<'_> {
                     }
                 }
                 Some(Event::Txn(txn)) => {
-                    match selection.judge(&txn.info) {
+                    let verdict = selection.judge(&txn.info);
+                    if verdict != Verdict::Apply {
+                        not_utf8 = None;
+                    }
+                    match verdict {
                         Verdict::InBase => self.stats.in_base += 1,
                         Verdict::AlreadyApplied => self.stats.already_applied += 1,
                         Verdict::PastTarget => {
@@ -133,6 +147,25 @@ impl Applier<'_> {
                                 )?;
                             }
                             self.queue(&txn, true);
+                        }
+                        Verdict::Apply if not_utf8.is_some() => {
+                            // Its text was read with U+FFFD in place of the bad bytes: applying
+                            // it would store something else. The segment keeps the bytes.
+                            let at = not_utf8.take().expect("checked");
+                            let why = format!(
+                                "{at}: holds bytes that are not valid UTF-8 (a database in another \
+                                 encoding, or a value that bypassed encoding checks); pgincr \
+                                 restore sends UTF-8 and cannot apply it exactly: apply it from the \
+                                 segment file with psql and client_encoding set to the database's"
+                            );
+                            match &mut self.options.rejects {
+                                Some(r) if self.options.on_error == OnError::Skip => {
+                                    r.write(&txn, &why)?;
+                                    self.stats.rejected += 1;
+                                    self.queue(&txn, true);
+                                }
+                                _ => return Err(Error::Repository(why)),
+                            }
                         }
                         Verdict::Apply => {
                             self.stats.sequences.observe(&txn.text);
