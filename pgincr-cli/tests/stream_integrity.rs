@@ -449,3 +449,34 @@ async fn bytes_that_are_not_utf8_do_not_stop_the_stream() {
     let rejected = std::fs::read_to_string(&rejects).unwrap();
     assert!(rejected.contains("not valid UTF-8"), "{rejected}");
 }
+
+/// init makes every new session of the database load decoder_sql, so DDL in a DO block that
+/// is a session's very first statement is captured and restored.
+#[tokio::test]
+async fn init_makes_nested_ddl_capturable_in_every_session() {
+    let (cluster, source, repo) = initialised("CREATE TABLE t (id int PRIMARY KEY)").await;
+    let repo_s = repo.to_str().unwrap().to_owned();
+    let preload: String = cluster
+        .connect("postgres")
+        .await
+        .query_one("SELECT current_setting('session_preload_libraries')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(preload, "decoder_sql");
+    let out = cluster
+        .client_command("psql")
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-c"])
+        .arg("DO $$ BEGIN EXECUTE 'CREATE TABLE made_in_do (id int PRIMARY KEY)'; INSERT INTO made_in_do VALUES (1); END $$")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("WARNING"),
+        "{}",
+        describe(&out)
+    );
+    catch_up(&cluster, &repo_s);
+    restore_into(&cluster, &repo_s, "dbname=restored", &[]);
+    assert_same_database(&cluster, &source, "restored").await;
+}

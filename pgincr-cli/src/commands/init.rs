@@ -242,6 +242,18 @@ pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
         client.batch_execute("CREATE EXTENSION decoder_sql").await?;
         println!("created extension decoder_sql (DDL capture is on)");
     }
+    // Every new session loads decoder_sql before its first statement, so that DDL inside
+    // functions and DO blocks is captured too (no restart needed).
+    if let Some(preload) = super::check::preload_fix(&client).await? {
+        match client.batch_execute(&preload).await {
+            Ok(()) => println!("{preload} (DDL inside functions is captured in new sessions)"),
+            Err(e) => tracing::warn!(
+                "could not make sessions load decoder_sql ({}); DDL inside functions is \
+                 captured only where they did. As a superuser: {preload};",
+                crate::error::describe_pg_error(&e)
+            ),
+        }
+    }
     let base = match take_base(&repo, &source, &client, &args.slot, false).await {
         Ok(b) => b,
         Err(e) => {
