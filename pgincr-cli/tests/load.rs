@@ -268,7 +268,9 @@ async fn a_killed_restore_resumes_where_it_stopped() {
         .await
         .ok()
         .flatten()
-        .map(|r| r.get::<_, String>(0))
+        // The origin exists from the base's transaction on; its progress is NULL until the
+        // first streamed transaction commits.
+        .and_then(|r| r.get::<_, Option<String>>(0))
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let mut seen = 0;
