@@ -80,9 +80,16 @@ impl SegmentHeader {
 
     /// The header line with its newline, as written at the start of a segment file.
     pub fn line(&self) -> String {
-        format!("{self}\n")
+        format!("{self}\n{SETTINGS_PREAMBLE}\n")
     }
 }
+
+/// The second line of every segment: the settings its SQL is written for, so that
+/// `psql -f` of segment files reads every value as decoder_sql wrote it whatever the target's
+/// defaults (`pgincr restore` pins the same on its sessions). Readers skip it.
+pub const SETTINGS_PREAMBLE: &str = "SET standard_conforming_strings = on; SET array_nulls = on; \
+SET backslash_quote = safe_encoding; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = postgres; \
+SET xmloption = content; SET TimeZone = 'UTC';";
 
 /// How a segment file begins, as far as continuity is concerned.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -289,10 +296,11 @@ mod tests {
             previous_start_lsn: Lsn(0x160_C1E0),
         };
         assert_eq!(
-            h.line(),
-            "-- pgincr segment=8 previous=7 previous_start_lsn=0/160C1E0\n"
+            h.to_string(),
+            "-- pgincr segment=8 previous=7 previous_start_lsn=0/160C1E0"
         );
-        assert_eq!(SegmentHeader::parse(&h.line()), Some(h));
+        assert_eq!(h.line(), format!("{h}\n{SETTINGS_PREAMBLE}\n"));
+        assert_eq!(SegmentHeader::parse(&format!("{h}\n")), Some(h));
         assert_eq!(SegmentHeader::parse("-- pgincr segment=8"), None);
         assert_eq!(SegmentHeader::parse("BEGIN; -- xid=1"), None);
         let m = manifest(vec![seg(1, 100, 200, false), seg(2, 200, 300, false)]);

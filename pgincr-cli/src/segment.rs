@@ -115,6 +115,9 @@ impl Parser {
         let at_boundary = self.lexer.at_statement_boundary();
         self.lexer.feed(content.as_bytes());
         self.lexer.feed(b"\n");
+        if at_boundary && content == crate::chain::SETTINGS_PREAMBLE {
+            return Ok(None); // a segment's settings line, wherever segments are joined
+        }
         if !at_boundary {
             // Inside a statement that spans lines: its text, whatever it looks like.
             if !self.started {
@@ -330,13 +333,19 @@ pub fn summarize(files: Vec<(PathBuf, String)>) -> Result<Summary> {
             s.last_commit_time = time;
         }
     };
-    let mut first_line = true;
+    let mut line_no = 0u64;
     while let Some((line, at)) = reader.next_line()? {
-        if std::mem::take(&mut first_line)
+        line_no += 1;
+        if line_no == 1
             && let Some(header) = SegmentHeader::parse(line)
         {
             s.header = Some(header);
             s.header_bytes = line.len() as u64;
+        } else if line_no == 2
+            && s.header.is_some()
+            && line.trim_end_matches(['\n', '\r']) == crate::chain::SETTINGS_PREAMBLE
+        {
+            s.header_bytes += line.len() as u64;
         }
         let event = parser.feed(line, at).map_err(Error::Repository)?;
         let bytes = reader.bytes_read;
@@ -545,5 +554,29 @@ mod tests {
         assert_eq!(s.header_bytes, header.len() as u64);
         assert!(!s.starts_in_transaction);
         assert_eq!(s.transactions, 1);
+    }
+
+    #[test]
+    fn the_settings_line_is_part_of_the_header_and_never_a_statement() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = crate::chain::SegmentHeader {
+            seq: 2,
+            previous_seq: 1,
+            previous_start_lsn: "0/100".parse().unwrap(),
+        }
+        .line();
+        assert!(header.ends_with(&format!("\n{}\n", crate::chain::SETTINGS_PREAMBLE)));
+        // A segment that begins inside a transaction: its header and settings are not taken
+        // for the end of that transaction.
+        let f = dir.path().join("p.sql");
+        std::fs::write(
+            &f,
+            format!("{header}UPDATE t SET a = 2;\nCOMMIT; -- xid=9 end_lsn=0/99\n{B1}\nCOMMIT; -- xid=10 end_lsn=0/128\n"),
+        )
+        .unwrap();
+        let s = summarize(vec![(f, "p".into())]).unwrap();
+        assert_eq!(s.header_bytes, header.len() as u64);
+        assert!(s.starts_in_transaction);
+        assert_eq!((s.transactions, s.strays), (2, 0));
     }
 }

@@ -456,7 +456,8 @@ async fn failing_statement_is_reported_with_file_line_and_lsn() {
         err.contains("restore stopped at segments/00000001_"),
         "{err}"
     );
-    assert!(err.contains(".sql.zst:3 (transaction end_lsn"), "{err}");
+    // Line 4: after the segment's header and settings lines, and the BEGIN.
+    assert!(err.contains(".sql.zst:4 (transaction end_lsn"), "{err}");
     assert!(
         err.contains("duplicate key value violates unique constraint \"codes_code\""),
         "{err}"

@@ -480,3 +480,68 @@ async fn init_makes_nested_ddl_capturable_in_every_session() {
     restore_into(&cluster, &repo_s, "dbname=restored", &[]);
     assert_same_database(&cluster, &source, "restored").await;
 }
+
+/// Segment files replayed by hand with `psql -f` read every value as written even where the
+/// target's defaults differ (standard_conforming_strings, array_nulls, DateStyle): each
+/// segment's settings line pins them.
+#[tokio::test]
+async fn segments_replayed_with_psql_ignore_the_targets_defaults() {
+    let (cluster, source, repo) =
+        initialised("CREATE TABLE paths (id int PRIMARY KEY, p text, a text[], d date);").await;
+    let repo_s = repo.to_str().unwrap().to_owned();
+    source
+        .batch_execute(
+            "INSERT INTO paths VALUES (1, 'C:\\new\\table', ARRAY['x', NULL], '2024-02-03');",
+        )
+        .await
+        .unwrap();
+    catch_up(&cluster, &repo_s);
+    let admin = cluster.connect("postgres").await;
+    admin
+        .batch_execute("CREATE DATABASE by_hand")
+        .await
+        .unwrap();
+    admin
+        .batch_execute(
+            "ALTER DATABASE by_hand SET standard_conforming_strings = off;
+             ALTER DATABASE by_hand SET array_nulls = off;
+             ALTER DATABASE by_hand SET DateStyle = 'SQL, DMY';",
+        )
+        .await
+        .unwrap();
+    let script = r#"set -euo pipefail
+zstd -dc bases/*/dump.sql.zst \
+  | grep -v -e '^CREATE EXTENSION IF NOT EXISTS decoder_sql ' -e '^COMMENT ON EXTENSION decoder_sql ' \
+  | psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d by_hand >/dev/null
+{ for f in segments/*.sql.zst; do zstd -dc "$f"; done; cat segments/open.sql 2>/dev/null || true; } \
+  | PGOPTIONS='-c session_replication_role=replica' psql -X -q -v ON_ERROR_STOP=1 -d by_hand >/dev/null
+"#;
+    let out = std::process::Command::new("bash")
+        .args(["-c", script])
+        .current_dir(&repo)
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                cluster.bindir().display(),
+                std::env::var("PATH").unwrap()
+            ),
+        )
+        .env("PGHOST", cluster.socket_dir())
+        .env("PGPORT", cluster.port().to_string())
+        .env("PGUSER", "postgres")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let q = "SELECT p || ' | ' || array_to_string(a, ',', '<null>') || ' | ' || to_char(d, 'YYYY-MM-DD') FROM paths WHERE id = 1";
+    let want: String = source.query_one(q, &[]).await.unwrap().get(0);
+    let got: String = cluster
+        .connect("by_hand")
+        .await
+        .query_one(q, &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(got, want);
+    assert_eq!(want, "C:\\new\\table | x,<null> | 2024-02-03");
+}
