@@ -1,7 +1,9 @@
 //! SQL-callable helpers of the DDL capture installed by `CREATE EXTENSION decoder_sql`
 //! (the event triggers themselves are in `sql/ddl_capture.sql`).
 
-use crate::pg::statement::{ActiveStatement, active_statement, creating_extension};
+use crate::pg::statement::{
+    ActiveStatement, active_statement, creating_extension, standard_conforming_strings,
+};
 use crate::pg::utility_hook;
 
 /// The statement an event trigger fires for, if it is the command `command_tag` (TG_TAG).
@@ -61,7 +63,7 @@ fn capture_statement(command_tag: &str) -> Option<String> {
     } else {
         stmt.text
     };
-    let captured = sqlgen::ddl::terminate_statement(&text);
+    let captured = sqlgen::ddl::terminate_statement(&in_stream_strings(text));
     Some(captured)
 }
 
@@ -76,10 +78,21 @@ fn create_table_as_statement(command_tag: &str) -> Option<String> {
     if table_as.temporary {
         return Some(String::new());
     }
+    let text = in_stream_strings(stmt.text);
     if table_as.select_into {
-        return sqlgen::ddl::select_into_as_create_table(&stmt.text);
+        return sqlgen::ddl::select_into_as_create_table(&text);
     }
-    Some(sqlgen::ddl::create_table_as_without_data(&stmt.text))
+    Some(sqlgen::ddl::create_table_as_without_data(&text))
+}
+
+/// The stream is read with standard_conforming_strings on: a statement written for it off
+/// gets its plain literals as E'' literals, which mean the same.
+fn in_stream_strings(text: String) -> String {
+    if standard_conforming_strings() {
+        text
+    } else {
+        sqlgen::lexer::with_standard_strings(&text)
+    }
 }
 
 /// True while an extension's script runs.

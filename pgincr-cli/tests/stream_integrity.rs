@@ -545,3 +545,36 @@ zstd -dc bases/*/dump.sql.zst \
     assert_eq!(got, want);
     assert_eq!(want, "C:\\new\\table | x,<null> | 2024-02-03");
 }
+
+/// DDL captured from a session with standard_conforming_strings = off streams, verifies and
+/// restores with its literals intact.
+#[tokio::test]
+async fn ddl_from_a_backslash_strings_session_restores() {
+    let (cluster, source, repo) = initialised("CREATE TABLE t (id int PRIMARY KEY)").await;
+    let repo_s = repo.to_str().unwrap().to_owned();
+    let session = cluster.connect("postgres").await;
+    session
+        .batch_execute("SET standard_conforming_strings = off")
+        .await
+        .unwrap();
+    session
+        .batch_execute("COMMENT ON TABLE t IS 'it\\'s C:\\\\new\\nBEGIN;\\nCOMMIT;'")
+        .await
+        .unwrap();
+    source
+        .batch_execute("INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    catch_up(&cluster, &repo_s);
+    run_ok(&cluster, &["verify", "-r", &repo_s]);
+    restore_into(&cluster, &repo_s, "dbname=restored", &[]);
+    assert_same_database(&cluster, &source, "restored").await;
+    let comment: String = cluster
+        .connect("restored")
+        .await
+        .query_one("SELECT obj_description('t'::regclass, 'pg_class')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(comment, "it's C:\\new\nBEGIN;\nCOMMIT;");
+}

@@ -49,6 +49,8 @@ pub struct Lexer {
     dollar_match: usize,
     /// A `-` or `/` waiting for its second byte in `Code` mode, or `*`/`/` in a comment.
     pending: u8,
+    /// `standard_conforming_strings = off`: plain `'…'` strings take backslash escapes too.
+    backslash_strings: bool,
 }
 
 impl Default for Lexer {
@@ -81,7 +83,14 @@ impl Lexer {
             pending_dollar: None,
             dollar_match: 0,
             pending: 0,
+            backslash_strings: false,
         }
+    }
+
+    /// Reads text written for `standard_conforming_strings = off` (plain literals take
+    /// backslash escapes).
+    pub fn set_standard_conforming_strings(&mut self, on: bool) {
+        self.backslash_strings = !on;
     }
 
     /// Whether the text so far ends between statements: outside every quote and comment
@@ -257,7 +266,8 @@ impl Lexer {
             b'\'' => {
                 // E'…' (and e'…') take backslash escapes; a preceding E that is part of a
                 // longer word (`DATE'…'` is not a thing, but `somee'…'` is two tokens) does not.
-                let escapes = matches!(prev, b'E' | b'e') && self.word_was_single_e();
+                let escapes = self.backslash_strings
+                    || (matches!(prev, b'E' | b'e') && self.word_was_single_e());
                 self.mode = Mode::Quote {
                     escapes,
                     escaped: false,
@@ -386,6 +396,50 @@ pub fn name_end(text: &[u8], mut at: usize) -> Option<usize> {
     }
 }
 
+/// Text written for `standard_conforming_strings = off` in the form that means the same with
+/// it on: every plain `'…'` literal (where a backslash escapes) becomes `E'…'`. Literals that
+/// already have a prefix (`E`, `B`, `X`, `N`, `U&`), quoted identifiers, dollar quotes and
+/// comments are left as they are.
+pub fn with_standard_strings(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut lexer = Lexer::new();
+    lexer.set_standard_conforming_strings(false);
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut copied = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let opens_literal = b == b'\''
+            && lexer.mode == Mode::Code
+            && lexer.pending == 0
+            && lexer.pending_dollar.is_none();
+        if opens_literal {
+            let prefixed = is_ident_byte(lexer.prev) && {
+                // The word right before the quote: a literal prefix, or a keyword that
+                // touches the quote (`DEFAULT'x'`).
+                let start = bytes[..i]
+                    .iter()
+                    .rposition(|&c| !is_ident_byte(c))
+                    .map_or(0, |p| p + 1);
+                matches!(
+                    &bytes[start..i],
+                    b"E" | b"e" | b"B" | b"b" | b"X" | b"x" | b"N" | b"n"
+                )
+            };
+            let unicode = lexer.prev == b'&';
+            if !prefixed && !unicode {
+                out.push_str(&text[copied..i]);
+                if is_ident_byte(lexer.prev) {
+                    out.push(' ');
+                }
+                out.push('E');
+                copied = i;
+            }
+        }
+        lexer.feed(&[b]);
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
 /// Why a captured statement cannot be written into the stream as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatementProblem {
@@ -410,7 +464,10 @@ pub enum Ending {
 /// Checks text that is to be written into the stream verbatim (captured DDL): it must end
 /// outside every quote, block comment and body, and contain no transaction-control statement.
 pub fn check_verbatim(text: &[u8]) -> Result<Ending, StatementProblem> {
-    let mut lexer = Lexer::new();
+    check_with(Lexer::new(), text)
+}
+
+fn check_with(mut lexer: Lexer, text: &[u8]) -> Result<Ending, StatementProblem> {
     let mut problem = None;
     lexer.feed_with(text, |first| {
         if problem.is_none() && is_transaction_control(first) {
@@ -554,6 +611,21 @@ mod tests {
             [13]
         );
         assert!(keyword_positions(b"SELECT 'concurrently'", "concurrently").is_empty());
+    }
+
+    #[test]
+    fn literals_written_for_backslash_strings() {
+        assert_eq!(
+            with_standard_strings("COMMENT ON TABLE t IS 'it\\'s C:\\\\new'"),
+            "COMMENT ON TABLE t IS E'it\\'s C:\\\\new'"
+        );
+        assert_eq!(
+            with_standard_strings(
+                "SELECT DEFAULT'x', E'y', B'1', x'ff', N'z', U&'a', $$'$$, \"'\" -- 'c'"
+            ),
+            "SELECT DEFAULT E'x', E'y', B'1', x'ff', N'z', U&'a', $$'$$, \"'\" -- 'c'"
+        );
+        assert_eq!(with_standard_strings("SELECT 1"), "SELECT 1");
     }
 
     #[test]

@@ -693,3 +693,38 @@ async fn errors_pass_through_the_capture_unchanged() {
         "{lines:#?}"
     );
 }
+
+/// DDL from a session with standard_conforming_strings = off keeps its literals' meaning:
+/// the statement is framed by lines that switch the setting off and back on.
+#[tokio::test]
+async fn ddl_under_backslash_strings_replays_as_written() {
+    let s = scenario("CREATE TABLE t (i int PRIMARY KEY)").await;
+    // Its own round trip: a query string is read with the setting in force when it arrives.
+    s.src
+        .batch_execute("SET standard_conforming_strings = off")
+        .await
+        .unwrap();
+    s.src
+        .batch_execute(
+            "COMMENT ON TABLE t IS 'it\\'s C:\\\\new\\\\table\\nCOMMIT;';
+             CREATE TABLE paths (id int PRIMARY KEY, p text DEFAULT 'C:\\\\dir');",
+        )
+        .await
+        .unwrap();
+    s.src
+        .batch_execute(
+            "RESET standard_conforming_strings;
+             INSERT INTO paths (id) VALUES (1);",
+        )
+        .await
+        .unwrap();
+    let lines = s.replay_and_compare().await;
+    assert!(!lines.iter().any(|l| l.contains("refused")), "{lines:#?}");
+    let comment: String = s
+        .dst
+        .query_one("SELECT obj_description('t'::regclass, 'pg_class')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(comment, "it's C:\\new\\table\nCOMMIT;");
+}

@@ -306,3 +306,9 @@ pub fn creating_extension() -> bool {
     // SAFETY: a plain read of a backend-global flag.
     unsafe { pg_sys::creating_extension }
 }
+
+/// The session's `standard_conforming_strings`.
+pub fn standard_conforming_strings() -> bool {
+    // SAFETY: a plain read of the backend-global setting variable.
+    unsafe { pg_sys::standard_conforming_strings }
+}
