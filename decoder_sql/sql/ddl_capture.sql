@@ -169,12 +169,19 @@ BEGIN
         RETURN;
     END IF;
     FOR rel IN
+        -- The tables the statement touched, and every partition under a partitioned one
+        -- (dropping a partitioned table's key drops it from all its partitions).
+        WITH touched AS (
+            SELECT d.objid FROM pg_catalog.pg_event_trigger_ddl_commands() d
+             WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+        )
         SELECT DISTINCT pg_catalog.format('%I.%I', n.nspname, c.relname) AS name
-          FROM pg_catalog.pg_event_trigger_ddl_commands() d
-          JOIN pg_catalog.pg_class c ON c.oid = d.objid
+          FROM (SELECT objid FROM touched
+                UNION
+                SELECT t.relid FROM touched, pg_catalog.pg_partition_tree(touched.objid) t) r
+          JOIN pg_catalog.pg_class c ON c.oid = r.objid
           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-         WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-           AND c.relkind = 'r' AND c.relpersistence = 'p'
+         WHERE c.relkind = 'r' AND c.relpersistence = 'p'
            AND c.relreplident <> 'f'
            AND NOT (c.relreplident = 'd' AND EXISTS (
                    SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))
@@ -205,7 +212,8 @@ CREATE EVENT TRIGGER decoder_sql_ddl_capture ON ddl_command_end
 -- Named to fire after decoder_sql_ddl_capture (event triggers fire in name order), so the
 -- fix follows the statement in the stream.
 CREATE EVENT TRIGGER decoder_sql_replica_identity ON ddl_command_end
-    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'DROP INDEX')
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'DROP INDEX',
+                 'CREATE SCHEMA')
     EXECUTE FUNCTION decoder_sql.ensure_replica_identity();
 CREATE EVENT TRIGGER decoder_sql_ddl_capture_start ON ddl_command_start
     WHEN TAG IN ('CREATE TABLE AS', 'SELECT INTO')

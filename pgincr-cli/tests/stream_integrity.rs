@@ -323,7 +323,16 @@ async fn a_table_without_identity_does_not_stop_the_stream() {
              INSERT INTO log SELECT g, 'row ' || g FROM generate_series(1, 20) g;
              CREATE TABLE keyed (id int PRIMARY KEY, v text);
              INSERT INTO keyed VALUES (1, 'a'), (2, 'b');
-             ALTER TABLE keyed DROP CONSTRAINT keyed_pkey;",
+             ALTER TABLE keyed DROP CONSTRAINT keyed_pkey;
+             CREATE SCHEMA app
+                 CREATE TABLE parted (a int, b text) PARTITION BY LIST (a)
+                 CREATE TABLE parted_1 PARTITION OF app.parted FOR VALUES IN (1) PARTITION BY LIST (a)
+                 CREATE TABLE parted_1_1 PARTITION OF app.parted_1 FOR VALUES IN (1);
+             CREATE TABLE keyed_parts (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+             CREATE TABLE keyed_parts_1 PARTITION OF keyed_parts FOR VALUES FROM (0) TO (100);
+             ALTER TABLE keyed_parts DROP CONSTRAINT keyed_parts_pkey;
+             INSERT INTO app.parted VALUES (1, 'x'), (1, 'y');
+             INSERT INTO keyed_parts VALUES (1, 'a'), (2, 'b');",
         )
         .await
         .unwrap();
@@ -332,7 +341,9 @@ async fn a_table_without_identity_does_not_stop_the_stream() {
             "UPDATE log SET what = 'changed' WHERE at % 2 = 0;
              DELETE FROM log WHERE at > 15;
              UPDATE keyed SET v = 'c' WHERE id = 2;
-             DELETE FROM keyed WHERE id = 1;",
+             DELETE FROM keyed WHERE id = 1;
+             DELETE FROM app.parted WHERE b = 'x';
+             UPDATE keyed_parts SET v = 'z' WHERE id = 2;",
         )
         .await
         .unwrap();
