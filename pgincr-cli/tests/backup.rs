@@ -283,22 +283,7 @@ zstd -dc bases/*/dump.sql.zst \
 { for f in segments/*.sql.zst; do zstd -dc "$f"; done; cat segments/open.sql 2>/dev/null || true; } \
   | PGOPTIONS='-c session_replication_role=replica' psql -X -q -v ON_ERROR_STOP=1 -d manual >/dev/null
 "#;
-    let out = Command::new("bash")
-        .args(["-c", script])
-        .current_dir(&repo)
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                cluster.bindir().display(),
-                std::env::var("PATH").unwrap()
-            ),
-        )
-        .env("PGHOST", cluster.socket_dir())
-        .env("PGPORT", cluster.port().to_string())
-        .env("PGUSER", "postgres")
-        .output()
-        .unwrap();
+    let out = run_by_hand(&cluster, &repo, script);
     assert!(out.status.success(), "manual restore: {}", describe(&out));
     assert_same_database(&cluster, &source, "manual").await;
 

@@ -184,19 +184,7 @@ async fn stray_files_in_segments_are_left_alone() {
     }
     std::fs::copy(repo.join(&first), segments.join("old-copy.sql.zst")).unwrap();
     insert_rows(&source, 11, 20).await;
-    let out = pgincr(&cluster)
-        .args([
-            "stream",
-            "-d",
-            "dbname=postgres",
-            "-r",
-            &repo_s,
-            "--catch-up",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", describe(&out));
-    let log = String::from_utf8_lossy(&out.stderr);
+    let log = catch_up_log(&cluster, &repo_s);
     for (name, text) in &strays {
         assert_eq!(
             std::fs::read_to_string(segments.join(name)).unwrap(),

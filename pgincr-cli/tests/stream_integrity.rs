@@ -240,19 +240,7 @@ async fn a_receiver_left_running_is_stopped_first() {
         .batch_execute("UPDATE t SET v = 'later' WHERE id % 3 = 0")
         .await
         .unwrap();
-    let out = pgincr(&cluster)
-        .args([
-            "stream",
-            "-d",
-            "dbname=postgres",
-            "-r",
-            &repo_s,
-            "--catch-up",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", describe(&out));
-    let log = String::from_utf8_lossy(&out.stderr);
+    let log = catch_up_log(&cluster, &repo_s);
     assert!(
         log.contains("left by an earlier run still writes into"),
         "{log}"
@@ -527,22 +515,7 @@ zstd -dc bases/*/dump.sql.zst \
 { for f in segments/*.sql.zst; do zstd -dc "$f"; done; cat segments/open.sql 2>/dev/null || true; } \
   | PGOPTIONS='-c session_replication_role=replica' psql -X -q -v ON_ERROR_STOP=1 -d by_hand >/dev/null
 "#;
-    let out = std::process::Command::new("bash")
-        .args(["-c", script])
-        .current_dir(&repo)
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                cluster.bindir().display(),
-                std::env::var("PATH").unwrap()
-            ),
-        )
-        .env("PGHOST", cluster.socket_dir())
-        .env("PGPORT", cluster.port().to_string())
-        .env("PGUSER", "postgres")
-        .output()
-        .unwrap();
+    let out = run_by_hand(&cluster, &repo, script);
     assert!(out.status.success(), "{}", describe(&out));
     let q = "SELECT p || ' | ' || array_to_string(a, ',', '<null>') || ' | ' || to_char(d, 'YYYY-MM-DD') FROM paths WHERE id = 1";
     let want: String = source.query_one(q, &[]).await.unwrap().get(0);

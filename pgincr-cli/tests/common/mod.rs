@@ -155,10 +155,39 @@ pub async fn initialised(setup: &str) -> (TestCluster, Client, PathBuf) {
 
 /// `pgincr stream --catch-up`: everything committed so far into the repository.
 pub fn catch_up(cluster: &TestCluster, repo: &str) {
-    run_ok(
-        cluster,
-        &["stream", "-d", "dbname=postgres", "-r", repo, "--catch-up"],
-    );
+    catch_up_log(cluster, repo);
+}
+
+/// [`catch_up`], returning its log (stderr).
+pub fn catch_up_log(cluster: &TestCluster, repo: &str) -> String {
+    let out = pgincr(cluster)
+        .args(["stream", "-d", "dbname=postgres", "-r", repo, "--catch-up"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "catch-up failed: {}", describe(&out));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs a bash `script` in the repository directory with only PostgreSQL's client programs
+/// (of the cluster's installation) and zstd: the manual restore procedure of
+/// docs/repository.md.
+pub fn run_by_hand(cluster: &TestCluster, repo: &Path, script: &str) -> Output {
+    Command::new("bash")
+        .args(["-c", script])
+        .current_dir(repo)
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                cluster.bindir().display(),
+                std::env::var("PATH").unwrap()
+            ),
+        )
+        .env("PGHOST", cluster.socket_dir())
+        .env("PGPORT", cluster.port().to_string())
+        .env("PGUSER", "postgres")
+        .output()
+        .unwrap()
 }
 
 /// `pgincr` as [`pgincr`] sets it up, but the binary named by `$PGINCR_TEST_BIN` when set
