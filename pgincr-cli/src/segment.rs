@@ -80,6 +80,8 @@ pub struct Parser {
     pub continuation_lines: u64,
     /// Where statements begin, across lines.
     lexer: Lexer,
+    /// The file the last line came from.
+    file: String,
 }
 
 impl Default for Parser {
@@ -96,6 +98,7 @@ impl Parser {
             keep_text,
             continuation_lines: 0,
             lexer: Lexer::new(),
+            file: String::new(),
         }
     }
 
@@ -112,6 +115,13 @@ impl Parser {
     /// Takes one line (with or without its '\n').
     pub fn feed(&mut self, line: &str, at: Location) -> std::result::Result<Option<Event>, String> {
         let content = line.trim_end_matches(['\n', '\r']);
+        // Every file begins between messages, so between statements: a line cut short at the
+        // end of the previous file (a crash while it was written) must not open a quote that
+        // swallows the next one.
+        if at.file != self.file {
+            self.file.clone_from(&at.file);
+            self.lexer = Lexer::new();
+        }
         let at_boundary = self.lexer.at_statement_boundary();
         self.lexer.feed(content.as_bytes());
         self.lexer.feed(b"\n");
@@ -487,6 +497,33 @@ mod tests {
         };
         assert_eq!(t.info.xid, 10);
         assert_eq!(t.text, lines.join("\n") + "\n");
+    }
+
+    #[test]
+    fn a_line_cut_short_at_the_end_of_a_file_does_not_swallow_the_next_file() {
+        let mut p = Parser::default();
+        let in_file = |file: &str, line: u64| Location {
+            file: file.into(),
+            line,
+        };
+        p.feed(B1, in_file("a", 1)).unwrap();
+        // Cut in the middle of a literal by a crash.
+        p.feed("INSERT INTO public.t (v) VALUES ('cut sh", in_file("a", 2))
+            .unwrap();
+        let superseded = p.feed(B1, in_file("b", 1)).unwrap();
+        assert!(matches!(
+            superseded,
+            Some(Event::Superseded { xid: 10, .. })
+        ));
+        p.feed(
+            "INSERT INTO public.t (v) VALUES ('whole');",
+            in_file("b", 2),
+        )
+        .unwrap();
+        let done = p
+            .feed("COMMIT; -- xid=10 end_lsn=0/128", in_file("b", 3))
+            .unwrap();
+        assert!(matches!(done, Some(Event::Txn(t)) if t.begin == in_file("b", 1)));
     }
 
     #[test]

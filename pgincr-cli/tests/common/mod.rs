@@ -68,7 +68,8 @@ pub fn start_stream(cluster: &TestCluster, repo: &Path) -> Child {
             "--status-interval",
             "1s",
         ])
-        .args(["--sequence-interval", "2s"])
+        // Restarts after the crashes tests cause come within 2 s, not the default 60 s.
+        .args(["--sequence-interval", "2s", "--max-backoff", "2s"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
