@@ -24,9 +24,16 @@ const NOT_SEEN_BY_EVENT_TRIGGERS: &[&str] = &[
     "DROP EVENT TRIGGER",
 ];
 
-/// Called by the utility hook after each utility statement succeeded.
+/// Whether [`utility_completed`] is needed after a statement with this command tag.
+pub fn wants_completed(tag: &[u8]) -> bool {
+    NOT_SEEN_BY_EVENT_TRIGGERS
+        .iter()
+        .any(|t| t.as_bytes() == tag)
+}
+
+/// Called by the utility hook after a statement [`wants_completed`] succeeded.
 pub fn utility_completed(stmt: &ActiveStatement) {
-    if !NOT_SEEN_BY_EVENT_TRIGGERS.contains(&stmt.tag.as_str()) || creating_extension() {
+    if !wants_completed(stmt.tag.as_bytes()) || creating_extension() {
         return;
     }
     // Only where the capture is installed and running.

@@ -55,6 +55,21 @@ pub fn active_statement() -> Option<ActiveStatement> {
     }
 }
 
+/// The command tag of a planned utility statement (e.g. "CREATE TABLE"), without copying.
+///
+/// # Safety
+/// `planned` is null or a valid utility PlannedStmt.
+pub unsafe fn command_tag<'a>(planned: *mut pg_sys::PlannedStmt) -> Option<&'a [u8]> {
+    // SAFETY: per the function contract; command tag names are static strings.
+    unsafe {
+        if planned.is_null() || (*planned).utilityStmt.is_null() {
+            return None;
+        }
+        let tag = pg_sys::CreateCommandTag((*planned).utilityStmt);
+        Some(CStr::from_ptr(pg_sys::GetCommandTagName(tag)).to_bytes())
+    }
+}
+
 /// The command tag, own text and CREATE TABLE AS details of a planned utility statement.
 ///
 /// # Safety
@@ -74,9 +89,7 @@ pub unsafe fn statement_of(
         if utility.is_null() {
             return None;
         }
-        let tag = CStr::from_ptr(pg_sys::GetCommandTagName(pg_sys::CreateCommandTag(utility)))
-            .to_string_lossy()
-            .into_owned();
+        let tag = String::from_utf8_lossy(command_tag(planned)?).into_owned();
         let source = CStr::from_ptr(source).to_bytes();
         let start = usize::try_from((*planned).stmt_location)
             .unwrap_or(0)

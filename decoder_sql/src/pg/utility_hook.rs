@@ -14,7 +14,7 @@
 //! aborts (subtransaction callback), or when the next top-level statement starts.
 
 use super::compat;
-use super::statement::{ActiveStatement, statement_of};
+use super::statement::{ActiveStatement, command_tag, statement_of};
 use pgrx::pg_sys;
 use std::cell::RefCell;
 use std::ffi::c_char;
@@ -89,7 +89,13 @@ pub unsafe fn around(
             r.truncate(at);
         }
     });
+    // Only the few commands the capture wants afterwards pay for their text being copied.
     // SAFETY: per the function contract, still valid after the statement ran.
+    let wanted = unsafe { command_tag(pstmt) }.is_some_and(crate::capture::wants_completed);
+    if !wanted {
+        return;
+    }
+    // SAFETY: as above.
     if let Some(stmt) = unsafe { statement_of(pstmt, query) } {
         crate::capture::utility_completed(&stmt);
     }
