@@ -311,16 +311,21 @@ pub async fn plugin_libraries_fix(client: &Client) -> Result<Option<String>> {
         return Ok(None);
     };
     let current: String = row.get(0);
-    // One literal per library: a single 'a, b' literal would be read as one library name.
     Ok(
         compat::plugin_list_with(&current, "decoder_sql").map(|list| {
-            let literals: Vec<String> = list.iter().map(|l| sqlgen::quote_literal(l)).collect();
             format!(
                 "ALTER SYSTEM SET output_plugin_libraries = {}",
-                literals.join(", ")
+                library_list_value(&list)
             )
         }),
     )
+}
+
+/// A library-list setting's value for ALTER SYSTEM/DATABASE … SET: one literal per library
+/// (a single 'a, b' literal would be read as one library name).
+fn library_list_value(list: &[String]) -> String {
+    let literals: Vec<String> = list.iter().map(|l| sqlgen::quote_literal(l)).collect();
+    literals.join(", ")
 }
 
 /// `ALTER DATABASE … SET session_preload_libraries` that makes every new session of this
@@ -350,11 +355,10 @@ pub async fn preload_fix(client: &Client) -> Result<Option<String>> {
     }
     Ok(
         compat::plugin_list_with(&session, "decoder_sql").map(|list| {
-            let literals: Vec<String> = list.iter().map(|l| sqlgen::quote_literal(l)).collect();
             format!(
                 "ALTER DATABASE {} SET session_preload_libraries = {}",
                 sqlgen::quote_ident(&database),
-                literals.join(", ")
+                library_list_value(&list)
             )
         }),
     )
