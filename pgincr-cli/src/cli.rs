@@ -220,6 +220,11 @@ pub struct RestoreArgs {
     /// Largest batch of transactions sent in one round trip.
     #[arg(long, default_value = "1MB", value_parser = parse_size)]
     pub batch_size: u64,
+    /// Load a run of at least this many INSERTs into one table with COPY (0: never). Rows
+    /// are stored exactly as the INSERTs would store them; tables with triggers or rules
+    /// that fire during a restore, or with row security, always get the INSERTs.
+    #[arg(long, default_value_t = 32)]
+    pub copy_min_rows: u64,
 }
 
 /// `pgincr restore`: what to restore and where ([`RestoreArgs`]), and how to treat

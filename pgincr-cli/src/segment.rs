@@ -67,10 +67,48 @@ pub enum Event {
     },
 }
 
+/// What one line is to the transaction structure (see [`Parser::step`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Not part of any transaction: a segment's settings line, blank lines and comments
+    /// between transactions, and lines continuing a transaction begun before the input.
+    Outside,
+    /// The BEGIN line of a transaction, and the transaction it cuts short, if one was open
+    /// (its xid and BEGIN location; the stream sends that one again in full).
+    Begin {
+        info: TxnInfo,
+        superseded: Option<(u32, Location)>,
+    },
+    /// A line of the open transaction between its BEGIN and COMMIT lines.
+    Body(LineShape),
+    /// The COMMIT line of the open transaction.
+    Commit,
+    /// A statement outside any transaction (reported, never applied).
+    Stray,
+    /// The COMMIT of a transaction whose BEGIN is in an earlier file.
+    OrphanCommit { end_lsn: Lsn },
+}
+
+/// Where statements begin and end on a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineShape {
+    /// The line begins a statement (rather than continuing one that spans lines).
+    pub starts_statement: bool,
+    /// Non-empty statements that end on this line.
+    pub statements_ended: u64,
+    /// A statement is still open at the end of the line.
+    pub ends_inside_statement: bool,
+}
+
 /// Cuts lines into transactions.
 #[derive(Debug)]
 pub struct Parser {
-    open: Option<Txn>,
+    /// The open transaction's identity and BEGIN location.
+    open: Option<(TxnInfo, Location)>,
+    /// The transaction whose COMMIT line was the last line.
+    last_committed: Option<(TxnInfo, Location)>,
+    /// The open transaction's text, when [`feed`](Self::feed) keeps it.
+    text: String,
     /// Whether a BEGIN (or the COMMIT ending a leading partial transaction) was seen:
     /// lines before it continue a transaction begun before the input started.
     started: bool,
@@ -94,6 +132,8 @@ impl Parser {
     pub fn new(keep_text: bool) -> Self {
         Parser {
             open: None,
+            last_committed: None,
+            text: String::new(),
             started: false,
             keep_text,
             continuation_lines: 0,
@@ -109,11 +149,12 @@ impl Parser {
 
     /// The identity of the open transaction, from its BEGIN line.
     pub fn open_transaction(&self) -> Option<TxnInfo> {
-        self.open.as_ref().map(|t| t.info)
+        self.open.as_ref().map(|(info, _)| *info)
     }
 
-    /// Takes one line (with or without its '\n').
-    pub fn feed(&mut self, line: &str, at: Location) -> std::result::Result<Option<Event>, String> {
+    /// Takes one line (with or without its '\n') and says what it is, keeping no text: the
+    /// caller streams a transaction of any size.
+    pub fn step(&mut self, line: &str, at: &Location) -> std::result::Result<Step, String> {
         let content = line.trim_end_matches(['\n', '\r']);
         // Every file begins between messages, so between statements: a line cut short at the
         // end of the previous file (a crash while it was written) must not open a quote that
@@ -123,22 +164,27 @@ impl Parser {
             self.lexer = Lexer::new();
         }
         let at_boundary = self.lexer.at_statement_boundary();
+        let ended_before = self.lexer.statements_ended();
         self.lexer.feed(content.as_bytes());
         self.lexer.feed(b"\n");
+        let body = Step::Body(LineShape {
+            starts_statement: at_boundary,
+            statements_ended: self.lexer.statements_ended() - ended_before,
+            ends_inside_statement: !self.lexer.at_statement_boundary(),
+        });
         if at_boundary && content == crate::chain::SETTINGS_PREAMBLE {
-            return Ok(None); // a segment's settings line, wherever segments are joined
+            return Ok(Step::Outside); // a segment's settings line, wherever segments are joined
         }
         if !at_boundary {
             // Inside a statement that spans lines: its text, whatever it looks like.
             if !self.started {
                 self.continuation_lines += 1;
-            } else if let Some(txn) = &mut self.open
-                && self.keep_text
-            {
-                txn.text.push_str(content);
-                txn.text.push('\n');
             }
-            return Ok(None);
+            return Ok(if self.open.is_some() {
+                body
+            } else {
+                Step::Outside
+            });
         }
         if content.starts_with("BEGIN;") {
             let info = parse_begin(content).ok_or_else(|| {
@@ -147,44 +193,28 @@ impl Parser {
                      decoder_sql's include_annotations option"
                 )
             })?;
-            let superseded = self.open.take().map(|t| Event::Superseded {
-                xid: t.info.xid,
-                at: t.begin,
-            });
+            let superseded = self.open.take().map(|(i, begin)| (i.xid, begin));
             self.started = true;
-            let mut text = String::new();
-            if self.keep_text {
-                text.push_str(content);
-                text.push('\n');
-            }
-            self.open = Some(Txn {
-                info,
-                text,
-                begin: at,
-            });
-            return Ok(superseded);
+            self.open = Some((info, at.clone()));
+            return Ok(Step::Begin { info, superseded });
         }
-        if let Some(txn) = &mut self.open {
-            if self.keep_text {
-                txn.text.push_str(content);
-                txn.text.push('\n');
-            }
+        if let Some((info, begin)) = &self.open {
             if content.starts_with("COMMIT;") {
                 let xid = commit_xid(content);
-                if xid.is_some_and(|x| x != txn.info.xid) {
+                if xid.is_some_and(|x| x != info.xid) {
                     return Err(format!(
-                        "{at}: COMMIT of transaction {} inside transaction {} (begun at {})",
+                        "{at}: COMMIT of transaction {} inside transaction {} (begun at {begin})",
                         xid.unwrap_or_default(),
-                        txn.info.xid,
-                        txn.begin
+                        info.xid,
                     ));
                 }
-                return Ok(self.open.take().map(Event::Txn));
+                self.last_committed = self.open.take();
+                return Ok(Step::Commit);
             }
-            return Ok(None);
+            return Ok(body);
         }
         if content.trim().is_empty() || content.starts_with("--") {
-            return Ok(None);
+            return Ok(Step::Outside);
         }
         if !self.started {
             self.continuation_lines += 1;
@@ -192,19 +222,61 @@ impl Parser {
                 self.started = true;
                 let end_lsn = commit_end_lsn(content)
                     .ok_or_else(|| format!("{at}: COMMIT without a transaction annotation"))?;
-                return Ok(Some(Event::OrphanCommit { end_lsn, at }));
+                return Ok(Step::OrphanCommit { end_lsn });
             }
-            return Ok(None);
+            return Ok(Step::Outside);
         }
-        Ok(Some(Event::Stray {
-            at,
-            line: content.to_owned(),
-        }))
+        Ok(Step::Stray)
+    }
+
+    /// Takes one line (with or without its '\n') and returns whole transactions.
+    pub fn feed(&mut self, line: &str, at: Location) -> std::result::Result<Option<Event>, String> {
+        let content = line.trim_end_matches(['\n', '\r']);
+        let keep_line = |text: &mut String| {
+            text.push_str(content);
+            text.push('\n');
+        };
+        Ok(match self.step(line, &at)? {
+            Step::Outside => None,
+            Step::Begin { superseded, .. } => {
+                self.text.clear();
+                if self.keep_text {
+                    keep_line(&mut self.text);
+                }
+                superseded.map(|(xid, at)| Event::Superseded { xid, at })
+            }
+            Step::Body(_) => {
+                if self.keep_text {
+                    keep_line(&mut self.text);
+                }
+                None
+            }
+            Step::Commit => {
+                if self.keep_text {
+                    keep_line(&mut self.text);
+                }
+                let (info, begin) = self.last_committed.take().expect("set by step");
+                Some(Event::Txn(Txn {
+                    info,
+                    text: std::mem::take(&mut self.text),
+                    begin,
+                }))
+            }
+            Step::Stray => Some(Event::Stray {
+                at,
+                line: content.to_owned(),
+            }),
+            Step::OrphanCommit { end_lsn } => Some(Event::OrphanCommit { end_lsn, at }),
+        })
     }
 
     /// The transaction still open at the end of the input (not applied: it has no COMMIT yet).
     pub fn finish(self) -> Option<Txn> {
-        self.open
+        self.open.map(|(info, begin)| Txn {
+            info,
+            text: self.text,
+            begin,
+        })
     }
 }
 
@@ -288,6 +360,36 @@ impl StreamReader {
             return Ok(Some((&self.line, at, lossy)));
         }
     }
+}
+
+/// Reads one transaction again from the stream's files, BEGIN line to COMMIT line (or to
+/// where it was cut short), for the reject file: a restore does not keep the transactions it
+/// applies in memory.
+pub fn reread_transaction(
+    files: &[(PathBuf, String)],
+    begin: &Location,
+    mut each_line: impl FnMut(&str) -> Result<()>,
+) -> Result<()> {
+    let from = files
+        .iter()
+        .position(|(_, name)| *name == begin.file)
+        .ok_or_else(|| Error::Repository(format!("{begin}: the file is not in the stream")))?;
+    let mut reader = StreamReader::new(files[from..].to_vec());
+    let mut parser = Parser::new(false);
+    while let Some((line, at)) = reader.next_line()? {
+        if at.file == begin.file && at.line < begin.line {
+            continue;
+        }
+        let step = parser.step(line, &at).map_err(Error::Repository)?;
+        if matches!(step, Step::Begin { .. }) && at != *begin {
+            break; // cut short: the stream sends it again
+        }
+        each_line(line.trim_end_matches(['\n', '\r']))?;
+        if step == Step::Commit {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// What a scan of segment files found.

@@ -51,6 +51,8 @@ pub struct Lexer {
     pending: u8,
     /// `standard_conforming_strings = off`: plain `'…'` strings take backslash escapes too.
     backslash_strings: bool,
+    /// Statements ended so far, empty ones (`;;`) not counted, as the server counts them.
+    statements_ended: u64,
 }
 
 impl Default for Lexer {
@@ -84,7 +86,15 @@ impl Lexer {
             dollar_match: 0,
             pending: 0,
             backslash_strings: false,
+            statements_ended: 0,
         }
+    }
+
+    /// How many non-empty statements have ended (at a top-level `;`) in the text so far: the
+    /// server answers each with one CommandComplete, so a failure's statement can be found
+    /// from how many completed.
+    pub fn statements_ended(&self) -> u64 {
+        self.statements_ended
     }
 
     /// Reads text written for `standard_conforming_strings = off` (plain literals take
@@ -261,6 +271,7 @@ impl Lexer {
         if b.is_ascii_whitespace() {
             return;
         }
+        let had_text = self.in_statement;
         self.in_statement = true;
         match b {
             b'\'' => {
@@ -277,6 +288,9 @@ impl Lexer {
             b'$' if !is_ident_byte(prev) => self.pending_dollar = Some(Vec::new()),
             b';' if self.block_depth == 0 => {
                 on_statement_end(&self.first_word);
+                if had_text {
+                    self.statements_ended += 1;
+                }
                 self.in_statement = false;
                 self.first_word.clear();
                 self.first_word_done = false;
@@ -543,6 +557,16 @@ mod tests {
         );
         assert_eq!(starts, [true, true, true]);
         assert_eq!(ended, ["BEGIN", "INSERT", "COMMIT"]);
+    }
+
+    #[test]
+    fn counts_statements_as_the_server_does() {
+        let mut lexer = Lexer::new();
+        lexer.feed(b"BEGIN;; -- x; y\nSELECT 'a;b'; /* ; */ ;\n");
+        assert_eq!(lexer.statements_ended(), 2);
+        lexer
+            .feed(b"CREATE FUNCTION f() RETURNS int LANGUAGE sql\nBEGIN ATOMIC\nSELECT 1;\nEND;\n");
+        assert_eq!(lexer.statements_ended(), 3);
     }
 
     #[test]

@@ -126,6 +126,7 @@ pub async fn run(args: VerifyArgs, bindir: Option<PathBuf>) -> Result<()> {
             no_globals: true,
             dry_run: false,
             batch_size: 1 << 20,
+            copy_min_rows: 32,
         };
         super::restore::run(restore, bindir).await?;
         println!("restore test passed");

@@ -123,6 +123,7 @@ pub async fn run(command: impl Into<RestoreCommand>, bindir: Option<PathBuf>) ->
         on_error: control.on_error,
         rejects,
         server_version_num,
+        copy_min_rows: args.copy_min_rows,
     };
     let stats = apply::apply_changes(&client, &origin_name, selection, files, options).await?;
     let seqs = sequences::sync_owned_sequences(&client, &stats.sequences).await?;

@@ -3,7 +3,7 @@
 
 use super::plan::{Selection, Target, Verdict};
 use crate::repo::{Base, Repo};
-use crate::segment::{Event, Location, Parser, StreamReader, Txn};
+use crate::segment::{Event, Location, Parser, StreamReader};
 use crate::units::human_bytes;
 use crate::{Error, Result};
 use sqlgen::lsn::Lsn;
@@ -85,44 +85,35 @@ impl Rejects {
         })
     }
 
-    pub fn write(&mut self, txn: &Txn, why: &str) -> Result<()> {
-        self.write_entry(txn.info.xid, txn.info.end_lsn, &txn.begin, &txn.text, why)
-    }
-
-    pub fn write_failed(
+    /// Appends a transaction left out, read again from the stream's files (a restore does
+    /// not keep the transactions it applies in memory), after comments saying why.
+    pub fn write_from_stream(
         &mut self,
+        files: &[(PathBuf, String)],
         xid: u32,
         end_lsn: Lsn,
-        at: &Location,
-        text: &str,
-        error: &str,
-    ) -> Result<()> {
-        self.write_entry(xid, end_lsn, at, text, &format!("failed: {error}"))
-    }
-
-    fn write_entry(
-        &mut self,
-        xid: u32,
-        end_lsn: Lsn,
-        at: &Location,
-        text: &str,
+        begin: &Location,
         why: &str,
     ) -> Result<()> {
-        let mut entry = format!(
-            "-- pgincr restore: transaction xid={xid} end_lsn={end_lsn} ({at}) was not applied\n"
+        let context = format!("writing the reject file {}", self.path.display());
+        let mut out = std::io::BufWriter::new(&self.file);
+        let mut header = format!(
+            "-- pgincr restore: transaction xid={xid} end_lsn={end_lsn} ({begin}) was not applied\n"
         );
         for line in why.lines() {
-            entry.push_str(&format!("-- {line}\n"));
+            header.push_str(&format!("-- {line}\n"));
         }
-        entry.push_str(text);
-        entry.push('\n');
-        self.file
-            .write_all(entry.as_bytes())
-            .and_then(|()| self.file.sync_data())
-            .map_err(Error::io(format!(
-                "writing the reject file {}",
-                self.path.display()
-            )))
+        out.write_all(header.as_bytes())
+            .map_err(Error::io(context.clone()))?;
+        crate::segment::reread_transaction(files, begin, |line| {
+            out.write_all(line.as_bytes())
+                .and_then(|()| out.write_all(b"\n"))
+                .map_err(Error::io(context.clone()))
+        })?;
+        out.write_all(b"\n").map_err(Error::io(context.clone()))?;
+        out.flush().map_err(Error::io(context.clone()))?;
+        drop(out);
+        self.file.sync_data().map_err(Error::io(context))
     }
 }
 

@@ -26,17 +26,28 @@ pub struct SequenceTracker {
 impl SequenceTracker {
     pub fn observe(&mut self, txn_text: &str) {
         for line in txn_text.lines() {
-            self.position += 1;
-            if let Some(rest) = line.strip_prefix("SELECT pg_catalog.setval(") {
-                if let Some(name) = leading_literal(rest) {
-                    self.snapshots.insert(name, self.position);
+            self.observe_line(line);
+        }
+    }
+
+    /// One line of an applied transaction.
+    pub fn observe_line(&mut self, line: &str) {
+        self.position += 1;
+        if let Some(rest) = line.strip_prefix("SELECT pg_catalog.setval(") {
+            if let Some(name) = leading_literal(rest) {
+                self.snapshots.insert(name, self.position);
+            }
+        } else if let Some(rest) = line
+            .strip_prefix("INSERT INTO ")
+            .or_else(|| line.strip_prefix("UPDATE ONLY "))
+        {
+            let name = leading_name(rest);
+            // The same table row after row: no new allocation.
+            match self.changes.get_mut(name) {
+                Some(p) => *p = self.position,
+                None => {
+                    self.changes.insert(name.to_owned(), self.position);
                 }
-            } else if let Some(rest) = line
-                .strip_prefix("INSERT INTO ")
-                .or_else(|| line.strip_prefix("UPDATE ONLY "))
-            {
-                self.changes
-                    .insert(leading_name(rest).to_owned(), self.position);
             }
         }
     }
