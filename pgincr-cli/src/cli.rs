@@ -111,6 +111,8 @@ pub struct InitArgs {
     /// Start over: empty an existing repository directory and recreate the slot.
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub dump: DumpArgs,
 }
 
 #[derive(Debug, Args)]
@@ -119,6 +121,21 @@ pub struct BaseArgs {
     pub conn: ConnArgs,
     #[command(flatten)]
     pub repo: RepoArgs,
+    #[command(flatten)]
+    pub dump: DumpArgs,
+}
+
+/// How a base backup dumps the database.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct DumpArgs {
+    /// plain: one SQL script, zstd-compressed, readable with `zstd -dc` and restored in one
+    /// transaction. directory: pg_dump's directory format (one gzip-compressed file per
+    /// table), dumped and restored by --jobs parallel workers.
+    #[arg(long, value_enum, default_value = "plain")]
+    pub format: crate::repo::DumpFormat,
+    /// Parallel pg_dump workers (directory format only).
+    #[arg(long, default_value = "1", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub jobs: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -225,6 +242,10 @@ pub struct RestoreArgs {
     /// that fire during a restore, or with row security, always get the INSERTs.
     #[arg(long, default_value_t = 32)]
     pub copy_min_rows: u64,
+    /// Parallel pg_restore workers for a directory-format base (a plain base is loaded by
+    /// one psql in one transaction; this is then ignored).
+    #[arg(long, default_value = "1", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub jobs: u32,
 }
 
 /// `pgincr restore`: what to restore and where ([`RestoreArgs`]), and how to treat

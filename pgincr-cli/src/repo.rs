@@ -93,8 +93,43 @@ pub struct Base {
     /// The slot whose snapshot the dump used.
     pub snapshot_slot: String,
     pub server: ServerInfo,
+    /// `plain`: `dump` is the whole dump as SQL text. `directory`: the dump is pg_dump's
+    /// directory format under `bases/<id>/dump/`; `dump` is its `toc.dat` and `dump_files`
+    /// every other file of it. Manifests written before the format existed hold plain dumps.
+    #[serde(default)]
+    pub format: DumpFormat,
     pub dump: FileEntry,
+    /// The data files of a directory-format dump (empty for a plain one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dump_files: Vec<FileEntry>,
     pub globals: FileEntry,
+}
+
+impl Base {
+    /// Every file of the base: the dump's (one or many) and the globals.
+    pub fn files(&self) -> impl Iterator<Item = &FileEntry> {
+        std::iter::once(&self.dump)
+            .chain(&self.dump_files)
+            .chain(std::iter::once(&self.globals))
+    }
+
+    /// Bytes the base takes in the repository.
+    pub fn bytes(&self) -> u64 {
+        self.files().map(|f| f.bytes).sum()
+    }
+}
+
+/// How a base's dump is stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DumpFormat {
+    /// One SQL script (`pg_dump --format=plain`), zstd-compressed: readable with `zstd -dc`,
+    /// restored with psql in one transaction.
+    #[default]
+    Plain,
+    /// `pg_dump --format=directory`: one file per table, dumped and restored (`pg_restore`)
+    /// by several jobs in parallel.
+    Directory,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -5,13 +5,13 @@
 //! the permanent slot's stream has every transaction after it. Restore uses the consistent
 //! point to skip what the dump already holds. Safe while `stream` runs.
 
-use crate::cli::BaseArgs;
+use crate::cli::{BaseArgs, DumpArgs};
 use crate::pg::Endpoint;
 use crate::pg::replication::ExportedSnapshot;
-use crate::repo::{self, Base, Extension, Repo, ServerInfo, SqlFileWriter};
+use crate::repo::{self, Base, DumpFormat, Extension, Repo, ServerInfo, SqlFileWriter};
 use crate::units::human_bytes;
 use crate::{Error, Result, progress};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::PathBuf;
 use tokio::io::AsyncReadExt;
 use tokio_postgres::Client;
@@ -30,8 +30,9 @@ pub async fn run(args: BaseArgs, bindir: Option<PathBuf>) -> Result<()> {
             manifest.source.database, manifest.source.system_identifier
         )));
     }
+    check_dump_args(&args.dump)?;
     let slot = format!("pgincr_base_{}", std::process::id());
-    let base = take_base(&repo, &source, &client, &slot, true).await?;
+    let base = take_base(&repo, &source, &client, &slot, true, args.dump).await?;
     repo.update(|m| {
         m.bases.push(base.clone());
         Ok(())
@@ -41,13 +42,34 @@ pub async fn run(args: BaseArgs, bindir: Option<PathBuf>) -> Result<()> {
 }
 
 pub fn report(base: &Base) {
-    println!(
-        "base backup {} taken: consistent point {}, dump {} ({} of SQL)",
-        base.id,
-        base.consistent_lsn,
-        human_bytes(base.dump.bytes),
-        human_bytes(base.dump.sql_bytes)
-    );
+    match base.format {
+        DumpFormat::Plain => println!(
+            "base backup {} taken: consistent point {}, dump {} ({} of SQL)",
+            base.id,
+            base.consistent_lsn,
+            human_bytes(base.dump.bytes),
+            human_bytes(base.dump.sql_bytes)
+        ),
+        DumpFormat::Directory => println!(
+            "base backup {} taken: consistent point {}, directory-format dump {} in {} file(s)",
+            base.id,
+            base.consistent_lsn,
+            human_bytes(base.dump.bytes + base.dump_files.iter().map(|f| f.bytes).sum::<u64>()),
+            base.dump_files.len() + 1
+        ),
+    }
+}
+
+/// Refuses option combinations pg_dump would refuse later, after the slot was made.
+pub fn check_dump_args(args: &DumpArgs) -> Result<()> {
+    if args.jobs > 1 && args.format != DumpFormat::Directory {
+        return Err(Error::Invalid(
+            "--jobs needs --format directory: a plain dump is one SQL script written by one \
+             pg_dump worker"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The system identifier and the database name: which database a repository backs up.
@@ -177,6 +199,7 @@ pub async fn take_base(
     client: &Client,
     slot: &str,
     temporary: bool,
+    options: DumpArgs,
 ) -> Result<Base> {
     let _lock = lock_bases(repo)?;
     let server = server_info(client).await?;
@@ -207,14 +230,19 @@ pub async fn take_base(
             )
             .await?
             .get(0);
-        let dump = dump(repo, source, &partial, &snap.snapshot).await?;
+        let dump = match options.format {
+            DumpFormat::Plain => (dump(repo, source, &partial, &snap.snapshot).await?, vec![]),
+            DumpFormat::Directory => {
+                dump_directory(repo, source, &partial, &snap.snapshot, options.jobs).await?
+            }
+        };
         let globals = dump_globals(repo, source, &partial).await?;
         Ok::<_, Error>((snapshot_time, dump, globals))
     }
     .await;
     let consistent_lsn = snap.consistent_lsn;
     let released = snap.release().await;
-    let (snapshot_time, dump, globals) = match (files, released) {
+    let (snapshot_time, (dump, dump_files), globals) = match (files, released) {
         (Ok(files), Ok(())) => files,
         (Err(e), _) | (_, Err(e)) => {
             let _ = std::fs::remove_dir_all(repo.path(&partial));
@@ -243,7 +271,9 @@ pub async fn take_base(
         snapshot_time,
         snapshot_slot: slot.to_owned(),
         server,
+        format: options.format,
         dump: moved(dump),
+        dump_files: dump_files.into_iter().map(moved).collect(),
         globals: moved(globals),
     })
 }
@@ -278,6 +308,89 @@ async fn dump(
     pg_dump.wait().await?;
     bar.finish_and_clear();
     tokio::task::block_in_place(|| out.finish())
+}
+
+/// Directory of a directory-format dump inside its base's folder.
+pub const DUMP_DIR: &str = "dump";
+
+/// `pg_dump --format=directory --jobs N` under the exported snapshot (every worker imports
+/// it; the slot that exported it stays open until all have finished). pg_dump compresses
+/// each table's data file itself (gzip, its default for this format). Returns `toc.dat`'s
+/// entry and those of the other files, each with its size and SHA-256 as stored.
+async fn dump_directory(
+    repo: &Repo,
+    source: &Endpoint,
+    dir: &str,
+    snapshot: &str,
+    jobs: u32,
+) -> Result<(repo::FileEntry, Vec<repo::FileEntry>)> {
+    let rel = format!("{dir}/{DUMP_DIR}");
+    let out_dir = repo.path(&rel);
+    let bar = progress::bytes_spinner("base dump");
+    source
+        .tools
+        .command("pg_dump")
+        .args(["--format=directory", "--no-password"])
+        .arg(format!("--jobs={jobs}"))
+        .arg(format!("--snapshot={snapshot}"))
+        .arg("--file")
+        .arg(&out_dir)
+        .arg("-d")
+        .arg(&source.public_dsn)
+        .stdout(std::process::Stdio::null())
+        .output()
+        .await?;
+    bar.finish_and_clear();
+    tokio::task::block_in_place(|| describe_dump_dir(repo, &rel))
+}
+
+/// Makes every file of a directory-format dump private and durable, and describes it.
+fn describe_dump_dir(repo: &Repo, rel: &str) -> Result<(repo::FileEntry, Vec<repo::FileEntry>)> {
+    let dir = repo.path(rel);
+    let ctx = || format!("reading {}", dir.display());
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(Error::io(ctx()))?;
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .map_err(Error::io(ctx()))?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<_>>()
+        .map_err(Error::io(ctx()))?;
+    names.sort();
+    let mut toc = None;
+    let mut files = Vec::new();
+    for name in names {
+        let path = dir.join(&name);
+        let file_ctx = format!("writing {}", path.display());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(Error::io(file_ctx.clone()))?;
+        std::fs::File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(Error::io(file_ctx))?;
+        let (sha256, bytes) = repo::hash_file(&path)?;
+        let entry = repo::FileEntry {
+            path: format!("{rel}/{name}"),
+            bytes,
+            sha256,
+            // pg_dump's own format, not SQL text: the size as stored.
+            sql_bytes: bytes,
+            compression: if name.ends_with(".gz") {
+                "gzip"
+            } else {
+                "none"
+            }
+            .to_owned(),
+        };
+        if name == "toc.dat" {
+            toc = Some(entry);
+        } else {
+            files.push(entry);
+        }
+    }
+    repo::sync_dir(&dir)?;
+    let toc = toc.ok_or_else(|| {
+        Error::Invalid(format!("pg_dump wrote no toc.dat into {}", dir.display()))
+    })?;
+    Ok((toc, files))
 }
 
 /// Roles, memberships and tablespaces: `pg_dumpall --globals-only`.

@@ -105,6 +105,7 @@ async fn drop_slot_if_idle(client: &Client, slot: &str) -> Result<bool> {
 }
 
 pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
+    base::check_dump_args(&args.dump)?;
     let repo = Repo::new(&args.repo.repo);
     let source = Endpoint::new(&args.conn.dsn, bindir)?;
     let client = source.connect().await?;
@@ -254,7 +255,7 @@ pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
             ),
         }
     }
-    let base = match take_base(&repo, &source, &client, &args.slot, false).await {
+    let base = match take_base(&repo, &source, &client, &args.slot, false, args.dump).await {
         Ok(b) => b,
         Err(e) => {
             // A permanent slot without a repository would hold WAL forever.

@@ -68,10 +68,7 @@ pub async fn run(args: PruneArgs) -> Result<()> {
         .map(|(b, _)| b.clone())
         .collect();
     let doomed_segments = manifest.segments[..first_needed].to_vec();
-    let bytes: u64 = doomed_bases
-        .iter()
-        .map(|b| b.dump.bytes + b.globals.bytes)
-        .sum::<u64>()
+    let bytes: u64 = doomed_bases.iter().map(|b| b.bytes()).sum::<u64>()
         + doomed_segments.iter().map(|s| s.file.bytes).sum::<u64>();
     let verb = if args.dry_run {
         "would delete"

@@ -18,7 +18,7 @@ pub async fn run(args: VerifyArgs, bindir: Option<PathBuf>) -> Result<()> {
     let mut checked = 0usize;
 
     for base in &manifest.bases {
-        for f in [&base.dump, &base.globals] {
+        for f in base.files() {
             checked += 1;
             if let Err(p) = check_file(&repo, f) {
                 problems.push(format!("base {}: {p}", base.id));
@@ -127,6 +127,7 @@ pub async fn run(args: VerifyArgs, bindir: Option<PathBuf>) -> Result<()> {
             dry_run: false,
             batch_size: 1 << 20,
             copy_min_rows: 32,
+            jobs: 1,
         };
         super::restore::run(restore, bindir).await?;
         println!("restore test passed");

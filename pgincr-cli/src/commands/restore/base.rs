@@ -5,14 +5,22 @@
 //! If pgincr dies on the way, psql reaches the end of its input inside the open transaction
 //! and the server rolls it back: the target stays empty and a new run starts over. (psql's
 //! `--single-transaction` would commit at end of input, leaving half a dump behind.)
+//!
+//! A directory-format base is loaded by `pg_restore --jobs N`, whose workers cannot share
+//! one transaction. It goes into the target that was just found empty, and the origin is
+//! created (with the clean-up of decoder_sql's schema, in one transaction) only after
+//! pg_restore succeeded: the origin exists exactly when the whole base is in. A restore
+//! interrupted before that leaves a target holding part of the base and no origin, which
+//! the next restore refuses as not empty; the target must be dropped and created again.
 
 use super::{origin, session};
 use crate::pg::{Endpoint, compat};
-use crate::repo::{self, Base, Repo};
+use crate::repo::{self, Base, DumpFormat, Repo};
 use crate::{Error, Result, progress};
 use sqlgen::ident::quote_ident;
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
 use tokio::io::AsyncWriteExt;
 use tokio_postgres::Client;
 
@@ -169,6 +177,14 @@ EXCEPTION WHEN dependent_objects_still_exist OR invalid_schema_name THEN NULL;
 END $pgincr$;
 ";
 
+/// Parallel pg_restore workers for a directory-format base (`pgincr restore --jobs`).
+static JOBS: AtomicU32 = AtomicU32::new(1);
+
+/// Sets the number of pg_restore workers [`restore_dump`] uses for a directory-format base.
+pub fn set_jobs(jobs: u32) {
+    JOBS.store(jobs.max(1), Ordering::Relaxed);
+}
+
 pub async fn restore_dump(
     repo: &Repo,
     base: &Base,
@@ -176,6 +192,18 @@ pub async fn restore_dump(
     server_version_num: i32,
     origin_name: &str,
 ) -> Result<()> {
+    let jobs = JOBS.load(Ordering::Relaxed);
+    match base.format {
+        DumpFormat::Directory => {
+            return restore_directory(repo, base, target, server_version_num, origin_name, jobs)
+                .await;
+        }
+        DumpFormat::Plain if jobs > 1 => println!(
+            "--jobs {jobs} is ignored: base {} is a plain dump, loaded by one psql in one transaction",
+            base.id
+        ),
+        DumpFormat::Plain => {}
+    }
     let psql_version = target.tools.version("psql").await?;
     let psql_knows_restrict = compat::psql_understands_restrict(psql_version);
     let mut psql = target
@@ -251,6 +279,105 @@ pub async fn restore_dump(
     Ok(())
 }
 
+/// Entries of a directory-format dump's table of contents (`pg_restore --list`) that must
+/// not run on the target: decoder_sql's extension and its comment. Returns the list to give
+/// `pg_restore --use-list` and whether the extension was in it.
+pub fn filter_toc_list(list: &str) -> (String, bool) {
+    let mut kept = String::with_capacity(list.len());
+    let mut saw_decoder_sql = false;
+    for line in list.lines() {
+        // "<dump id>; <catalog oid> <oid> <type> <schema> <name> <owner>"
+        let entry = line
+            .split_once("; ")
+            .filter(|(id, _)| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|(_, rest)| rest.splitn(3, ' ').nth(2));
+        let is = |prefix: &str| {
+            entry.is_some_and(|e| {
+                e.strip_prefix(prefix)
+                    .is_some_and(|after| after.is_empty() || after.starts_with(' '))
+            })
+        };
+        if is("EXTENSION - decoder_sql") {
+            saw_decoder_sql = true;
+            continue;
+        }
+        if is("COMMENT - EXTENSION decoder_sql") {
+            continue;
+        }
+        kept.push_str(line);
+        kept.push('\n');
+    }
+    (kept, saw_decoder_sql)
+}
+
+/// Loads a directory-format base with `pg_restore --jobs`, then creates the origin.
+async fn restore_directory(
+    repo: &Repo,
+    base: &Base,
+    target: &Endpoint,
+    server_version_num: i32,
+    origin_name: &str,
+    jobs: u32,
+) -> Result<()> {
+    let dir = repo.path(&base.dump.path);
+    let dir = dir.parent().expect("toc.dat lies in the dump's directory");
+    let list = target
+        .tools
+        .command("pg_restore")
+        .arg("--list")
+        .arg(dir)
+        .output()
+        .await?;
+    let (list, saw_decoder_sql) = filter_toc_list(&String::from_utf8_lossy(&list));
+    let mut list_file = tempfile::NamedTempFile::new()?;
+    list_file.write_all(list.as_bytes())?;
+    list_file.flush()?;
+    let bar = progress::bytes_spinner(&format!("base dump (pg_restore, {jobs} job(s))"));
+    let restored = target
+        .tools
+        .command("pg_restore")
+        .args(["--no-password", "--exit-on-error"])
+        .arg(format!("--jobs={jobs}"))
+        .arg("--use-list")
+        .arg(list_file.path())
+        .arg("-d")
+        .arg(&target.public_dsn)
+        .arg(dir)
+        .env("PGOPTIONS", session::base_pgoptions(server_version_num))
+        .stdout(Stdio::null())
+        .output()
+        .await;
+    bar.finish_and_clear();
+    let partial = |detail: String| {
+        format!(
+            "{detail}\n(restoring the directory-format base {}: the target now holds part of \
+             it and no restore origin, so a new restore refuses it; drop the target database, \
+             create it again (or use --create) and run the restore again)",
+            base.id
+        )
+    };
+    restored.map_err(|e| match e {
+        Error::Tool {
+            program,
+            status,
+            stderr_tail,
+        } => Error::Tool {
+            program,
+            status,
+            stderr_tail: partial(stderr_tail),
+        },
+        other => Error::Invalid(partial(other.to_string())),
+    })?;
+    let mut finish = String::from("BEGIN;\n");
+    if saw_decoder_sql {
+        finish.push_str(DROP_DECODER_SQL_SCHEMA);
+    }
+    finish.push_str(&origin::create_statement(origin_name));
+    finish.push_str("COMMIT;\n");
+    target.connect().await?.batch_execute(&finish).await?;
+    Ok(())
+}
+
 /// The first and last bytes of a line as text: enough for [`DumpFilter`], which looks at
 /// prefixes and at whole short lines.
 fn lossy_head_and_tail(line: &[u8]) -> String {
@@ -307,6 +434,26 @@ mod tests {
             true
         ));
         assert!(f.saw_decoder_sql);
+    }
+
+    #[test]
+    fn decoder_sql_is_left_out_of_a_directory_dump() {
+        let list = ";\n; Archive created at 2026-12-01 22:00:00 UTC\n;\n\
+            6; 2615 16384 SCHEMA - decoder_sql postgres\n\
+            2; 3079 16385 EXTENSION - decoder_sql \n\
+            3380; 0 0 COMMENT - EXTENSION decoder_sql \n\
+            3; 3079 16400 EXTENSION - decoder_sql_other \n\
+            215; 1259 16390 TABLE public decoder_sql postgres\n";
+        let (kept, saw) = filter_toc_list(list);
+        assert!(saw);
+        assert_eq!(
+            kept,
+            ";\n; Archive created at 2026-12-01 22:00:00 UTC\n;\n\
+            6; 2615 16384 SCHEMA - decoder_sql postgres\n\
+            3; 3079 16400 EXTENSION - decoder_sql_other \n\
+            215; 1259 16390 TABLE public decoder_sql postgres\n"
+        );
+        assert!(!filter_toc_list("215; 1259 16390 TABLE public t postgres\n").1);
     }
 
     #[test]

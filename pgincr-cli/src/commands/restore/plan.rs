@@ -171,6 +171,11 @@ pub fn stream_files(
             )));
         }
     }
+    // A directory-format base's data files, checked with everything else before the target
+    // is touched (its toc.dat is `base.dump`).
+    for f in &base.dump_files {
+        ensure_intact(repo, f, || format!("{} is missing", f.path))?;
+    }
     let mut files = Vec::new();
     for s in needed {
         ensure_intact(repo, &s.file, || {

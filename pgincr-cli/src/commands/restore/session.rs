@@ -76,9 +76,39 @@ pub fn stream_settings(server_version_num: i32) -> String {
     )
 }
 
+/// The settings of [`base_settings`] as `PGOPTIONS` (`-c name=value`, spaces escaped), for
+/// pg_restore's sessions, which take no SQL of ours before the dump.
+pub fn base_pgoptions(server_version_num: i32) -> String {
+    VALUE_INPUT
+        .iter()
+        .copied()
+        .chain(versioned(server_version_num))
+        .map(|(k, v)| {
+            let v = v.trim_matches('\'');
+            let escaped: String = v
+                .chars()
+                .flat_map(|c| match c {
+                    ' ' | '\\' => vec!['\\', c],
+                    c => vec![c],
+                })
+                .collect();
+            format!("-c {k}={escaped}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base_pgoptions_escape_spaces() {
+        let o = base_pgoptions(150000);
+        assert!(o.starts_with("-c standard_conforming_strings=on -c array_nulls=on "));
+        assert!(o.contains(" -c DateStyle=ISO,\\ YMD "), "{o}");
+        assert!(o.ends_with(" -c idle_session_timeout=0"), "{o}");
+    }
 
     #[test]
     fn stream_settings_pin_literal_parsing_and_follow_the_major() {

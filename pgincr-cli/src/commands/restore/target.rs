@@ -128,7 +128,8 @@ pub async fn ensure_empty(client: &Client) -> Result<()> {
         return Err(Error::Invalid(format!(
             "target database \"{db}\" is not empty ({objects} object(s)) and no interrupted pgincr \
              restore of it is on record (no replication origin), so there is nothing to resume; \
-             restore into a new database (e.g. --create with another name) or drop this one first"
+             restore into a new database (e.g. --create with another name) or drop this one first \
+             (a restore of a directory-format base interrupted in pg_restore leaves such a target)"
         )));
     }
     Ok(())
