@@ -154,6 +154,31 @@ async fn a_directory_base_is_dumped_and_restored_in_parallel() {
     assert!(out.contains("restored"), "{out}");
     assert_restored(&cluster, &source, "par").await;
 
+    // The documented manual procedure with PostgreSQL's programs only (docs/repository.md).
+    let script = r#"set -euo pipefail
+createdb -T template0 manual
+psql -X -q -d manual -f bases/*/globals.sql >/dev/null 2>&1
+pg_restore -l bases/*/dump \
+  | grep -v -E -e ' EXTENSION - decoder_sql( |$)' -e ' COMMENT - EXTENSION decoder_sql( |$)' > "$TMPDIR/list"
+pg_restore --exit-on-error --jobs 2 -L "$TMPDIR/list" -d manual bases/*/dump
+{ for f in segments/*.sql.zst; do zstd -dc "$f"; done; cat segments/open.sql 2>/dev/null || true; } \
+  | PGOPTIONS='-c session_replication_role=replica' psql -X -q -v ON_ERROR_STOP=1 -d manual >/dev/null
+"#;
+    let tmp = cluster.scratch_dir("by-hand");
+    let out = run_by_hand(
+        &cluster,
+        &repo,
+        &format!("export TMPDIR={}\n{script}", tmp.display()),
+    );
+    assert!(out.status.success(), "manual restore: {}", describe(&out));
+    assert_same_database(&cluster, &source, "manual").await;
+    let extension = query_text(
+        &cluster.connect("manual").await,
+        "SELECT count(*)::text FROM pg_extension WHERE extname = 'decoder_sql'",
+    )
+    .await;
+    assert_eq!(extension, "0");
+
     // A second directory base while the stream goes on; restore takes the newest.
     let out = run_ok(
         &cluster,
