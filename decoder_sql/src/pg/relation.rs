@@ -143,6 +143,9 @@ unsafe extern "C-unwind" fn relcache_invalidated(_arg: pg_sys::Datum, relid: pg_
 
 pub struct RelationCache {
     entries: HashMap<pg_sys::Oid, Rc<RelInfo>>,
+    /// The entry returned last: consecutive changes mostly touch one table, and this skips
+    /// hashing its oid. Emptied with `entries` by every invalidation.
+    last: Option<(pg_sys::Oid, Rc<RelInfo>)>,
     /// Holds output functions' FmgrInfo state (fn_extra) for the session's lifetime.
     fn_cxt: ChildContext,
 }
@@ -166,6 +169,7 @@ impl RelationCache {
         };
         RelationCache {
             entries: HashMap::new(),
+            last: None,
             fn_cxt,
         }
     }
@@ -174,11 +178,20 @@ impl RelationCache {
     pub fn get(&mut self, rel: RelView) -> Rc<RelInfo> {
         self.apply_invalidations();
         let relid = rel.relid();
-        if let Some(info) = self.entries.get(&relid) {
+        if let Some((last, info)) = &self.last
+            && *last == relid
+        {
             return Rc::clone(info);
         }
-        let info = Rc::new(build(rel, self.fn_cxt));
-        self.entries.insert(relid, Rc::clone(&info));
+        let info = match self.entries.get(&relid) {
+            Some(info) => Rc::clone(info),
+            None => {
+                let info = Rc::new(build(rel, self.fn_cxt));
+                self.entries.insert(relid, Rc::clone(&info));
+                info
+            }
+        };
+        self.last = Some((relid, Rc::clone(&info)));
         info
     }
 
@@ -186,6 +199,7 @@ impl RelationCache {
         if !PENDING_ANY.swap(false, Ordering::Acquire) {
             return;
         }
+        self.last = None;
         let mut pending = PENDING.lock().unwrap_or_else(|p| p.into_inner());
         if pending.all {
             self.entries.clear();
