@@ -28,6 +28,52 @@ pub struct DecodedRow {
     /// Loaded columns whose value was replaced by NULL because their type cannot be read back
     /// (see `ColumnInfo::unreadable`).
     replaced: Vec<usize>,
+    /// Columns whose text comes from their output function: (column, function, value). All
+    /// of a row's calls run under one error guard (see [`output_all`]).
+    pending: Vec<(usize, *mut pg_sys::FmgrInfo, pg_sys::Datum)>,
+    /// The C strings the pending calls returned, in the same order.
+    results: Vec<*mut std::ffi::c_char>,
+}
+
+/// PostgreSQL's functions without pgrx's per-call error guard, for loops that run under one
+/// guard of their own ([`pg_sys::ffi::pg_guard_ffi_boundary`]). Only plain old frames
+/// (nothing to drop) may be live between such a call and its guard.
+mod unguarded {
+    use pgrx::pg_sys;
+
+    unsafe extern "C-unwind" {
+        #[link_name = "OutputFunctionCall"]
+        pub fn output_function_call(
+            flinfo: *mut pg_sys::FmgrInfo,
+            val: pg_sys::Datum,
+        ) -> *mut std::ffi::c_char;
+    }
+}
+
+/// Calls every pending output function under one error guard instead of one per value (the
+/// guard's sigsetjmp and bookkeeping cost about as much as formatting a small value). An
+/// ERROR in any of them reaches the guard exactly as it would with a guard per call.
+///
+/// # Safety
+/// Each entry is an initialised output function and a non-null value of its type; called on
+/// PostgreSQL's thread.
+unsafe fn output_all(
+    pending: &[(usize, *mut pg_sys::FmgrInfo, pg_sys::Datum)],
+    results: &mut Vec<*mut std::ffi::c_char>,
+) {
+    results.clear();
+    results.resize(pending.len(), std::ptr::null_mut());
+    let out = results.as_mut_ptr();
+    // SAFETY: per the function contract; the closure holds only references and raw pointers
+    // (no destructors are skipped when an ERROR longjmps out of it), and writes within
+    // `results`, which was sized to `pending` above.
+    unsafe {
+        pg_sys::ffi::pg_guard_ffi_boundary(|| {
+            for (k, &(_, flinfo, value)) in pending.iter().enumerate() {
+                *out.add(k) = unguarded::output_function_call(flinfo, value);
+            }
+        });
+    }
 }
 
 /// A change's old or new tuple.
@@ -81,9 +127,24 @@ impl DecodedRow {
         self.cells.resize(self.values.len(), None);
         self.arena.clear();
         self.replaced.clear();
+        self.pending.clear();
         for &i in wanted {
-            let src = self.text_of(info, i);
-            self.cells[i] = Some(src);
+            if let Some(src) = self.text_of(info, i) {
+                self.cells[i] = Some(src);
+            }
+        }
+        if self.pending.is_empty() {
+            return;
+        }
+        // SAFETY: every pending entry is a column's output function and its non-null value
+        // (see `text_of`); the returned strings live in the scratch context until the change
+        // ends.
+        unsafe {
+            output_all(&self.pending, &mut self.results);
+            for (&(i, _, _), &text) in self.pending.iter().zip(&self.results) {
+                let bytes = CStr::from_ptr(text).to_bytes();
+                self.cells[i] = Some(CellSrc::Scratch(bytes.as_ptr(), bytes.len()));
+            }
         }
     }
 
@@ -106,9 +167,11 @@ impl DecodedRow {
         &self.replaced
     }
 
-    fn text_of(&mut self, info: &RelInfo, i: usize) -> CellSrc {
+    /// The cell of column `i`, or None when its output function is to be called: the column
+    /// is then added to `pending`.
+    fn text_of(&mut self, info: &RelInfo, i: usize) -> Option<CellSrc> {
         if self.nulls[i] {
-            return CellSrc::Null;
+            return Some(CellSrc::Null);
         }
         let col = &info.columns[i];
         let datum = self.values[i];
@@ -117,15 +180,15 @@ impl DecodedRow {
             // SAFETY: a non-null varlena datum of this column's type; only the header is read.
             let unchanged_toast = col.is_varlena && unsafe { is_external_ondisk(ptr) };
             if unchanged_toast {
-                return CellSrc::UnchangedToast;
+                return Some(CellSrc::UnchangedToast);
             }
             self.replaced.push(i);
-            return CellSrc::Null;
+            return Some(CellSrc::Null);
         }
         let start = self.arena.len();
         let arena = |s: &mut Self, text: &str| {
             s.arena.extend_from_slice(text.as_bytes());
-            CellSrc::Arena(start, text.len())
+            Some(CellSrc::Arena(start, text.len()))
         };
         // On 64-bit platforms these types are passed by value in the Datum.
         match col.fast {
@@ -141,7 +204,7 @@ impl DecodedRow {
         // the WAL: report them as such and never detoast them.
         unsafe {
             if col.is_varlena && is_external_ondisk(ptr) {
-                return CellSrc::UnchangedToast;
+                return Some(CellSrc::UnchangedToast);
             }
             if col.fast == FastPath::Text {
                 // Plain (uncompressed, inline) values are read in place; only compressed or
@@ -154,12 +217,14 @@ impl DecodedRow {
                     pg_sys::pg_detoast_datum_packed(ptr)
                 };
                 let data = pgrx::varlena::vardata_any(detoasted).cast::<u8>();
-                return CellSrc::Scratch(data, pgrx::varlena::varsize_any_exhdr(detoasted));
+                return Some(CellSrc::Scratch(
+                    data,
+                    pgrx::varlena::varsize_any_exhdr(detoasted),
+                ));
             }
-            let text = pg_sys::OutputFunctionCall(col.output.get(), datum);
-            let bytes = CStr::from_ptr(text).to_bytes();
-            CellSrc::Scratch(bytes.as_ptr(), bytes.len())
         }
+        self.pending.push((i, col.output.get(), datum));
+        None
     }
 }
 
