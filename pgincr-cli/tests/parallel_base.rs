@@ -410,3 +410,68 @@ async fn a_damaged_data_file_of_a_directory_base_is_found_and_refused() {
     let (_, err) = run_err(&cluster, &["verify", "-r", repo_s]);
     assert!(err.contains(&format!("{victim} is missing")), "{err}");
 }
+
+/// pg_restore's sessions get the restore's pinned settings too: a target whose database,
+/// restoring role or PGOPTIONS turn array NULLs into strings (or backslashes into escapes)
+/// still gets the source's values.
+#[tokio::test]
+async fn target_settings_do_not_reach_a_parallel_base_restore() {
+    let cluster = TestCluster::start();
+    let source = cluster.connect("postgres").await;
+    source
+        .batch_execute(
+            r#"CREATE TABLE files (id int PRIMARY KEY, path text, tags text[], doc xml);
+               INSERT INTO files VALUES (1, 'C:\new\table', ARRAY['a', NULL, 'NULL'], 'a<b/>c');"#,
+        )
+        .await
+        .unwrap();
+    let repo = repo_dir(&cluster);
+    let repo_s = repo.to_str().unwrap();
+    init_directory(&cluster, repo_s);
+    source
+        .batch_execute(
+            r#"INSERT INTO files VALUES (2, 'D:\temp', ARRAY[NULL, 'x'], 'text<i>f</i>');"#,
+        )
+        .await
+        .unwrap();
+    catch_up(&cluster, repo_s);
+    for statement in [
+        "CREATE DATABASE by_database",
+        "ALTER DATABASE by_database SET array_nulls = off",
+        "ALTER DATABASE by_database SET standard_conforming_strings = off",
+        "ALTER DATABASE by_database SET xmloption = document",
+        "CREATE DATABASE by_pgoptions",
+        "CREATE DATABASE by_role",
+        "CREATE ROLE restorer SUPERUSER LOGIN",
+        "ALTER ROLE restorer SET array_nulls = off",
+        "ALTER ROLE restorer SET standard_conforming_strings = off",
+    ] {
+        source.batch_execute(statement).await.unwrap();
+    }
+    let hostile = "-c array_nulls=off -c standard_conforming_strings=off -c xmloption=document";
+    for (target, env) in [
+        ("dbname=by_database", vec![]),
+        ("dbname=by_pgoptions", vec![("PGOPTIONS", hostile)]),
+        ("dbname=by_role user=restorer", vec![]),
+    ] {
+        succeeds(
+            &cluster,
+            &["restore", "-r", repo_s, "-t", target, "--jobs", "2"],
+            &env,
+        );
+    }
+    for db in ["by_database", "by_pgoptions", "by_role"] {
+        let restored = cluster.connect(db).await;
+        let (a, b) = (
+            e2e::decode::database_contents(&source).await,
+            e2e::decode::database_contents(&restored).await,
+        );
+        assert_eq!(a, b, "{db}: contents differ:\n{}", line_diff(&a, &b));
+        let row = query_text(
+            &restored,
+            "SELECT path || ' ' || (tags[2] IS NULL)::text || ' ' || tags[3] FROM files WHERE id = 1",
+        )
+        .await;
+        assert_eq!(row, r"C:\new\table true NULL", "{db}");
+    }
+}
