@@ -30,10 +30,7 @@ pub fn run(cli: cli::Cli) -> Result<()> {
             Command::Init(args) => commands::init::run(args, bindir).await,
             Command::Base(args) => commands::base::run(args, bindir).await,
             Command::Stream(args) => commands::stream::run(args, bindir).await,
-            Command::Restore(args) => {
-                commands::restore::base::set_jobs(args.args.jobs);
-                commands::restore::run(args, bindir).await
-            }
+            Command::Restore(args) => commands::restore::run(args, bindir).await,
             Command::Status(args) => commands::status::run(args, bindir).await,
             Command::Verify(args) => commands::verify::run(args, bindir).await,
             Command::Prune(args) => commands::prune::run(args).await,

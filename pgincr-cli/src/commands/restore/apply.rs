@@ -485,6 +485,11 @@ impl Applier<'_> {
         };
         let statement = copy_statement(&head).filter(|_| allowed);
         let Some(statement) = statement else {
+            tracing::debug!(
+                "{}: INSERTs, not COPY (the table has triggers or rules that fire during a \
+                 restore, or row security)",
+                head_table(&head).unwrap_or_default()
+            );
             for (row, line) in rows.iter().zip(rows_text.lines()) {
                 self.push_statement(line, row.pos);
             }
@@ -539,7 +544,16 @@ impl Applier<'_> {
         }
         .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(rows) => {
+                self.stats.copied_rows += rows;
+                tracing::debug!(
+                    "{rows} row(s) loaded with COPY from {}",
+                    copy.spans
+                        .first()
+                        .map_or(String::new(), |(p, _)| self.location(*p).to_string())
+                );
+                Ok(())
+            }
             Err(e) => {
                 self.run = Run::Copying(copy);
                 self.copy_failed(e).await

@@ -20,7 +20,6 @@ use crate::{Error, Result, progress};
 use sqlgen::ident::quote_ident;
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU32, Ordering};
 use tokio::io::AsyncWriteExt;
 use tokio_postgres::Client;
 
@@ -177,22 +176,16 @@ EXCEPTION WHEN dependent_objects_still_exist OR invalid_schema_name THEN NULL;
 END $pgincr$;
 ";
 
-/// Parallel pg_restore workers for a directory-format base (`pgincr restore --jobs`).
-static JOBS: AtomicU32 = AtomicU32::new(1);
-
-/// Sets the number of pg_restore workers [`restore_dump`] uses for a directory-format base.
-pub fn set_jobs(jobs: u32) {
-    JOBS.store(jobs.max(1), Ordering::Relaxed);
-}
-
+/// Loads the base dump; a directory-format base with `jobs` parallel pg_restore workers.
 pub async fn restore_dump(
     repo: &Repo,
     base: &Base,
     target: &Endpoint,
     server_version_num: i32,
     origin_name: &str,
+    jobs: u32,
 ) -> Result<()> {
-    let jobs = JOBS.load(Ordering::Relaxed);
+    let jobs = jobs.max(1);
     match base.format {
         DumpFormat::Directory => {
             return restore_directory(repo, base, target, server_version_num, origin_name, jobs)

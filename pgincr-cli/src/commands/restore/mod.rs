@@ -100,7 +100,15 @@ pub async fn run(command: impl Into<RestoreCommand>, bindir: Option<PathBuf>) ->
             if !args.no_globals {
                 base::restore_globals(&repo, base, &target_db, &client, server_version_num).await?;
             }
-            base::restore_dump(&repo, base, &target_db, server_version_num, &origin_name).await?;
+            base::restore_dump(
+                &repo,
+                base,
+                &target_db,
+                server_version_num,
+                &origin_name,
+                args.jobs,
+            )
+            .await?;
             origin::start_at(&client, &origin_name, base.consistent_lsn).await?;
             println!("base backup {} restored", base.id);
             base.consistent_lsn
@@ -128,6 +136,9 @@ pub async fn run(command: impl Into<RestoreCommand>, bindir: Option<PathBuf>) ->
     let stats = apply::apply_changes(&client, &origin_name, selection, files, options).await?;
     let seqs = sequences::sync_owned_sequences(&client, &stats.sequences).await?;
     stats.print_summary(control.reject_file.as_deref());
+    if let Some(kib) = peak_memory_kib() {
+        println!("peak memory: {} MiB", kib / 1024);
+    }
     println!(
         "sequences: {} at their captured value (base dump or the stream's snapshots), {} moved up \
          to their column's maximum (rows written after their last snapshot)",
@@ -154,4 +165,12 @@ pub async fn run(command: impl Into<RestoreCommand>, bindir: Option<PathBuf>) ->
         );
     }
     Ok(())
+}
+
+/// The process's peak resident memory (Linux: VmHWM of /proc/self/status; getrusage's
+/// maximum would include the memory of the parent it was forked from before exec).
+fn peak_memory_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }

@@ -21,6 +21,8 @@ pub struct ApplyStats {
     /// Failed and left out under `--on-error=skip`.
     pub rejected: u64,
     pub bytes: u64,
+    /// Rows loaded with COPY (runs of INSERTs into one table).
+    pub copied_rows: u64,
     /// End LSN and commit time of the last transaction applied.
     pub last: Option<(Lsn, i64)>,
     /// The restore stopped at the target point (a later transaction exists).
@@ -41,6 +43,12 @@ impl ApplyStats {
             self.in_base,
             self.already_applied
         );
+        if self.copied_rows > 0 {
+            println!(
+                "{} row(s) of runs of INSERTs into one table were loaded with COPY",
+                self.copied_rows
+            );
+        }
         let file = reject_file.map_or(String::new(), |f| format!(" ({})", f.display()));
         if self.skipped_on_request > 0 {
             println!(
