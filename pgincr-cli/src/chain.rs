@@ -158,22 +158,36 @@ pub fn continuity_problem(
 /// Where the open segment must continue the chain, given the manifest.
 fn open_segment_position(repo: &Repo, manifest: &Manifest) -> Result<ChainPosition> {
     let next = SegmentHeader::following(manifest);
-    let open_transaction_end = match manifest.segments.last() {
-        Some(last) => {
-            let path = repo.path(&last.file.path);
-            if path.exists() {
-                Some(summarize(vec![(path, last.file.path.clone())])?.unfinished_end_lsn)
-            } else {
-                None
-            }
-        }
-        None => Some(None),
-    };
+    let open_transaction_end = transaction_left_open(repo, &manifest.segments)?;
     Ok(ChainPosition {
         seq: next.seq,
         previous: Some((next.previous_seq, next.previous_start_lsn)),
         open_transaction_end,
     })
+}
+
+/// The end LSN of the transaction that the closed segments `segments` leave open:
+/// `Some(None)` when they end between transactions, `None` when that is not known (a file
+/// is missing). A transaction larger than a segment spans several: segments with neither a
+/// BEGIN nor a COMMIT line of their own (wholly inside it, or empty) leave open what the one
+/// before them left open.
+pub fn transaction_left_open(repo: &Repo, segments: &[Segment]) -> Result<Option<Option<Lsn>>> {
+    for seg in segments.iter().rev() {
+        let path = repo.path(&seg.file.path);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let s = summarize(vec![(path, seg.file.path.clone())])?;
+        let transparent = s.transactions == 0
+            && s.repeated == 0
+            && s.superseded == 0
+            && s.unfinished_end_lsn.is_none()
+            && s.continued_transaction_end.is_none();
+        if !transparent {
+            return Ok(Some(s.unfinished_end_lsn));
+        }
+    }
+    Ok(Some(None))
 }
 
 /// Whether `segments/open.sql` continues the last closed segment: `Ok(Some(problem))` when

@@ -644,17 +644,7 @@ impl OpenSegment {
         // Whether the last closed segment leaves a transaction open matters only to a file
         // that begins inside one.
         let open_transaction_end = if start.continued_transaction_end.is_some() {
-            let manifest = self.repo.load()?;
-            match manifest.segments.last() {
-                Some(last) => Some(
-                    summarize(vec![(
-                        self.repo.path(&last.file.path),
-                        last.file.path.clone(),
-                    )])?
-                    .unfinished_end_lsn,
-                ),
-                None => Some(None),
-            }
+            chain::transaction_left_open(&self.repo, &self.repo.load()?.segments)?
         } else {
             None
         };
@@ -714,6 +704,13 @@ impl OpenSegment {
         let s = summarize(vec![(path.clone(), repo::OPEN_SEGMENT.to_owned())])?;
         self.header_bytes = s.header_bytes;
         self.unfinished_end_lsn = self.unfinished_end_lsn.max(s.unfinished_end_lsn);
+        if s.starts_in_transaction && s.transactions == 0 && s.unfinished_end_lsn.is_none() {
+            // The open segment is wholly inside a transaction begun in a closed segment: the
+            // slot may have confirmed a position inside it (pg_recvlogical reports what it
+            // received), and the server sends it again from its BEGIN.
+            let left_open = chain::transaction_left_open(&self.repo, &self.repo.load()?.segments)?;
+            self.unfinished_end_lsn = self.unfinished_end_lsn.max(left_open.flatten());
+        }
         let keep = s.complete_bytes.max(s.header_bytes);
         if keep < s.bytes {
             tracing::info!(
