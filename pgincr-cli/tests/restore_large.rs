@@ -192,6 +192,37 @@ async fn a_failing_copied_row_is_named_by_its_line() {
     assert_eq!(notes, "150=in the way,1000=after");
 }
 
+/// A statement spanning lines is sent whole even where a round trip's batch fills up in the
+/// middle of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn statements_spanning_lines_are_never_split_between_round_trips() {
+    let (cluster, source, repo) = initialised("CREATE TABLE t (id int PRIMARY KEY, v text);").await;
+    let body: String = (0..200)
+        .map(|i| format!("    x := x + {i}; -- line {i} of a long body\n"))
+        .collect();
+    source
+        .batch_execute(&format!(
+            "BEGIN;
+             INSERT INTO t SELECT g, 'before ' || g FROM generate_series(1, 20) g;
+             CREATE FUNCTION long_body() RETURNS int LANGUAGE plpgsql AS $f$
+             DECLARE x int := 0;
+             BEGIN
+             {body}    RETURN x;
+             END $f$;
+             COMMENT ON FUNCTION long_body() IS 'a comment
+             over three
+             lines';
+             INSERT INTO t VALUES (21, 'after');
+             COMMIT;"
+        ))
+        .await
+        .unwrap();
+    let repo = repo.to_str().unwrap();
+    catch_up(&cluster, repo);
+    restore_into(&cluster, repo, "dbname=restored", &["--batch-size", "1kB"]);
+    assert_same_database(&cluster, &source, "restored").await;
+}
+
 /// "restore stopped at segments/<file>:<line> (…": the file and line.
 fn stopped_at(err: &str) -> (String, usize) {
     let rest = err

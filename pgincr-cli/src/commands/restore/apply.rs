@@ -176,6 +176,9 @@ struct Applier<'a> {
     /// whenever a statement other than DML comes by (it may add a trigger or a rule).
     copy_allowed: HashMap<String, bool>,
     scratch: Vec<u8>,
+    /// The last line read ends inside a statement: the chunk must not be sent yet (a
+    /// statement spanning lines is sent whole).
+    inside_statement: bool,
 }
 
 pub async fn apply_changes(
@@ -199,6 +202,7 @@ pub async fn apply_changes(
         run: Run::None,
         copy_allowed: HashMap::new(),
         scratch: Vec::new(),
+        inside_statement: false,
     };
     let result = applier.apply_stream(selection).await;
     if result.is_err() {
@@ -260,6 +264,7 @@ impl Applier<'_> {
                     }
                 }
                 Step::Begin { info, superseded } => {
+                    self.inside_statement = false;
                     if superseded.is_some() {
                         self.drop_open(&mut selection).await?;
                     }
@@ -298,6 +303,7 @@ impl Applier<'_> {
                     }
                 }
                 Step::Body(shape) => {
+                    self.inside_statement = shape.ends_inside_statement;
                     if self.applying() {
                         if lossy {
                             self.not_utf8(&at).await?;
@@ -306,9 +312,12 @@ impl Applier<'_> {
                         }
                     }
                 }
-                Step::Commit => self.commit_line(content, pos).await?,
+                Step::Commit => {
+                    self.inside_statement = false;
+                    self.commit_line(content, pos).await?;
+                }
             }
-            if self.chunk.text.len() as u64 >= self.options.batch_size {
+            if !self.inside_statement && self.chunk.text.len() as u64 >= self.options.batch_size {
                 self.send_chunk().await?;
             }
             if reader.bytes_read - shown >= 1 << 20 {
