@@ -292,6 +292,16 @@ fn commit_xid(line: &str) -> Option<u32> {
         .and_then(|x| x.parse().ok())
 }
 
+/// A line as [`StreamReader::next_line_raw`] reads it.
+pub struct RawLine<'a> {
+    /// The line as text; bytes that are not valid UTF-8 read as U+FFFD.
+    pub text: &'a str,
+    /// The line's bytes as in the file, with its newline.
+    pub bytes: &'a [u8],
+    pub at: Location,
+    pub not_utf8: bool,
+}
+
 /// Reads a list of segment files in order as one stream of lines.
 pub struct StreamReader {
     files: std::vec::IntoIter<(PathBuf, String)>,
@@ -323,6 +333,14 @@ impl StreamReader {
 
     /// Like [`next_line`](Self::next_line), with whether the line held invalid UTF-8.
     pub fn next_line_checked(&mut self) -> Result<Option<(&str, Location, bool)>> {
+        Ok(self
+            .next_line_raw()?
+            .map(|line| (line.text, line.at, line.not_utf8)))
+    }
+
+    /// The next line as text (for scanning) and as the bytes in the file (the database's
+    /// encoding).
+    pub fn next_line_raw(&mut self) -> Result<Option<RawLine<'_>>> {
         loop {
             if self.current.is_none() {
                 let Some((path, name)) = self.files.next() else {
@@ -347,7 +365,7 @@ impl StreamReader {
                 line: *line_no,
             };
             self.line.clear();
-            let lossy = match std::str::from_utf8(&self.bytes) {
+            let not_utf8 = match std::str::from_utf8(&self.bytes) {
                 Ok(text) => {
                     self.line.push_str(text);
                     false
@@ -357,7 +375,12 @@ impl StreamReader {
                     true
                 }
             };
-            return Ok(Some((&self.line, at, lossy)));
+            return Ok(Some(RawLine {
+                text: &self.line,
+                bytes: &self.bytes,
+                at,
+                not_utf8,
+            }));
         }
     }
 }
@@ -368,7 +391,7 @@ impl StreamReader {
 pub fn reread_transaction(
     files: &[(PathBuf, String)],
     begin: &Location,
-    mut each_line: impl FnMut(&str) -> Result<()>,
+    mut each_line: impl FnMut(&[u8]) -> Result<()>,
 ) -> Result<()> {
     let from = files
         .iter()
@@ -376,15 +399,18 @@ pub fn reread_transaction(
         .ok_or_else(|| Error::Repository(format!("{begin}: the file is not in the stream")))?;
     let mut reader = StreamReader::new(files[from..].to_vec());
     let mut parser = Parser::new(false);
-    while let Some((line, at)) = reader.next_line()? {
+    while let Some(line) = reader.next_line_raw()? {
+        let at = line.at;
         if at.file == begin.file && at.line < begin.line {
             continue;
         }
-        let step = parser.step(line, &at).map_err(Error::Repository)?;
+        let step = parser.step(line.text, &at).map_err(Error::Repository)?;
         if matches!(step, Step::Begin { .. }) && at != *begin {
             break; // cut short: the stream sends it again
         }
-        each_line(line.trim_end_matches(['\n', '\r']))?;
+        // The file's bytes (the database's encoding), without the line end.
+        let bytes = line.bytes.strip_suffix(b"\n").unwrap_or(line.bytes);
+        each_line(bytes.strip_suffix(b"\r").unwrap_or(bytes))?;
         if step == Step::Commit {
             break;
         }

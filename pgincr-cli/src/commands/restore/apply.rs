@@ -44,6 +44,8 @@ pub struct ApplyOptions {
     pub server_version_num: i32,
     /// Runs of at least this many INSERTs into one table go through COPY (0: never).
     pub copy_min_rows: u64,
+    /// The source database's encoding (the segments hold text in it).
+    pub source_encoding: String,
 }
 
 /// COPY data is handed to the connection in pieces of about this size.
@@ -163,6 +165,16 @@ fn row_pos(spans: &[(Pos, u64)], row: u64) -> Option<Pos> {
     None
 }
 
+/// A statement spanning lines, gathered as bytes while it is read, in a database whose
+/// encoding is not UTF-8: if any of its bytes is not ASCII it is sent as bytes.
+struct EncodedStatement {
+    offset: usize,
+    stmt_index: usize,
+    pos: Pos,
+    bytes: Vec<u8>,
+    not_ascii: bool,
+}
+
 struct Applier<'a> {
     client: &'a Client,
     options: ApplyOptions,
@@ -179,6 +191,10 @@ struct Applier<'a> {
     /// The last line read ends inside a statement: the chunk must not be sent yet (a
     /// statement spanning lines is sent whole).
     inside_statement: bool,
+    /// The source's encoding when it is not UTF-8: statements with other bytes than ASCII go
+    /// to the server as the file's bytes, converted by the server itself.
+    encoding: Option<String>,
+    gathering: Option<EncodedStatement>,
 }
 
 pub async fn apply_changes(
@@ -191,6 +207,12 @@ pub async fn apply_changes(
     client
         .batch_execute(&session::stream_settings(options.server_version_num))
         .await?;
+    let encoding = (!options.source_encoding.eq_ignore_ascii_case("UTF8"))
+        .then(|| options.source_encoding.clone());
+    if encoding.is_some() {
+        // Before the origin is bound: this does not move it.
+        client.batch_execute(CREATE_ENCODED_STATEMENT_TABLE).await?;
+    }
     origin::setup_session(client, origin_name).await?;
     let mut applier = Applier {
         client,
@@ -203,7 +225,10 @@ pub async fn apply_changes(
         copy_allowed: HashMap::new(),
         scratch: Vec::new(),
         inside_statement: false,
+        encoding: None,
+        gathering: None,
     };
+    applier.encoding = encoding;
     let result = applier.apply_stream(selection).await;
     if result.is_err() {
         // An open COPY is aborted first; then release the origin now rather than when the
@@ -230,9 +255,8 @@ impl Applier<'_> {
         let mut shown = 0u64;
         let mut file_index = 0usize;
         let mut stop = false;
-        while let Some((line, at, lossy)) =
-            tokio::task::block_in_place(|| reader.next_line_checked())?
-        {
+        while let Some(read) = tokio::task::block_in_place(|| reader.next_line_raw())? {
+            let (line, raw, at, lossy) = (read.text, read.bytes, read.at, read.not_utf8);
             if self
                 .files
                 .get(file_index)
@@ -305,7 +329,9 @@ impl Applier<'_> {
                 Step::Body(shape) => {
                     self.inside_statement = shape.ends_inside_statement;
                     if self.applying() {
-                        if lossy {
+                        if self.encoding.is_some() {
+                            self.encoded_body_line(content, raw, pos, shape).await?;
+                        } else if lossy {
                             self.not_utf8(&at).await?;
                         } else {
                             self.body_line(content, pos, shape).await?;
@@ -411,6 +437,118 @@ impl Applier<'_> {
         self.chunk.text.push_str(content);
         self.chunk.text.push('\n');
         Ok(())
+    }
+
+    /// A line of a database whose encoding is not UTF-8. ASCII goes the usual way; a
+    /// statement with other bytes is sent as the file's bytes.
+    async fn encoded_body_line(
+        &mut self,
+        content: &str,
+        raw: &[u8],
+        pos: Pos,
+        shape: LineShape,
+    ) -> Result<()> {
+        let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let not_ascii = !raw.is_ascii();
+        let begins_long_statement = shape.starts_statement && shape.ends_inside_statement;
+        if self.gathering.is_none() {
+            if begins_long_statement {
+                self.gathering = Some(EncodedStatement {
+                    offset: self.chunk.text.len(),
+                    stmt_index: self.chunk.statements.len(),
+                    pos,
+                    bytes: raw.to_vec(),
+                    not_ascii,
+                });
+                return self.body_line(content, pos, shape).await;
+            }
+            if !not_ascii {
+                return self.body_line(content, pos, shape).await;
+            }
+            // A statement on one line with bytes that are not ASCII.
+            self.end_run().await?;
+            if !self.applying() {
+                return Ok(());
+            }
+            let open = self.open.as_mut().expect("applying");
+            open.bytes += raw.len() as u64 + 1;
+            self.stats.sequences.observe_line(content);
+            return self.execute_encoded(raw, pos).await;
+        }
+        let gathered = self.gathering.as_mut().expect("checked");
+        gathered.bytes.push(b'\n');
+        gathered.bytes.extend_from_slice(raw);
+        gathered.not_ascii |= not_ascii;
+        self.body_line(content, pos, shape).await?;
+        if shape.ends_inside_statement {
+            return Ok(());
+        }
+        let gathered = self.gathering.take().expect("checked");
+        if gathered.not_ascii && self.applying() {
+            // The text sent so far for it was read as UTF-8: its bytes go instead.
+            self.chunk.text.truncate(gathered.offset);
+            self.chunk.statements.truncate(gathered.stmt_index);
+            self.execute_encoded(&gathered.bytes, gathered.pos).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs one statement given as bytes in the source's encoding: what came before it is
+    /// sent, the bytes go into a temporary table through COPY with `client_encoding` set to
+    /// that encoding (so the server converts them exactly as it converts its own input), and
+    /// a DO block runs the statement from there.
+    async fn execute_encoded(&mut self, statement: &[u8], pos: Pos) -> Result<()> {
+        self.send_chunk().await?;
+        if !self.applying() {
+            return Ok(());
+        }
+        let encoding = self.encoding.clone().unwrap_or_default();
+        let mut data = Vec::with_capacity(statement.len() + 16);
+        for &b in statement {
+            match b {
+                b'\\' => data.extend_from_slice(b"\\\\"),
+                b'\n' => data.extend_from_slice(b"\\n"),
+                b'\r' => data.extend_from_slice(b"\\r"),
+                b'\t' => data.extend_from_slice(b"\\t"),
+                b => data.push(b),
+            }
+        }
+        data.push(b'\n');
+        let client = self.client;
+        let result = async {
+            client
+                .batch_execute(&format!(
+                    "SET client_encoding = {}",
+                    sqlgen::quote_literal(&encoding)
+                ))
+                .await?;
+            let sink = client
+                .copy_in::<_, Bytes>("COPY pg_temp.pgincr_encoded_statement (s) FROM STDIN")
+                .await?;
+            let mut sink = std::pin::pin!(sink);
+            sink.send(Bytes::from(data)).await?;
+            sink.as_mut().finish().await?;
+            client.batch_execute("SET client_encoding = 'UTF8'").await?;
+            client.batch_execute(RUN_ENCODED_STATEMENT).await
+        }
+        .await;
+        if let Some(open) = &mut self.open {
+            open.sent = true;
+        }
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) if e.as_db_error().is_some() => {
+                // The rollback also undoes the client_encoding setting.
+                let _ = self.client.batch_execute("ROLLBACK").await;
+                if let Some(open) = &mut self.open {
+                    open.sent = false;
+                }
+                let location = self.location(pos);
+                self.reject_open(location, describe_pg_error(&e)).await
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// An INSERT that COPY could load (its row is in `self.scratch`).
@@ -949,6 +1087,18 @@ impl Applier<'_> {
         rejects.write_from_stream(&self.files, xid, end_lsn, begin, why)
     }
 }
+
+/// Holds a statement in the source's encoding on its way to [`RUN_ENCODED_STATEMENT`].
+const CREATE_ENCODED_STATEMENT_TABLE: &str =
+    "CREATE TEMPORARY TABLE IF NOT EXISTS pgincr_encoded_statement (s text)";
+
+/// Takes the statement out of the temporary table and runs it.
+const RUN_ENCODED_STATEMENT: &str = "DO $pgincr$
+DECLARE statement text;
+BEGIN
+  DELETE FROM pg_temp.pgincr_encoded_statement RETURNING s INTO STRICT statement;
+  EXECUTE statement;
+END $pgincr$";
 
 /// Runs `text` as one simple query; on failure, also says how many statements completed
 /// before the failing one (the server answers each with a CommandComplete).

@@ -132,6 +132,7 @@ pub async fn run(command: impl Into<RestoreCommand>, bindir: Option<PathBuf>) ->
         rejects,
         server_version_num,
         copy_min_rows: args.copy_min_rows,
+        source_encoding: base.server.encoding.clone(),
     };
     let stats = apply::apply_changes(&client, &origin_name, selection, files, options).await?;
     let seqs = sequences::sync_owned_sequences(&client, &stats.sequences).await?;

@@ -114,7 +114,7 @@ impl Rejects {
         out.write_all(header.as_bytes())
             .map_err(Error::io(context.clone()))?;
         crate::segment::reread_transaction(files, begin, |line| {
-            out.write_all(line.as_bytes())
+            out.write_all(line)
                 .and_then(|()| out.write_all(b"\n"))
                 .map_err(Error::io(context.clone()))
         })?;
