@@ -1,6 +1,7 @@
 //! SQL-callable helpers of the DDL capture installed by `CREATE EXTENSION decoder_sql`
 //! (the event triggers themselves are in `sql/ddl_capture.sql`).
 
+use crate::pg::server_text::ServerText;
 use crate::pg::statement::{
     ActiveStatement, active_statement, creating_extension, standard_conforming_strings,
 };
@@ -44,10 +45,10 @@ pub fn utility_completed(stmt: &ActiveStatement) {
     if !matches!(enabled, Ok(Some(true))) {
         return;
     }
-    let text = sqlgen::ddl::terminate_statement(&stmt.text);
+    let text = ServerText::new(sqlgen::ddl::terminate_statement(&stmt.text), stmt.spelling);
     if let Err(e) = pgrx::Spi::run_with_args(
         "SELECT decoder_sql.emit_ddl($1)",
-        &[pgrx::datum::DatumWithOid::from(text.as_str())],
+        &[pgrx::datum::DatumWithOid::from(text)],
     ) {
         pgrx::warning!("decoder_sql: {} was not captured: {e}", stmt.tag);
     }
@@ -55,13 +56,15 @@ pub fn utility_completed(stmt: &ActiveStatement) {
 
 /// The text of the statement being executed, if it is the command `command_tag` (the event
 /// trigger's TG_TAG), ending in `;`; an empty string when it touches only temporary objects;
-/// NULL when it cannot be recovered (see `statement_for`).
+/// NULL when it cannot be recovered (see `statement_for`). The text is in the server's
+/// encoding, byte for byte.
 #[pgrx::pg_extern(volatile, parallel_unsafe)]
-fn capture_statement(command_tag: &str) -> Option<String> {
+fn capture_statement(command_tag: &str) -> Option<ServerText> {
     let stmt = statement_for(command_tag)?;
+    let spelling = stmt.spelling;
     // Temporary objects do not outlive their session; large objects are not decoded.
     if stmt.temporary || stmt.large_object {
-        return Some(String::new()); // nothing to replay
+        return Some(ServerText::new(String::new(), spelling)); // nothing to replay
     }
     // CONCURRENTLY cannot run inside the replayed transaction; the plain form builds the
     // same object there.
@@ -71,7 +74,7 @@ fn capture_statement(command_tag: &str) -> Option<String> {
         stmt.text
     };
     let captured = sqlgen::ddl::terminate_statement(&in_stream_strings(text));
-    Some(captured)
+    Some(ServerText::new(captured, spelling))
 }
 
 /// For a top-level CREATE TABLE AS: the statement in its WITH NO DATA form (its rows are
@@ -79,17 +82,20 @@ fn capture_statement(command_tag: &str) -> Option<String> {
 /// it cannot be captured (nested in another statement in a session without the utility hook,
 /// or a SELECT INTO whose INTO clause cannot be found). SELECT INTO becomes CREATE TABLE AS.
 #[pgrx::pg_extern(volatile, parallel_unsafe)]
-fn create_table_as_statement(command_tag: &str) -> Option<String> {
+fn create_table_as_statement(command_tag: &str) -> Option<ServerText> {
     let stmt = statement_for(command_tag)?;
+    let spelling = stmt.spelling;
     let table_as = stmt.table_as?;
     if table_as.temporary {
-        return Some(String::new());
+        return Some(ServerText::new(String::new(), spelling));
     }
     let text = in_stream_strings(stmt.text);
-    if table_as.select_into {
-        return sqlgen::ddl::select_into_as_create_table(&text);
-    }
-    Some(sqlgen::ddl::create_table_as_without_data(&text))
+    let statement = if table_as.select_into {
+        sqlgen::ddl::select_into_as_create_table(&text)?
+    } else {
+        sqlgen::ddl::create_table_as_without_data(&text)
+    };
+    Some(ServerText::new(statement, spelling))
 }
 
 /// The stream is read with standard_conforming_strings on: a statement written for it off

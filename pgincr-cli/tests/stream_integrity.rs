@@ -428,9 +428,10 @@ async fn bytes_that_are_not_utf8_do_not_stop_the_stream() {
     assert!(query_text(&restored, bytes).await.contains("2:636166e9"));
 }
 
-/// A LATIN1 database: rows with text that is not ASCII, including bytes that happen to read as
-/// valid UTF-8 (`Ã©`, C3 A9), next to a run loaded with COPY and DDL spanning lines, restore
-/// exactly; the server converts the segment's bytes itself.
+/// A LATIN1 database: text that is not ASCII, including bytes that happen to read as valid
+/// UTF-8 (`Ã©`, C3 A9), in rows, next to a run loaded with COPY, and in captured DDL (names,
+/// defaults, a function body and a comment spanning lines) restores exactly: the capture
+/// keeps the statement's bytes, and the server converts the segment's bytes itself.
 #[tokio::test]
 async fn a_latin1_database_restores_exactly() {
     let cluster = TestCluster::start();
@@ -455,10 +456,15 @@ async fn a_latin1_database_restores_exactly() {
             "INSERT INTO t VALUES (1, 'café'), (2, 'Ã©'), (3, 'plain');
              INSERT INTO t SELECT g, 'ligne ' || g || ' déjà vu' FROM generate_series(10, 99) g;
              INSERT INTO t SELECT g, 'ascii ' || g FROM generate_series(100, 199) g;
-             CREATE FUNCTION greeting() RETURNS text LANGUAGE plpgsql AS $f$
+             CREATE TABLE \"Straße\" (k int PRIMARY KEY, note text DEFAULT 'naïve');
+             CREATE FUNCTION grüße() RETURNS text LANGUAGE plpgsql AS $f$
              BEGIN
-               RETURN 'hello';
+               RETURN 'grüße, ' ||
+                 'à bientôt';
              END $f$;
+             COMMENT ON TABLE t IS 'Übersicht
+             über zwei Zeilen';
+             INSERT INTO \"Straße\" (k) VALUES (1);
              UPDATE t SET v = v || ' ©' WHERE id = 2;",
         )
         .await

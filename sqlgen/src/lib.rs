@@ -2,6 +2,7 @@
 //! extension and the `pgincr` CLI. No PostgreSQL, no I/O: every function here is unit-tested
 //! with plain inputs. The format itself is documented in `docs/format.md`.
 
+pub mod bytes;
 pub mod copy;
 pub mod ddl;
 pub mod ident;

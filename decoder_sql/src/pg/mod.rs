@@ -7,6 +7,7 @@ mod compat;
 pub mod ctx;
 pub mod memcx;
 pub mod relation;
+pub mod server_text;
 pub mod statement;
 pub mod transmission;
 pub mod tuple;

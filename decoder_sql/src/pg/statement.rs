@@ -1,6 +1,7 @@
 //! The client statement being executed, as the portal running it sees it. Used by DDL capture
 //! to copy the exact text of a top-level DDL statement, even from a multi-statement query string.
 
+use super::server_text::Spelling;
 use pgrx::pg_sys;
 use std::ffi::CStr;
 
@@ -16,8 +17,10 @@ pub struct TableAs {
 pub struct ActiveStatement {
     /// Command tag, e.g. "CREATE TABLE".
     pub tag: String,
-    /// The statement's own text within the query string (other statements excluded).
+    /// The statement's own text within the query string (other statements excluded), read
+    /// from the server's encoding as `spelling` says.
     pub text: String,
+    pub spelling: Spelling,
     pub table_as: Option<TableAs>,
     /// Whether it is a CONCURRENTLY form (CREATE/DROP INDEX, REFRESH MATERIALIZED VIEW, or
     /// ALTER TABLE … DETACH PARTITION).
@@ -100,7 +103,7 @@ pub unsafe fn statement_of(
         } else {
             (start + len).min(source.len())
         };
-        let text = String::from_utf8_lossy(&source[start..end]).into_owned();
+        let (text, spelling) = super::server_text::read(&source[start..end]);
         let table_as = if (*utility).type_ == pg_sys::NodeTag::T_CreateTableAsStmt {
             let ctas = utility.cast::<pg_sys::CreateTableAsStmt>();
             let into = (*ctas).into;
@@ -118,6 +121,7 @@ pub unsafe fn statement_of(
         Some(ActiveStatement {
             tag,
             text,
+            spelling,
             table_as,
             concurrent,
             detaches,

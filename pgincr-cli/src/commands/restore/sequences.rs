@@ -33,6 +33,12 @@ impl SequenceTracker {
     /// One line of an applied transaction.
     pub fn observe_line(&mut self, line: &str) {
         self.position += 1;
+        if line.contains(char::REPLACEMENT_CHARACTER) {
+            // Read from another encoding than UTF-8: a name in it could not be looked up.
+            // (Its snapshots are applied all the same; only the raise to the column maximum
+            // after later rows is left out for such a table.)
+            return;
+        }
         if let Some(rest) = line.strip_prefix("SELECT pg_catalog.setval(") {
             if let Some(name) = leading_literal(rest) {
                 self.snapshots.insert(name, self.position);
