@@ -283,6 +283,7 @@ mod tests {
             starts_in_transaction,
             last_commit_time: None,
             closed: String::new(),
+            skipped_changes: 0,
         }
     }
 
@@ -296,6 +297,7 @@ mod tests {
                 slot: String::new(),
                 stream_start_lsn: Lsn(100),
                 confirmed_clean_lsn: None,
+                missing_identity: Default::default(),
             },
             bases: vec![],
             segments,

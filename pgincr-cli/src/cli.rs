@@ -113,6 +113,11 @@ pub struct InitArgs {
     pub force: bool,
     #[command(flatten)]
     pub dump: DumpArgs,
+    /// Tables without a primary key or replica identity index: full gives new ones
+    /// REPLICA IDENTITY FULL as they are created, so every change is backed up; skip leaves
+    /// them as they are and skips their UPDATEs and DELETEs, counted in `status`.
+    #[arg(long, value_enum, default_value = "full")]
+    pub missing_identity: crate::repo::MissingIdentity,
 }
 
 #[derive(Debug, Args)]

@@ -58,6 +58,9 @@ pub struct Source {
         skip_serializing_if = "Option::is_none"
     )]
     pub confirmed_clean_lsn: Option<Lsn>,
+    /// Chosen at `init`.
+    #[serde(default)]
+    pub missing_identity: MissingIdentity,
 }
 
 /// Facts about the server and database at the time of a base backup.
@@ -119,6 +122,20 @@ impl Base {
     }
 }
 
+/// What the backup does about tables without a usable replica identity (no primary key or
+/// replica identity index), whose UPDATEs and DELETEs do not say which row they change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum MissingIdentity {
+    /// New such tables get `REPLICA IDENTITY FULL` as they are created (an event trigger of
+    /// the extension, with a notice), so every change is backed up.
+    #[default]
+    Full,
+    /// Their UPDATEs and DELETEs are skipped: written as comments, counted, and reported by
+    /// `status`. The backup of those tables is then incomplete.
+    Skip,
+}
+
 /// How a base's dump is stored.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -150,6 +167,13 @@ pub struct Segment {
     #[serde(default)]
     pub last_commit_time: Option<String>,
     pub closed: String,
+    /// UPDATEs and DELETEs skipped for want of a replica identity (`--missing-identity skip`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped_changes: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What `pgincr stream` last ran into, kept in `stream-state.json` for `pgincr status`.
@@ -691,6 +715,7 @@ mod tests {
                 slot: "pgincr".into(),
                 stream_start_lsn: "0/16B3748".parse().unwrap(),
                 confirmed_clean_lsn: None,
+                missing_identity: MissingIdentity::Full,
             },
             bases: vec![],
             segments: vec![],

@@ -427,6 +427,9 @@ pub struct Summary {
     pub repeated: u64,
     pub superseded: u64,
     pub strays: u64,
+    /// UPDATEs and DELETEs decoder_sql skipped for want of a replica identity (its
+    /// `-- decoder_sql: skipped …` comments), in transactions whose COMMIT is in the input.
+    pub skipped_changes: u64,
     /// The input begins inside a transaction begun in an earlier file.
     pub starts_in_transaction: bool,
     /// The input ends inside a transaction (continued in the next file, or cut short).
@@ -455,6 +458,9 @@ impl Summary {
     }
 }
 
+/// How decoder_sql writes an UPDATE or DELETE it skipped (`missing_identity 'skip'`).
+const SKIPPED_CHANGE: &str = "-- decoder_sql: skipped ";
+
 /// Scans files in order for their transactions (segment metadata, verify, tail recovery).
 pub fn summarize(files: Vec<(PathBuf, String)>) -> Result<Summary> {
     let mut reader = StreamReader::new(files);
@@ -472,6 +478,8 @@ pub fn summarize(files: Vec<(PathBuf, String)>) -> Result<Summary> {
         }
     };
     let mut line_no = 0u64;
+    // Skipped changes of the open transaction, counted once its COMMIT is seen.
+    let mut skipped_open = 0u64;
     while let Some((line, at)) = reader.next_line()? {
         line_no += 1;
         if line_no == 1
@@ -485,14 +493,26 @@ pub fn summarize(files: Vec<(PathBuf, String)>) -> Result<Summary> {
         {
             s.header_bytes += line.len() as u64;
         }
+        let skipped_here = line.starts_with(SKIPPED_CHANGE);
         let event = parser.feed(line, at).map_err(Error::Repository)?;
+        if matches!(event, Some(Event::Superseded { .. })) {
+            skipped_open = 0; // sent again in full later
+        }
+        if skipped_here {
+            skipped_open += 1;
+        }
         let bytes = reader.bytes_read;
         match event {
             Some(Event::Txn(t)) => {
+                let skipped = std::mem::take(&mut skipped_open);
+                if s.last_end_lsn.is_none_or(|l| t.info.end_lsn > l) {
+                    s.skipped_changes += skipped;
+                }
                 s.complete_bytes = bytes;
                 note_end(&mut s, t.info.end_lsn, Some(t.info.commit_time));
             }
             Some(Event::OrphanCommit { end_lsn, .. }) => {
+                s.skipped_changes += std::mem::take(&mut skipped_open);
                 s.complete_bytes = bytes;
                 s.continued_transaction_end = Some(end_lsn);
                 note_end(&mut s, end_lsn, None);
@@ -508,6 +528,10 @@ pub fn summarize(files: Vec<(PathBuf, String)>) -> Result<Summary> {
     }
     s.starts_in_transaction = parser.continuation_lines > 0;
     s.ends_in_transaction = parser.in_transaction();
+    if s.ends_in_transaction {
+        // The transaction goes on in the next segment, which sees only its own part.
+        s.skipped_changes += skipped_open;
+    }
     s.unfinished_end_lsn = parser.open_transaction().map(|t| t.end_lsn);
     s.bytes = reader.bytes_read;
     Ok(s)

@@ -355,6 +355,91 @@ async fn a_table_without_identity_does_not_stop_the_stream() {
     assert_same_database(&cluster, &source, "restored").await;
 }
 
+/// `init --missing-identity skip`: tables without a usable identity keep it that way, their
+/// UPDATEs and DELETEs are skipped (not a stall), counted into the manifest and reported by
+/// `status` as a WARNING; everything else restores equal.
+#[tokio::test]
+async fn the_skip_policy_counts_what_it_skips() {
+    let cluster = TestCluster::start();
+    let source = cluster.connect("postgres").await;
+    source
+        .batch_execute("CREATE TABLE keyed (id int PRIMARY KEY, v text)")
+        .await
+        .unwrap();
+    let repo = repo_dir(&cluster);
+    let repo_s = repo.to_str().unwrap().to_owned();
+    let out = run_ok(
+        &cluster,
+        &[
+            "init",
+            "-d",
+            "dbname=postgres",
+            "-r",
+            &repo_s,
+            "--missing-identity",
+            "skip",
+        ],
+    );
+    assert!(out.contains("--missing-identity skip"), "{out}");
+    source
+        .batch_execute(
+            "CREATE TABLE log (at int, what text);
+             INSERT INTO log SELECT g, 'row ' || g FROM generate_series(1, 5) g;
+             INSERT INTO keyed VALUES (1, 'a'), (2, 'b');",
+        )
+        .await
+        .unwrap();
+    source
+        .batch_execute(
+            "UPDATE log SET what = 'changed' WHERE at <= 2;
+             DELETE FROM log WHERE at = 5;
+             UPDATE keyed SET v = 'c' WHERE id = 2;",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        query_text(
+            &source,
+            "SELECT relreplident::text FROM pg_class WHERE relname = 'log'"
+        )
+        .await,
+        "d"
+    );
+    catch_up(&cluster, &repo_s);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["source"]["missing_identity"], "skip");
+    let skipped: u64 = manifest["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["skipped_changes"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(skipped, 3, "{manifest}");
+    let status = pgincr(&cluster)
+        .args(["status", "-d", "dbname=postgres", "-r", &repo_s])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(status.status.code(), Some(1), "{}", describe(&status));
+    assert!(text.contains("3 update(s) and delete(s)"), "{text}");
+
+    restore_into(&cluster, &repo_s, "dbname=restored", &[]);
+    let restored = cluster.connect("restored").await;
+    let rows =
+        |t: &'static str| format!("SELECT string_agg(t::text, ',' ORDER BY t::text) FROM {t} t");
+    assert_eq!(
+        query_text(&restored, &rows("keyed")).await,
+        query_text(&source, &rows("keyed")).await
+    );
+    // The skipped changes are missing, as reported: the rows as inserted.
+    assert_eq!(
+        query_text(&restored, &rows("log")).await,
+        "(1,\"row 1\"),(2,\"row 2\"),(3,\"row 3\"),(4,\"row 4\"),(5,\"row 5\")"
+    );
+}
+
 /// A database whose text is not UTF-8 (SQL_ASCII with high bytes) does not stop the stream:
 /// segments keep the bytes exactly, verify passes, and restore stores the same bytes.
 #[tokio::test]

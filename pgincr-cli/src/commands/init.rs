@@ -13,7 +13,7 @@
 use super::base::{self, report, source_identity, take_base};
 use crate::cli::InitArgs;
 use crate::pg::Endpoint;
-use crate::repo::{self, Manifest, Repo, Source};
+use crate::repo::{self, Manifest, MissingIdentity, Repo, Source};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -243,6 +243,7 @@ pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
         client.batch_execute("CREATE EXTENSION decoder_sql").await?;
         println!("created extension decoder_sql (DDL capture is on)");
     }
+    set_missing_identity_policy(&client, args.missing_identity).await?;
     // Every new session loads decoder_sql before its first statement, so that DDL inside
     // functions and DO blocks is captured too (no restart needed).
     if let Some(preload) = super::check::preload_fix(&client).await? {
@@ -284,6 +285,7 @@ pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
             slot: args.slot.clone(),
             stream_start_lsn: base.consistent_lsn,
             confirmed_clean_lsn: None,
+            missing_identity: args.missing_identity,
         },
         bases: vec![base.clone()],
         segments: vec![],
@@ -352,5 +354,28 @@ fn empty_dir(dir: &std::path::Path) -> Result<()> {
         };
         r.map_err(Error::io(format!("removing {}", path.display())))?;
     }
+    Ok(())
+}
+
+/// Turns the extension's event trigger that gives new tables without a usable replica
+/// identity `REPLICA IDENTITY FULL` on (`full`) or off (`skip`).
+async fn set_missing_identity_policy(client: &Client, policy: MissingIdentity) -> Result<()> {
+    let (state, said) = match policy {
+        MissingIdentity::Full => (
+            "ENABLE ALWAYS",
+            "new tables without a primary key get REPLICA IDENTITY FULL (--missing-identity full)",
+        ),
+        MissingIdentity::Skip => (
+            "DISABLE",
+            "updates and deletes of tables without a primary key or replica identity are \
+             skipped and counted by `pgincr status` (--missing-identity skip)",
+        ),
+    };
+    client
+        .batch_execute(&format!(
+            "ALTER EVENT TRIGGER decoder_sql_replica_identity {state}"
+        ))
+        .await?;
+    println!("{said}");
     Ok(())
 }

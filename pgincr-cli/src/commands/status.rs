@@ -37,6 +37,8 @@ pub struct Status {
     pub repository_bytes: Option<u64>,
     pub base_backups: Option<usize>,
     pub segments: Option<usize>,
+    /// UPDATEs and DELETEs skipped for want of a replica identity (`--missing-identity skip`).
+    pub skipped_changes: Option<u64>,
 }
 
 pub async fn run(args: StatusArgs, bindir: Option<PathBuf>) -> Result<()> {
@@ -96,6 +98,10 @@ pub async fn run(args: StatusArgs, bindir: Option<PathBuf>) -> Result<()> {
         repository_bytes: repo.as_ref().map(|r| r.disk_usage()),
         base_backups: manifest.as_ref().map(|m| m.bases.len()),
         segments: manifest.as_ref().map(|m| m.segments.len()),
+        skipped_changes: match (&repo, &manifest) {
+            (Some(r), Some(m)) => Some(skipped_changes(r, m)),
+            _ => None,
+        },
     };
     let code = evaluate(&mut st, &args);
     match args.format {
@@ -179,10 +185,35 @@ pub fn evaluate(st: &mut Status, args: &StatusArgs) -> u8 {
             ));
         }
     }
+    if let Some(n) = st.skipped_changes.filter(|n| *n > 0) {
+        found.push((
+            WARNING,
+            format!(
+                "{n} update(s) and delete(s) of tables without a primary key or replica identity \
+                 were skipped (--missing-identity skip): those tables will not match the source \
+                 after a restore"
+            ),
+        ));
+    }
     let code = found.iter().map(|(level, _)| *level).max().unwrap_or(0);
     st.problems = found.into_iter().map(|(_, msg)| msg).collect();
     st.state = ["OK", "WARNING", "CRITICAL"][code as usize];
     code
+}
+
+/// UPDATEs and DELETEs skipped in the repository's segments, the open one included.
+fn skipped_changes(repo: &Repo, manifest: &Manifest) -> u64 {
+    let open = summarize(vec![(
+        repo.open_segment_path(),
+        repo::OPEN_SEGMENT.to_owned(),
+    )])
+    .map_or(0, |s| s.skipped_changes);
+    manifest
+        .segments
+        .iter()
+        .map(|s| s.skipped_changes)
+        .sum::<u64>()
+        + open
 }
 
 /// Commit time of the newest complete transaction in the repository: in the open segment,
@@ -289,6 +320,11 @@ pub fn prometheus(st: &Status) -> String {
             int(st.safe_wal_size_bytes),
         ),
         (
+            "skipped_changes",
+            "updates and deletes skipped for want of a replica identity (--missing-identity skip)",
+            uint(st.skipped_changes),
+        ),
+        (
             "newest_change_age_seconds",
             "time since the newest transaction in the repository committed",
             uint(st.newest_change_age_seconds),
@@ -375,7 +411,20 @@ mod tests {
             repository_bytes: None,
             base_backups: None,
             segments: None,
+            skipped_changes: Some(0),
         }
+    }
+
+    #[test]
+    fn skipped_changes_are_a_warning() {
+        let mut st = healthy();
+        st.skipped_changes = Some(3);
+        assert_eq!(evaluate(&mut st, &args()), 1);
+        assert!(
+            st.problems[0].starts_with("3 update(s) and delete(s)"),
+            "{:?}",
+            st.problems
+        );
     }
 
     #[test]

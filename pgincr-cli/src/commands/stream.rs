@@ -16,7 +16,9 @@ use super::init::slot_state;
 use crate::chain::{self, ChainPosition, SegmentHeader, segment_file_name};
 use crate::cli::{Compression, StreamArgs};
 use crate::pg::Endpoint;
-use crate::repo::{self, Manifest, Repo, Segment, SqlFileWriter, StreamError, StreamState};
+use crate::repo::{
+    self, Manifest, MissingIdentity, Repo, Segment, SqlFileWriter, StreamError, StreamState,
+};
 use crate::segment::summarize;
 use crate::tool::Running;
 use crate::units::human_bytes;
@@ -499,6 +501,10 @@ fn start_receiver(
             args.fsync_interval.as_secs()
         ))
         .args(["-o", "include_annotations=on", "-o", "skip_empty_xacts=on"])
+        .args(match manifest.source.missing_identity {
+            MissingIdentity::Full => &[][..],
+            MissingIdentity::Skip => &["-o", "missing_identity=skip"][..],
+        })
         // Transactions up to here are complete in the repository: start after them.
         .arg(format!("--startpos={}", segments.resume_lsn()));
     if let Some(end) = end_lsn {
@@ -937,6 +943,7 @@ impl OpenSegmentFinisher {
                 .last_commit_time
                 .map(sqlgen::txn::format_pg_timestamp),
             closed: repo::now_rfc3339(),
+            skipped_changes: summary.skipped_changes,
         };
         let registered = self.repo.update(|m| {
             m.segments.push(segment.clone());
