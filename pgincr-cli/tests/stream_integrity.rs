@@ -588,6 +588,67 @@ async fn a_latin1_database_restores_exactly() {
     assert_eq!(a, b, "schemas differ:\n{}", e2e::decode::line_diff(&a, &b));
 }
 
+/// An EUC_JP database (a multibyte encoding): Japanese names, values and a multi-line
+/// function body restore exactly.
+#[tokio::test]
+async fn an_euc_jp_database_restores_exactly() {
+    let cluster = TestCluster::start();
+    let admin = cluster.connect("postgres").await;
+    admin
+        .batch_execute(
+            "CREATE DATABASE nihon ENCODING 'EUC_JP' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+        )
+        .await
+        .unwrap();
+    let source = cluster.connect("nihon").await;
+    let repo = repo_dir(&cluster);
+    let repo_s = repo.to_str().unwrap().to_owned();
+    run_ok(&cluster, &["init", "-d", "dbname=nihon", "-r", &repo_s]);
+    source
+        .batch_execute(
+            "CREATE TABLE 商品 (番号 int PRIMARY KEY, 名前 text DEFAULT '未定');
+             INSERT INTO 商品 VALUES (1, '日本語'), (2, 'ｶﾀｶﾅ'), (3, '①');
+             INSERT INTO 商品 (番号) SELECT generate_series(10, 60);
+             CREATE FUNCTION 挨拶() RETURNS text LANGUAGE sql AS $f$
+               SELECT 'こんにちは、' ||
+                 '世界'
+             $f$;
+             UPDATE 商品 SET 名前 = 名前 || '（改）' WHERE 番号 = 2;",
+        )
+        .await
+        .unwrap();
+    run_ok(
+        &cluster,
+        &["stream", "-d", "dbname=nihon", "-r", &repo_s, "--catch-up"],
+    );
+    run_ok(
+        &cluster,
+        &[
+            "restore",
+            "-r",
+            &repo_s,
+            "-t",
+            "dbname=nihon_copy",
+            "--create",
+        ],
+    );
+    let restored = cluster.connect("nihon_copy").await;
+    let rows = "SELECT string_agg(番号 || ':' || encode(convert_to(名前, 'EUC_JP'), 'hex'), ',' ORDER BY 番号) FROM 商品";
+    assert_eq!(
+        query_text(&restored, rows).await,
+        query_text(&source, rows).await
+    );
+    assert_eq!(
+        query_text(&restored, "SELECT 挨拶()").await,
+        "こんにちは、世界"
+    );
+    let (a, b) = (
+        e2e::decode::schema_dump(&cluster, "nihon"),
+        e2e::decode::schema_dump(&cluster, "nihon_copy"),
+    );
+    assert_eq!(a, b, "schemas differ:\n{}", e2e::decode::line_diff(&a, &b));
+}
+
 /// init makes every new session of the database load decoder_sql, so DDL in a DO block that
 /// is a session's very first statement is captured and restored.
 #[tokio::test]
