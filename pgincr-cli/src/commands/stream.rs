@@ -710,9 +710,15 @@ impl OpenSegment {
         let s = summarize(vec![(path.clone(), repo::OPEN_SEGMENT.to_owned())])?;
         self.header_bytes = s.header_bytes;
         self.unfinished_end_lsn = self.unfinished_end_lsn.max(s.unfinished_end_lsn);
-        if s.starts_in_transaction && s.transactions == 0 && s.unfinished_end_lsn.is_none() {
-            // The open segment is wholly inside a transaction begun in a closed segment: the
-            // slot may have confirmed a position inside it (pg_recvlogical reports what it
+        let no_transaction_lines = s.transactions == 0
+            && s.repeated == 0
+            && s.superseded == 0
+            && s.unfinished_end_lsn.is_none()
+            && s.continued_transaction_end.is_none();
+        if no_transaction_lines {
+            // The open segment (empty, or wholly inside a transaction) has no BEGIN or COMMIT
+            // of its own: a transaction the closed segments leave open is still open. The slot
+            // may have confirmed a position inside it (pg_recvlogical reports what it
             // received), and the server sends it again from its BEGIN.
             let left_open = chain::transaction_left_open(&self.repo, &self.repo.load()?.segments)?;
             self.unfinished_end_lsn = self.unfinished_end_lsn.max(left_open.flatten());

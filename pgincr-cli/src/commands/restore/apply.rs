@@ -195,6 +195,9 @@ struct Applier<'a> {
     /// to the server as the file's bytes, converted by the server itself.
     encoding: Option<String>,
     gathering: Option<EncodedStatement>,
+    /// A statement other than decoder_sql's DML ran since the search_path was last set to
+    /// [`SAFE_SEARCH_PATH`] (a DDL's captured search_path, or anything a message carried).
+    path_dirty: bool,
 }
 
 pub async fn apply_changes(
@@ -227,6 +230,7 @@ pub async fn apply_changes(
         inside_statement: false,
         encoding: None,
         gathering: None,
+        path_dirty: false,
     };
     applier.encoding = encoding;
     let result = applier.apply_stream(selection).await;
@@ -394,6 +398,9 @@ impl Applier<'_> {
         let open = self.open.as_mut().expect("applying");
         open.bytes += content.len() as u64 + 1;
         self.stats.sequences.observe_line(content);
+        if starts_statement {
+            self.track_search_path(content, pos);
+        }
         if self.options.copy_min_rows > 0
             && starts_statement
             && statements_ended == 1
@@ -471,6 +478,9 @@ impl Applier<'_> {
             if !self.applying() {
                 return Ok(());
             }
+            if shape.starts_statement {
+                self.track_search_path(content, pos);
+            }
             let open = self.open.as_mut().expect("applying");
             open.bytes += raw.len() as u64 + 1;
             self.stats.sequences.observe_line(content);
@@ -540,7 +550,7 @@ impl Applier<'_> {
             Ok(()) => Ok(()),
             Err(e) if e.as_db_error().is_some() => {
                 // The rollback also undoes the client_encoding setting.
-                let _ = self.client.batch_execute("ROLLBACK").await;
+                let _ = self.rollback().await;
                 if let Some(open) = &mut self.open {
                     open.sent = false;
                 }
@@ -548,6 +558,30 @@ impl Applier<'_> {
                 self.reject_open(location, describe_pg_error(&e)).await
             }
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Rolls back the transaction open on the server; whatever search_path it set or reset
+    /// is undone with it, so the next DML sets the safe one again.
+    async fn rollback(&mut self) -> std::result::Result<(), tokio_postgres::Error> {
+        self.path_dirty = true;
+        self.client.batch_execute("ROLLBACK").await
+    }
+
+    /// Keeps every captured search_path to its own statement: decoder_sql's DML runs with
+    /// [`SAFE_SEARCH_PATH`] (so a path set by one role's DDL, or by a forged message, cannot
+    /// lead another role's `WHERE id = 2` to an operator of its choosing), anything else marks
+    /// the path as changed.
+    fn track_search_path(&mut self, content: &str, pos: Pos) {
+        let trimmed = content.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with("--") {
+            return;
+        }
+        if !is_decoded_dml(content) {
+            self.path_dirty = true;
+        } else if self.path_dirty {
+            self.path_dirty = false;
+            self.push_statement(SAFE_SEARCH_PATH, pos);
         }
     }
 
@@ -651,7 +685,7 @@ impl Applier<'_> {
         let sink = match self.client.copy_in::<_, Bytes>(statement.as_str()).await {
             Ok(sink) => sink,
             Err(e) if e.as_db_error().is_some() => {
-                let _ = self.client.batch_execute("ROLLBACK").await;
+                let _ = self.rollback().await;
                 if let Some(open) = &mut self.open {
                     open.sent = false;
                 }
@@ -722,7 +756,7 @@ impl Applier<'_> {
         if err.as_db_error().is_none() {
             return Err(err.into()); // the connection, not the data
         }
-        let _ = self.client.batch_execute("ROLLBACK").await;
+        let _ = self.rollback().await;
         if let Some(open) = &mut self.open {
             open.sent = false;
         }
@@ -772,11 +806,11 @@ impl Applier<'_> {
             self.chunk.text.truncate(part.text_start);
             self.chunk.statements.truncate(part.stmt_start);
         }
-        if open.sent || aborted_copy {
-            open.sent = false;
-            self.client.batch_execute("ROLLBACK").await?;
-        }
+        let sent = std::mem::replace(&mut open.sent, false);
         open.statement_start = None;
+        if sent || aborted_copy {
+            self.rollback().await?;
+        }
         Ok(())
     }
 
@@ -941,7 +975,7 @@ impl Applier<'_> {
         if err.as_db_error().is_none() {
             return Err(err.into()); // the connection, not the data
         }
-        let _ = self.client.batch_execute("ROLLBACK").await;
+        let _ = self.rollback().await;
         let failed = self
             .chunk
             .parts
@@ -1086,6 +1120,24 @@ impl Applier<'_> {
         };
         rejects.write_from_stream(&self.files, xid, end_lsn, begin, why)
     }
+}
+
+/// The search_path decoder_sql's DML runs with: its names are all schema-qualified, and its
+/// operators and functions must be the built-in ones.
+const SAFE_SEARCH_PATH: &str = "SELECT pg_catalog.set_config('search_path', 'pg_catalog', false);";
+
+/// Whether a line is a change decoder_sql wrote (or a sequence snapshot), which needs no
+/// search_path of its own.
+fn is_decoded_dml(line: &str) -> bool {
+    [
+        "INSERT INTO ",
+        "UPDATE ONLY ",
+        "DELETE FROM ONLY ",
+        "TRUNCATE TABLE ",
+        "SELECT pg_catalog.setval(",
+    ]
+    .iter()
+    .any(|p| line.starts_with(p))
 }
 
 /// Holds a statement in the source's encoding on its way to [`RUN_ENCODED_STATEMENT`].

@@ -121,14 +121,19 @@ pub async fn sync_owned_sequences(
         .unzip();
     // Names are resolved by the server as the stream spelled them; no snapshot means the
     // base dump's value (position 0), no change means none (-1).
+    // The stream's last DDL may have left its own search_path: names resolve in pg_catalog
+    // only, and tables print schema-qualified.
+    client
+        .batch_execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog', false)")
+        .await?;
     let rows = client
         .query(
             "WITH snap AS (
-                 SELECT pg_catalog.to_regclass(n) AS seq, max(p) AS p
+                 SELECT pg_catalog.to_regclass(n) AS seq, pg_catalog.max(p) AS p
                    FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::int8[])) AS u(n, p)
                   GROUP BY 1),
              changed AS (
-                 SELECT pg_catalog.to_regclass(n) AS tbl, max(p) AS p
+                 SELECT pg_catalog.to_regclass(n) AS tbl, pg_catalog.max(p) AS p
                    FROM ROWS FROM (pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::int8[])) AS u(n, p)
                   GROUP BY 1)
              SELECT s.oid::regclass::text, d.refobjid::regclass::text, a.attname::text,
@@ -156,7 +161,7 @@ pub async fn sync_owned_sequences(
         }
         let raise = format!(
             "SELECT pg_catalog.setval('{seq_lit}'::regclass, m, true)
-               FROM (SELECT max({col})::bigint AS m FROM {table}) x
+               FROM (SELECT pg_catalog.max({col})::pg_catalog.int8 AS m FROM {table}) x
               WHERE m IS NOT NULL AND m >= (SELECT last_value FROM {seq})",
             seq_lit = seq.replace('\'', "''"),
             col = quote_ident(&column),

@@ -34,6 +34,8 @@ const STREAM_ONLY: &[(&str, &str)] = &[
     ("extra_float_digits", "3"),
     ("bytea_output", "hex"),
     ("lc_monetary", "'C'"),
+    // Names in decoder_sql's DML are schema-qualified; each DDL sets its own path first.
+    ("search_path", "pg_catalog"),
 ];
 
 /// Settings that exist only from some major on.
