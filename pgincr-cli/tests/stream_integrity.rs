@@ -381,6 +381,8 @@ async fn the_skip_policy_counts_what_it_skips() {
         ],
     );
     assert!(out.contains("--missing-identity skip"), "{out}");
+    // The policy holds for sessions started after init.
+    let source = cluster.connect("postgres").await;
     source
         .batch_execute(
             "CREATE TABLE log (at int, what text);

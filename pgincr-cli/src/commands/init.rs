@@ -243,7 +243,7 @@ pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
         client.batch_execute("CREATE EXTENSION decoder_sql").await?;
         println!("created extension decoder_sql (DDL capture is on)");
     }
-    set_missing_identity_policy(&client, args.missing_identity).await?;
+    set_missing_identity_policy(&client, &database, args.missing_identity).await?;
     // Every new session loads decoder_sql before its first statement, so that DDL inside
     // functions and DO blocks is captured too (no restart needed).
     if let Some(preload) = super::check::preload_fix(&client).await? {
@@ -357,25 +357,30 @@ fn empty_dir(dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// Turns the extension's event trigger that gives new tables without a usable replica
-/// identity `REPLICA IDENTITY FULL` on (`full`) or off (`skip`).
-async fn set_missing_identity_policy(client: &Client, policy: MissingIdentity) -> Result<()> {
-    let (state, said) = match policy {
+/// Sets the extension's policy for new tables without a usable replica identity for the
+/// database's new sessions (`decoder_sql.missing_identity`, read by its event trigger).
+async fn set_missing_identity_policy(
+    client: &Client,
+    database: &str,
+    policy: MissingIdentity,
+) -> Result<()> {
+    let (value, said) = match policy {
         MissingIdentity::Full => (
-            "ENABLE ALWAYS",
+            "full",
             "new tables without a primary key get REPLICA IDENTITY FULL (--missing-identity full)",
         ),
         MissingIdentity::Skip => (
-            "DISABLE",
+            "skip",
             "updates and deletes of tables without a primary key or replica identity are \
              skipped and counted by `pgincr status` (--missing-identity skip)",
         ),
     };
     client
         .batch_execute(&format!(
-            "ALTER EVENT TRIGGER decoder_sql_replica_identity {state}"
+            "ALTER DATABASE {} SET decoder_sql.missing_identity = '{value}'",
+            sqlgen::quote_ident(database)
         ))
         .await?;
-    println!("{said}");
+    println!("{said}; sessions started from now on follow it");
     Ok(())
 }
