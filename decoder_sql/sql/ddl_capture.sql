@@ -21,7 +21,7 @@ GRANT USAGE ON SEQUENCE decoder_sql.uncaptured_id_seq TO PUBLIC;
 -- Records a DDL command that cannot be replayed from the stream: a one-line comment in the
 -- stream, a row in decoder_sql.uncaptured and a WARNING to the session. Never fails the DDL.
 CREATE FUNCTION decoder_sql.record_uncaptured(command_tag text, reason text) RETURNS void
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     query text := pg_catalog.current_query();
     excerpt text := pg_catalog.left(pg_catalog.regexp_replace(query, '\s+', ' ', 'g'), 200);
@@ -42,11 +42,17 @@ END
 $fn$;
 
 -- Writes a captured statement into the stream, preceded by the search_path it ran with.
-CREATE FUNCTION decoder_sql.emit_ddl(stmt text) RETURNS void
-LANGUAGE plpgsql AS $fn$
+--
+-- The capture's own functions run with search_path pg_catalog, pg_temp (their SET clause):
+-- a DDL statement may run under any search_path, and the event triggers fire in the session
+-- of whoever ran it, possibly a superuser, so no operator or function of theirs may resolve
+-- to an object another role placed earlier in that path. The event trigger functions are
+-- thin wrappers that read the statement's own search_path and pass it on.
+CREATE FUNCTION decoder_sql.emit_ddl(stmt text, statement_search_path text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 BEGIN
     PERFORM pg_catalog.pg_logical_emit_message(true, 'ddl',
-        decoder_sql.set_search_path_statement(pg_catalog.current_setting('search_path')));
+        decoder_sql.set_search_path_statement(statement_search_path));
     PERFORM pg_catalog.pg_logical_emit_message(true, 'ddl', stmt);
 END
 $fn$;
@@ -55,7 +61,7 @@ $fn$;
 -- temporary objects (transaction-local setting), since ddl_command_end has no object list
 -- for DROP.
 CREATE FUNCTION decoder_sql.capture_sql_drop() RETURNS event_trigger
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     temp_only boolean;
     some_temp boolean;
@@ -76,6 +82,13 @@ $fn$;
 
 CREATE FUNCTION decoder_sql.capture_ddl_command_end() RETURNS event_trigger
 LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM decoder_sql.capture_ddl_command_end_of(tg_tag, pg_catalog.current_setting('search_path'));
+END
+$fn$;
+
+CREATE FUNCTION decoder_sql.capture_ddl_command_end_of(tg_tag text, statement_search_path text)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     n_objects int;
     n_temp int;
@@ -123,7 +136,7 @@ BEGIN
         stmt := tg_tag || ' ' || dropped_permanent
              || CASE WHEN stmt ~* '\mCASCADE\s*;?\s*$' THEN ' CASCADE;' ELSE ';' END;
     END IF;
-    PERFORM decoder_sql.emit_ddl(stmt);
+    PERFORM decoder_sql.emit_ddl(stmt, statement_search_path);
 END
 $fn$;
 
@@ -131,6 +144,13 @@ $fn$;
 -- created (empty) in the stream before those rows.
 CREATE FUNCTION decoder_sql.capture_ddl_command_start() RETURNS event_trigger
 LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM decoder_sql.capture_ddl_command_start_of(tg_tag, pg_catalog.current_setting('search_path'));
+END
+$fn$;
+
+CREATE FUNCTION decoder_sql.capture_ddl_command_start_of(tg_tag text, statement_search_path text)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     stmt text;
 BEGIN
@@ -147,7 +167,7 @@ BEGIN
     IF stmt = '' THEN
         RETURN; -- temporary table
     END IF;
-    PERFORM decoder_sql.emit_ddl(stmt);
+    PERFORM decoder_sql.emit_ddl(stmt, statement_search_path);
 END
 $fn$;
 
@@ -157,7 +177,7 @@ $fn$;
 -- TABLE leaves without a primary key or replica identity index gets REPLICA IDENTITY FULL,
 -- written into the stream after the statement, with a NOTICE.
 CREATE FUNCTION decoder_sql.ensure_replica_identity() RETURNS event_trigger
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     rel record;
     fix text;
@@ -194,7 +214,8 @@ BEGIN
             PERFORM pg_catalog.set_config('decoder_sql.fixing_identity', 'on', true);
             EXECUTE fix;
             PERFORM pg_catalog.set_config('decoder_sql.fixing_identity', '', true);
-            PERFORM decoder_sql.emit_ddl(fix || ';');
+            -- Fully qualified: any search_path replays it.
+            PERFORM decoder_sql.emit_ddl(fix || ';', 'pg_catalog');
         EXCEPTION WHEN OTHERS THEN
             -- Never fail the user's statement for this (not the owner of the table, say).
             RAISE WARNING 'decoder_sql: could not give % a replica identity: %', rel.name, SQLERRM
@@ -243,7 +264,8 @@ CREATE FUNCTION decoder_sql.resume_capture() RETURNS void LANGUAGE sql AS $fn$
 $fn$;
 
 -- 'enabled', 'paused', or 'partial' (some triggers disabled).
-CREATE FUNCTION decoder_sql.capture_status() RETURNS text LANGUAGE sql STABLE AS $fn$
+CREATE FUNCTION decoder_sql.capture_status() RETURNS text LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp AS $fn$
     SELECT CASE WHEN pg_catalog.bool_and(evtenabled <> 'D') THEN 'enabled'
                 WHEN pg_catalog.bool_and(evtenabled = 'D') THEN 'paused'
                 ELSE 'partial' END
@@ -256,7 +278,7 @@ $fn$;
 -- sequence of the database into the stream as `SELECT pg_catalog.setval(...)` statements, in
 -- the calling transaction; pgincr calls it periodically. Returns the number of sequences.
 CREATE FUNCTION decoder_sql.snapshot_sequences() RETURNS integer
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     seq record;
     last bigint;

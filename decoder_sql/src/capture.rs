@@ -47,7 +47,7 @@ pub fn utility_completed(stmt: &ActiveStatement) {
     }
     let text = ServerText::new(sqlgen::ddl::terminate_statement(&stmt.text), stmt.spelling);
     if let Err(e) = pgrx::Spi::run_with_args(
-        "SELECT decoder_sql.emit_ddl($1)",
+        "SELECT decoder_sql.emit_ddl($1, pg_catalog.current_setting('search_path'))",
         &[pgrx::datum::DatumWithOid::from(text)],
     ) {
         pgrx::warning!("decoder_sql: {} was not captured: {e}", stmt.tag);

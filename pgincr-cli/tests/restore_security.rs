@@ -49,3 +49,60 @@ async fn a_captured_search_path_does_not_reach_other_roles_changes() {
     );
     assert_same_database(&cluster, &source, "restored").await;
 }
+
+/// The capture's event triggers fire in the session of whoever runs DDL, superusers included,
+/// under that session's search_path. They resolve nothing through it: a superuser's DDL under
+/// a path that puts another role's schema (with its own `=` for integers and text) first
+/// captures normally and runs none of that role's code, and the role's own DDL too.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_capture_resolves_nothing_through_the_statements_search_path() {
+    let (cluster, source, repo) = initialised(
+        "CREATE ROLE intruder LOGIN;
+         CREATE SCHEMA myschema AUTHORIZATION intruder;",
+    )
+    .await;
+    let intruder = cluster.connect_as("postgres", "intruder").await;
+    intruder
+        .batch_execute(
+            "CREATE FUNCTION myschema.grab(int, int) RETURNS bool LANGUAGE plpgsql AS $f$
+             BEGIN
+               EXECUTE 'ALTER ROLE intruder SUPERUSER';
+               RETURN $1 OPERATOR(pg_catalog.=) $2;
+             END $f$;
+             CREATE FUNCTION myschema.grab(text, text) RETURNS bool LANGUAGE plpgsql AS $f$
+             BEGIN
+               EXECUTE 'ALTER ROLE intruder SUPERUSER';
+               RETURN $1 OPERATOR(pg_catalog.=) $2;
+             END $f$;
+             CREATE OPERATOR myschema.= (LEFTARG = int, RIGHTARG = int, FUNCTION = myschema.grab);
+             CREATE OPERATOR myschema.= (LEFTARG = text, RIGHTARG = text, FUNCTION = myschema.grab);
+             SET search_path = myschema, pg_catalog;
+             CREATE TABLE myschema.own (n int PRIMARY KEY);
+             RESET search_path;",
+        )
+        .await
+        .unwrap();
+    source
+        .batch_execute(
+            "SET search_path = myschema, pg_catalog;
+             CREATE TABLE public.audit (id int PRIMARY KEY);
+             DROP TABLE public.audit;
+             CREATE TABLE public.kept (id int PRIMARY KEY, v text);
+             CREATE TABLE public.loose (v text);
+             RESET search_path;
+             INSERT INTO public.kept VALUES (1, 'one');",
+        )
+        .await
+        .unwrap();
+    let is_superuser = "SELECT rolsuper::text FROM pg_catalog.pg_roles WHERE rolname = 'intruder'";
+    assert_eq!(
+        query_text(&source, is_superuser).await,
+        "false",
+        "the DDL capture ran the intruder's operator as a superuser"
+    );
+    let repo = repo.to_str().unwrap();
+    catch_up(&cluster, repo);
+    restore_into(&cluster, repo, "dbname=restored", &[]);
+    assert_eq!(query_text(&source, is_superuser).await, "false");
+    assert_same_database(&cluster, &source, "restored").await;
+}
