@@ -7,7 +7,6 @@ mod common;
 use common::*;
 use e2e::TestCluster;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
 
 const SETUP: &str = "
     CREATE TABLE big (id int PRIMARY KEY, payload text);
@@ -28,48 +27,6 @@ fn start_restore(cluster: &TestCluster, repo: &str, db: &str) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-/// Waits until psql is loading the dump's table data into `db`.
-async fn wait_for_copy(cluster: &TestCluster, db: &str) {
-    let probe = cluster.connect("postgres").await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let copying: i64 = probe
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'COPY %'",
-                &[&db],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if copying > 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the dump never started loading");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Waits until no session is connected to `db`.
-async fn wait_until_idle(cluster: &TestCluster, db: &str) {
-    let probe = cluster.connect("postgres").await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let sessions: i64 = probe
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
-                &[&db],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if sessions == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "sessions stay connected to {db}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]

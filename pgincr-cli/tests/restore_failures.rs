@@ -66,17 +66,6 @@ fn psql_file(cluster: &TestCluster, db: &str, file: &Path) {
     assert!(out.status.success(), "psql -f: {}", describe(&out));
 }
 
-/// The segment and line of "restore stopped at segments/<file>:<line> (…".
-fn reported_location(err: &str) -> (String, usize) {
-    let rest = err
-        .split("restore stopped at segments/")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no location in {err}"));
-    let (file, rest) = rest.split_once(':').unwrap();
-    let line = rest.split(' ').next().unwrap().parse().unwrap();
-    (file.to_owned(), line)
-}
-
 fn reported_line(err: &str) -> usize {
     reported_location(err).1
 }

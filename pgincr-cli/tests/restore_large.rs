@@ -154,7 +154,7 @@ async fn a_failing_copied_row_is_named_by_its_line() {
         .unwrap();
 
     let (_, err) = run_err(&cluster, &["restore", "-r", repo_s, "-t", "dbname=target"]);
-    let (file, line) = stopped_at(&err);
+    let (file, line) = reported_location(&err);
     let text = segment_text(&repo.join("segments").join(&file));
     let failing = text.lines().nth(line - 1).unwrap_or_default();
     assert!(
@@ -221,19 +221,6 @@ async fn statements_spanning_lines_are_never_split_between_round_trips() {
     catch_up(&cluster, repo);
     restore_into(&cluster, repo, "dbname=restored", &["--batch-size", "1kB"]);
     assert_same_database(&cluster, &source, "restored").await;
-}
-
-/// "restore stopped at segments/<file>:<line> (…": the file and line.
-fn stopped_at(err: &str) -> (String, usize) {
-    let rest = err
-        .split("restore stopped at segments/")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no location in {err}"));
-    let (file, rest) = rest.split_once(':').unwrap();
-    (
-        file.to_owned(),
-        rest.split(' ').next().unwrap().parse().unwrap(),
-    )
 }
 
 fn segment_text(path: &Path) -> String {

@@ -245,3 +245,56 @@ pub fn fails(cluster: &TestCluster, args: &[&str], env: &[(&str, &str)]) -> Stri
 pub async fn query_text(client: &Client, sql: &str) -> String {
     client.query_one(sql, &[]).await.unwrap().get(0)
 }
+
+/// Waits until a restore is loading table data into `db` (a COPY running there).
+pub async fn wait_for_copy(cluster: &TestCluster, db: &str) {
+    let probe = cluster.connect("postgres").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let copying: i64 = probe
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'COPY %'",
+                &[&db],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if copying > 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the dump never started loading");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until no session is connected to `db`.
+pub async fn wait_until_idle(cluster: &TestCluster, db: &str) {
+    let probe = cluster.connect("postgres").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let sessions: i64 = probe
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
+                &[&db],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if sessions == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "sessions stay connected to {db}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The segment and line of "restore stopped at segments/<file>:<line> (…".
+pub fn reported_location(err: &str) -> (String, usize) {
+    let rest = err
+        .split("restore stopped at segments/")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no location in {err}"));
+    let (file, rest) = rest.split_once(':').unwrap();
+    let line = rest.split(' ').next().unwrap().parse().unwrap();
+    (file.to_owned(), line)
+}
