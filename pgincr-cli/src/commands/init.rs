@@ -359,28 +359,46 @@ fn empty_dir(dir: &std::path::Path) -> Result<()> {
 
 /// Sets the extension's policy for new tables without a usable replica identity for the
 /// database's new sessions (`decoder_sql.missing_identity`, read by its event trigger).
+/// `full` is the extension's default: a setting the database already has (`error`, say) is
+/// left as the DBA chose it, and reported.
 async fn set_missing_identity_policy(
     client: &Client,
     database: &str,
     policy: MissingIdentity,
 ) -> Result<()> {
-    let (value, said) = match policy {
-        MissingIdentity::Full => (
-            "full",
-            "new tables without a primary key get REPLICA IDENTITY FULL (--missing-identity full)",
-        ),
-        MissingIdentity::Skip => (
-            "skip",
-            "updates and deletes of tables without a primary key or replica identity are \
-             skipped and counted by `pgincr status` (--missing-identity skip)",
-        ),
-    };
-    client
-        .batch_execute(&format!(
-            "ALTER DATABASE {} SET decoder_sql.missing_identity = '{value}'",
-            sqlgen::quote_ident(database)
-        ))
-        .await?;
-    println!("{said}; sessions started from now on follow it");
+    match policy {
+        MissingIdentity::Skip => {
+            client
+                .batch_execute(&format!(
+                    "ALTER DATABASE {} SET decoder_sql.missing_identity = 'skip'",
+                    sqlgen::quote_ident(database)
+                ))
+                .await?;
+            println!(
+                "updates and deletes of tables without a primary key or replica identity are \
+                 skipped and counted by `pgincr status` (--missing-identity skip); sessions \
+                 started from now on follow it"
+            );
+        }
+        MissingIdentity::Full => {
+            let current: Option<String> = client
+                .query_one(
+                    "SELECT pg_catalog.current_setting('decoder_sql.missing_identity', true)",
+                    &[],
+                )
+                .await?
+                .get(0);
+            match current.as_deref().filter(|v| !v.is_empty() && *v != "full") {
+                Some(other) => println!(
+                    "note: this database sets decoder_sql.missing_identity = '{other}', which is \
+                     kept; new tables without a primary key do not get REPLICA IDENTITY FULL"
+                ),
+                None => println!(
+                    "new tables without a primary key get REPLICA IDENTITY FULL \
+                     (--missing-identity full)"
+                ),
+            }
+        }
+    }
     Ok(())
 }
