@@ -115,12 +115,12 @@ fn push_field(out: &mut Vec<u8>, v: &[u8], i: usize) -> Option<usize> {
         return Some(i + 5);
     }
     match rest.first()? {
-        b'\'' => push_plain_string(out, v, i + 1),
-        b'E' if rest.get(1) == Some(&b'\'') => push_escape_string(out, v, i + 2),
+        b'\'' => push_string(out, v, i + 1, false),
+        b'E' if rest.get(1) == Some(&b'\'') => push_string(out, v, i + 2, true),
         b'B' if rest.get(1) == Some(&b'\'') => {
             // bit input takes a leading `b` as "binary digits follow"
             out.push(b'b');
-            let end = push_plain_string(out, v, i + 2)?;
+            let end = push_string(out, v, i + 2, false)?;
             Some(end)
         }
         b'-' | b'.' | b'0'..=b'9' => {
@@ -135,8 +135,10 @@ fn push_field(out: &mut Vec<u8>, v: &[u8], i: usize) -> Option<usize> {
     }
 }
 
-/// The body of `'…'` (standard conforming: `''` is a quote, backslash is a character).
-fn push_plain_string(out: &mut Vec<u8>, v: &[u8], mut i: usize) -> Option<usize> {
+/// The body of a string literal from `v[i]` on: `''` is a quote; with `escapes` (`E'…'`) a
+/// backslash starts one of the escapes decoder_sql writes (`\\ \n \r \t \b \f \xHH`),
+/// without it (standard conforming `'…'`) it is a character.
+fn push_string(out: &mut Vec<u8>, v: &[u8], mut i: usize, escapes: bool) -> Option<usize> {
     loop {
         let b = *v.get(i)?;
         match b {
@@ -145,32 +147,14 @@ fn push_plain_string(out: &mut Vec<u8>, v: &[u8], mut i: usize) -> Option<usize>
                 i += 2;
             }
             b'\'' => return Some(i + 1),
-            b => {
-                push_copy_byte(out, b);
-                i += 1;
-            }
-        }
-    }
-}
-
-/// The body of `E'…'`, with the escapes decoder_sql writes: `\\ \n \r \t \b \f \xHH`.
-fn push_escape_string(out: &mut Vec<u8>, v: &[u8], mut i: usize) -> Option<usize> {
-    loop {
-        let b = *v.get(i)?;
-        match b {
-            b'\'' if v.get(i + 1) == Some(&b'\'') => {
-                out.push(b'\'');
-                i += 2;
-            }
-            b'\'' => return Some(i + 1),
-            b'\\' => {
-                let decoded = match *v.get(i + 1)? {
-                    b'\\' => b'\\',
-                    b'n' => b'\n',
-                    b'r' => b'\r',
-                    b't' => b'\t',
-                    b'b' => 0x08,
-                    b'f' => 0x0c,
+            b'\\' if escapes => {
+                let (decoded, len) = match *v.get(i + 1)? {
+                    b'\\' => (b'\\', 2),
+                    b'n' => (b'\n', 2),
+                    b'r' => (b'\r', 2),
+                    b't' => (b'\t', 2),
+                    b'b' => (0x08, 2),
+                    b'f' => (0x0c, 2),
                     b'x' => {
                         let hex = std::str::from_utf8(v.get(i + 2..i + 4)?).ok()?;
                         let byte = u8::from_str_radix(hex, 16).ok()?;
@@ -179,14 +163,12 @@ fn push_escape_string(out: &mut Vec<u8>, v: &[u8], mut i: usize) -> Option<usize
                         if byte == 0 || (byte >= 0x20 && byte != 0x7f) {
                             return None;
                         }
-                        push_copy_byte(out, byte);
-                        i += 4;
-                        continue;
+                        (byte, 4)
                     }
                     _ => return None,
                 };
                 push_copy_byte(out, decoded);
-                i += 2;
+                i += len;
             }
             b => {
                 push_copy_byte(out, b);
