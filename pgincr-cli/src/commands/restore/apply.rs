@@ -415,16 +415,10 @@ impl Applier<'_> {
         if !self.applying() {
             return Ok(()); // the COPY that ended failed and the transaction was left out
         }
-        let is_dml = starts_statement
-            && [
-                "INSERT INTO ",
-                "UPDATE ONLY ",
-                "DELETE FROM ONLY ",
-                "SELECT pg_catalog.",
-            ]
-            .iter()
-            .any(|p| content.starts_with(p));
-        if !is_dml && !content.trim_start().starts_with("--") && !content.trim().is_empty() {
+        // Anything but decoder_sql's changes may add a trigger or a rule.
+        let decoded_change = starts_statement && is_decoded_dml(content);
+        let code = !content.trim().is_empty() && !content.trim_start().starts_with("--");
+        if code && !decoded_change {
             self.copy_allowed.clear();
         }
         // One entry per statement that ends here, at the line where it began.
