@@ -6,7 +6,7 @@
 use crate::cli::{StatusArgs, StatusFormat};
 use crate::pg::Endpoint;
 use crate::repo::{self, Manifest, Repo, StreamError};
-use crate::segment::summarize;
+use crate::segment::{Summary, summarize};
 use crate::units::human_bytes;
 use crate::{Error, Result};
 use serde::Serialize;
@@ -61,10 +61,13 @@ pub async fn run(args: StatusArgs, bindir: Option<PathBuf>) -> Result<()> {
         repo::parse_rfc3339_micros(rfc3339)
             .map(|t| ((i128::from(server_now) - t).max(0) / 1_000_000) as u64)
     };
-    let newest_change_time = match (&repo, &manifest) {
-        (Some(r), Some(m)) => newest_commit_time(r, m),
-        _ => None,
-    };
+    // The open segment, scanned once for what the manifest does not know yet.
+    let open = repo
+        .as_ref()
+        .and_then(|r| summarize(vec![(r.open_segment_path(), repo::OPEN_SEGMENT.to_owned())]).ok());
+    let newest_change_time = manifest
+        .as_ref()
+        .and_then(|m| newest_commit_time(open.as_ref(), m));
     let stream_error = repo
         .as_ref()
         .and_then(|r| r.load_stream_state())
@@ -98,10 +101,10 @@ pub async fn run(args: StatusArgs, bindir: Option<PathBuf>) -> Result<()> {
         repository_bytes: repo.as_ref().map(|r| r.disk_usage()),
         base_backups: manifest.as_ref().map(|m| m.bases.len()),
         segments: manifest.as_ref().map(|m| m.segments.len()),
-        skipped_changes: match (&repo, &manifest) {
-            (Some(r), Some(m)) => Some(skipped_changes(r, m)),
-            _ => None,
-        },
+        skipped_changes: manifest.as_ref().map(|m| {
+            m.segments.iter().map(|s| s.skipped_changes).sum::<u64>()
+                + open.as_ref().map_or(0, |o| o.skipped_changes)
+        }),
     };
     let code = evaluate(&mut st, &args);
     match args.format {
@@ -201,28 +204,11 @@ pub fn evaluate(st: &mut Status, args: &StatusArgs) -> u8 {
     code
 }
 
-/// UPDATEs and DELETEs skipped in the repository's segments, the open one included.
-fn skipped_changes(repo: &Repo, manifest: &Manifest) -> u64 {
-    let open = summarize(vec![(
-        repo.open_segment_path(),
-        repo::OPEN_SEGMENT.to_owned(),
-    )])
-    .map_or(0, |s| s.skipped_changes);
-    manifest
-        .segments
-        .iter()
-        .map(|s| s.skipped_changes)
-        .sum::<u64>()
-        + open
-}
-
 /// Commit time of the newest complete transaction in the repository: in the open segment,
 /// else in the last closed one. (A file's modification time says nothing: a stream that
 /// keeps failing touches its files without receiving anything.)
-fn newest_commit_time(repo: &Repo, manifest: &Manifest) -> Option<String> {
-    let open = repo.open_segment_path();
-    let in_open = summarize(vec![(open, repo::OPEN_SEGMENT.to_owned())])
-        .ok()
+fn newest_commit_time(open: Option<&Summary>, manifest: &Manifest) -> Option<String> {
+    let in_open = open
         .and_then(|s| s.last_commit_time)
         .map(sqlgen::txn::format_pg_timestamp);
     in_open.or_else(|| {
