@@ -89,7 +89,21 @@ impl SegmentHeader {
 /// defaults (`pgincr restore` pins the same on its sessions). Readers skip it.
 pub const SETTINGS_PREAMBLE: &str = "SET standard_conforming_strings = on; SET array_nulls = on; \
 SET backslash_quote = safe_encoding; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = postgres; \
-SET xmloption = content; SET TimeZone = 'UTC';";
+SET xmloption = content; SET TimeZone = 'UTC'; SET extra_float_digits = 3; \
+SET bytea_output = hex; SET lc_monetary = 'C'; SET search_path = pg_catalog;";
+
+/// Settings lines of segments written by earlier versions, still recognised as such.
+const EARLIER_PREAMBLES: &[&str] = &[
+    "SET standard_conforming_strings = on; SET array_nulls = on; \
+SET backslash_quote = safe_encoding; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = postgres; \
+SET xmloption = content; SET TimeZone = 'UTC';",
+];
+
+/// `line` (without its line break) is a segment's settings line, of this or an earlier
+/// version.
+pub fn is_settings_preamble(line: &str) -> bool {
+    line == SETTINGS_PREAMBLE || EARLIER_PREAMBLES.contains(&line)
+}
 
 /// How a segment file begins, as far as continuity is concerned.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

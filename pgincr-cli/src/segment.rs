@@ -172,7 +172,7 @@ impl Parser {
             statements_ended: self.lexer.statements_ended() - ended_before,
             ends_inside_statement: !self.lexer.at_statement_boundary(),
         });
-        if at_boundary && content == crate::chain::SETTINGS_PREAMBLE {
+        if at_boundary && crate::chain::is_settings_preamble(content) {
             return Ok(Step::Outside); // a segment's settings line, wherever segments are joined
         }
         if !at_boundary {
@@ -489,7 +489,7 @@ pub fn summarize(files: Vec<(PathBuf, String)>) -> Result<Summary> {
             s.header_bytes = line.len() as u64;
         } else if line_no == 2
             && s.header.is_some()
-            && line.trim_end_matches(['\n', '\r']) == crate::chain::SETTINGS_PREAMBLE
+            && crate::chain::is_settings_preamble(line.trim_end_matches(['\n', '\r']))
         {
             s.header_bytes += line.len() as u64;
         }

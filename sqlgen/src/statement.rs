@@ -22,23 +22,30 @@ pub struct Column<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct KeyColumn<'a> {
     pub column: Column<'a>,
-    /// The type has no default equality operator (json, point, xml ...): compare its text form.
-    pub compare_as_text: bool,
-    /// REPLICA IDENTITY FULL only (ignored for [`RowMatch::Key`]): the column's equality is not
-    /// identity (numeric `1.0 = 1.00`, float `-0 = 0`, interval `'1 mon' = '30 days'`, citext,
-    /// nondeterministic collations ...), so the row is also matched on its binary form.
-    pub exact: Option<ExactMatch<'a>>,
+    pub compare: Compare,
 }
 
-/// A representation-exact comparison: `send_fn(col) = send_fn('text'::type_name)`. The binary
-/// send form does not depend on the replaying session's settings (DateStyle, IntervalStyle,
-/// extra_float_digits, bytea_output ...), unlike a comparison of text forms.
-#[derive(Debug, Clone, Copy)]
-pub struct ExactMatch<'a> {
-    /// Schema-qualified, quoted send function, e.g. `pg_catalog.numeric_send`.
-    pub send_fn: &'a [u8],
-    /// Schema-qualified, quoted type the literal is cast to, e.g. `pg_catalog."numeric"`.
-    pub type_name: &'a [u8],
+/// How a column of the row match is compared with its old value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compare {
+    /// The type's `=`, which is identity for it (integers, text under a deterministic
+    /// collation, timestamps ...): `c = 1`.
+    Equal,
+    /// REPLICA IDENTITY FULL: the text form, which tells apart values that `=` does not
+    /// (numeric `1.0`/`1.00`, float `-0`/`0`, interval `'1 mon'`/`'30 days'`, citext, jsonb
+    /// ...) and works for types without `=` (json, point, xml, composites):
+    /// `pg_catalog.concat(c) = '1.00'`. With a unique key, `=` is enough and is used instead
+    /// for a type that has it.
+    Text {
+        /// The type has an equality operator.
+        has_equality: bool,
+        /// An index has the column: `c = 1.00 AND pg_catalog.concat(c) = '1.00'`, so the
+        /// planner can still use it.
+        indexed: bool,
+        /// The column's collation is nondeterministic: the text comparison is made under
+        /// `"C"`, since it would otherwise inherit the column's collation.
+        binary_collation: bool,
+    },
 }
 
 /// A relation of a TRUNCATE.
@@ -246,55 +253,62 @@ where
     }
 }
 
-/// The conditions, joined by AND. With `exact` (REPLICA IDENTITY FULL), a column with an
-/// [`ExactMatch`] is also compared on its binary form: `a = 1.00 AND send(a) = send('1.00'::t)`
-/// (the plain `=` keeps indexes usable); a type without equality is compared on its binary form
-/// alone.
+/// The conditions, joined by AND. `full` (REPLICA IDENTITY FULL) compares [`Compare::Text`]
+/// columns on their text form: `pg_catalog.concat` prints a value with its type's output
+/// function, under the settings every stream reader pins (docs/format.md), and runs no cast a
+/// user could have defined.
 fn push_conditions<'a>(
     out: &mut Vec<u8>,
     key: impl Iterator<Item = KeyColumn<'a>>,
-    exact: bool,
+    full: bool,
 ) -> Result<(), RenderError> {
     for (i, k) in key.enumerate() {
         if i > 0 {
             out.extend_from_slice(b" AND ");
         }
-        let exact = k.exact.filter(|_| exact);
-        match k.column.cell {
+        let name = k.column.name;
+        let text = match k.column.cell {
             Cell::Null => {
-                out.extend_from_slice(k.column.name);
+                out.extend_from_slice(name);
                 out.extend_from_slice(b" IS NULL");
+                continue;
             }
-            Cell::Text(text) => {
-                if !k.compare_as_text {
-                    out.extend_from_slice(k.column.name);
-                    out.extend_from_slice(b" = ");
-                    push_literal(out, k.column.class, text);
-                } else if exact.is_none() {
-                    out.extend_from_slice(k.column.name);
-                    out.extend_from_slice(b"::text = ");
-                    push_quoted(out, text);
-                }
-                if let Some(e) = exact {
-                    if !k.compare_as_text {
-                        out.extend_from_slice(b" AND ");
-                    }
-                    out.extend_from_slice(e.send_fn);
-                    out.push(b'(');
-                    out.extend_from_slice(k.column.name);
-                    out.extend_from_slice(b") = ");
-                    out.extend_from_slice(e.send_fn);
-                    out.push(b'(');
-                    push_quoted(out, text);
-                    out.extend_from_slice(b"::");
-                    out.extend_from_slice(e.type_name);
-                    out.push(b')');
-                }
-            }
+            Cell::Text(text) => text,
             Cell::UnchangedToast => {
                 return Err(RenderError::ToastInKey {
-                    column: String::from_utf8_lossy(k.column.name).into_owned(),
+                    column: String::from_utf8_lossy(name).into_owned(),
                 });
+            }
+        };
+        let (equal, by_text, binary_collation) = match k.compare {
+            Compare::Equal => (true, false, false),
+            Compare::Text {
+                has_equality,
+                indexed,
+                binary_collation,
+            } => {
+                if full {
+                    (has_equality && indexed, true, binary_collation)
+                } else {
+                    (has_equality, !has_equality, binary_collation)
+                }
+            }
+        };
+        if equal {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b" = ");
+            push_literal(out, k.column.class, text);
+        }
+        if by_text {
+            if equal {
+                out.extend_from_slice(b" AND ");
+            }
+            out.extend_from_slice(b"pg_catalog.concat(");
+            out.extend_from_slice(name);
+            out.extend_from_slice(b") = ");
+            push_quoted(out, text);
+            if binary_collation {
+                out.extend_from_slice(b" COLLATE pg_catalog.\"C\"");
             }
         }
     }
@@ -316,16 +330,16 @@ mod tests {
     fn key<'a>(name: &'a str, class: TypeClass, cell: Cell<'a>) -> KeyColumn<'a> {
         KeyColumn {
             column: col(name, class, cell),
-            compare_as_text: false,
-            exact: None,
+            compare: Compare::Equal,
         }
     }
 
-    fn exact<'a>(send_fn: &'a str, type_name: &'a str) -> Option<ExactMatch<'a>> {
-        Some(ExactMatch {
-            send_fn: send_fn.as_bytes(),
-            type_name: type_name.as_bytes(),
-        })
+    fn by_text(has_equality: bool, indexed: bool, binary_collation: bool) -> Compare {
+        Compare::Text {
+            has_equality,
+            indexed,
+            binary_collation,
+        }
     }
 
     fn text(out: Vec<u8>) -> String {
@@ -406,99 +420,82 @@ mod tests {
             key("a", TypeClass::Integer, Cell::Text(b"1")),
             KeyColumn {
                 column: col("j", TypeClass::Quoted, Cell::Text(b"{\"x\": 1}")),
-                compare_as_text: true,
-                exact: None,
+                compare: by_text(false, false, false),
             },
         ];
         render_delete(&mut out, b"public.nopk", k, RowMatch::FullRow).unwrap();
         assert_eq!(
             text(out),
             "DELETE FROM ONLY public.nopk WHERE ctid = (SELECT ctid FROM ONLY public.nopk \
-             WHERE a = 1 AND j::text = '{\"x\": 1}' LIMIT 1);"
+             WHERE a = 1 AND pg_catalog.concat(j) = '{\"x\": 1}' LIMIT 1);"
         );
     }
 
-    /// (class, compare_as_text, exact, cell) => condition, for REPLICA IDENTITY FULL and key.
+    /// (class, compare, cell) => condition, for REPLICA IDENTITY FULL and a unique key.
     #[test]
     fn conditions_per_column_kind() {
-        type Case<'a> = (
-            TypeClass,
-            bool,
-            Option<ExactMatch<'a>>,
-            Cell<'a>,
-            &'a str,
-            &'a str,
-        );
-        let num = exact("pg_catalog.numeric_send", "pg_catalog.\"numeric\"");
-        let f8 = exact("pg_catalog.float8send", "pg_catalog.float8");
-        let point = exact("pg_catalog.point_send", "pg_catalog.point");
+        type Case<'a> = (TypeClass, Compare, Cell<'a>, &'a str, &'a str);
         let cases: &[Case] = &[
             // Equality is identity: plain `=` in both modes.
             (
                 TypeClass::Integer,
-                false,
-                None,
+                Compare::Equal,
                 Cell::Text(b"7"),
                 "c = 7",
                 "c = 7",
             ),
+            // Equality is not identity: the text form under FULL, `=` with a unique key.
             (
                 TypeClass::Number,
-                false,
-                num,
+                by_text(true, false, false),
                 Cell::Text(b"1.00"),
-                "c = 1.00 AND pg_catalog.numeric_send(c) = \
-                 pg_catalog.numeric_send('1.00'::pg_catalog.\"numeric\")",
+                "pg_catalog.concat(c) = '1.00'",
                 "c = 1.00",
             ),
             (
                 TypeClass::Number,
-                false,
-                f8,
+                by_text(true, false, false),
                 Cell::Text(b"-0"),
-                "c = '-0' AND pg_catalog.float8send(c) = pg_catalog.float8send('-0'::pg_catalog.float8)",
+                "pg_catalog.concat(c) = '-0'",
                 "c = '-0'",
             ),
+            // Indexed: `=` as well, so the index stays usable.
+            (
+                TypeClass::Number,
+                by_text(true, true, false),
+                Cell::Text(b"1.00"),
+                "c = 1.00 AND pg_catalog.concat(c) = '1.00'",
+                "c = 1.00",
+            ),
+            // A nondeterministic collation: the text comparison under "C".
             (
                 TypeClass::Quoted,
-                false,
-                exact("public.citextsend", "public.citext"),
+                by_text(true, false, true),
                 Cell::Text(b"it's\n"),
-                r"c = E'it''s\n' AND public.citextsend(c) = public.citextsend(E'it''s\n'::public.citext)",
+                r#"pg_catalog.concat(c) = E'it''s\n' COLLATE pg_catalog."C""#,
                 r"c = E'it''s\n'",
             ),
-            // No equality operator: the binary form alone, or the text form without one.
+            // No equality operator: the text form in both modes.
             (
                 TypeClass::Quoted,
-                true,
-                point,
+                by_text(false, true, false),
                 Cell::Text(b"(1,2)"),
-                "pg_catalog.point_send(c) = pg_catalog.point_send('(1,2)'::pg_catalog.point)",
-                "c::text = '(1,2)'",
-            ),
-            (
-                TypeClass::Quoted,
-                true,
-                None,
-                Cell::Text(b"(1,x)"),
-                "c::text = '(1,x)'",
-                "c::text = '(1,x)'",
+                "pg_catalog.concat(c) = '(1,2)'",
+                "pg_catalog.concat(c) = '(1,2)'",
             ),
             (
                 TypeClass::Number,
-                false,
-                num,
+                by_text(true, true, false),
                 Cell::Null,
                 "c IS NULL",
                 "c IS NULL",
             ),
         ];
-        for &(class, compare_as_text, exact, cell, full, by_key) in cases {
+        for &(class, compare, cell, full, by_key) in cases {
             for (matching, want) in [(RowMatch::FullRow, full), (RowMatch::Key, by_key)] {
                 let k = KeyColumn {
                     column: col("c", class, cell),
-                    compare_as_text,
-                    exact,
+                    compare,
                 };
                 let mut out = Vec::new();
                 render_delete(&mut out, b"t", [k], matching).unwrap();
@@ -519,15 +516,13 @@ mod tests {
         let set = [col("v", TypeClass::Number, Cell::Text(b"-0"))];
         let k = [KeyColumn {
             column: col("v", TypeClass::Number, Cell::Text(b"1.00")),
-            compare_as_text: false,
-            exact: exact("pg_catalog.numeric_send", "pg_catalog.\"numeric\""),
+            compare: by_text(true, false, false),
         }];
         render_update(&mut out, b"U&\"a\\000Ab\"", set, k, RowMatch::FullRow).unwrap();
         assert_eq!(
             text(out),
             "UPDATE ONLY U&\"a\\000Ab\" SET v = '-0' WHERE ctid = (SELECT ctid FROM ONLY U&\"a\\000Ab\" \
-             WHERE v = 1.00 AND pg_catalog.numeric_send(v) = \
-             pg_catalog.numeric_send('1.00'::pg_catalog.\"numeric\") LIMIT 1);"
+             WHERE pg_catalog.concat(v) = '1.00' LIMIT 1);"
         );
     }
 

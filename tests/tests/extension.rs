@@ -27,7 +27,7 @@ async fn create_and_drop_extension() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     db.batch_execute("DROP EXTENSION decoder_sql")
         .await
         .unwrap();

@@ -145,22 +145,20 @@ pub unsafe fn identity_key_bitmap(rel: pg_sys::Relation) -> *mut pg_sys::Bitmaps
     }
 }
 
-/// The range type of a multirange type, or `InvalidOid` (also for any type on PostgreSQL 13,
-/// which has no multiranges; 14 added them and `get_multirange_range`).
+/// Columns that some index (other than a summarizing one such as BRIN) refers to, key or
+/// expression, as a bitmap offset by `FirstLowInvalidHeapAttributeNumber`. PostgreSQL 16
+/// renamed `INDEX_ATTR_BITMAP_ALL` to `INDEX_ATTR_BITMAP_HOT_BLOCKING` (and split off the
+/// summarizing indexes).
 ///
 /// # Safety
-/// Called inside a transaction (catalog lookup).
-pub unsafe fn multirange_range(typid: pg_sys::Oid) -> pg_sys::Oid {
-    #[cfg(feature = "pg13")]
-    {
-        let _ = typid;
-        pg_sys::InvalidOid
-    }
-    #[cfg(not(feature = "pg13"))]
-    {
-        // SAFETY: valid per the caller.
-        unsafe { pg_sys::get_multirange_range(typid) }
-    }
+/// `rel` is an open relation; called inside the decoding transaction.
+pub unsafe fn indexed_columns_bitmap(rel: pg_sys::Relation) -> *mut pg_sys::Bitmapset {
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+    let kind = pg_sys::IndexAttrBitmapKind::INDEX_ATTR_BITMAP_ALL;
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+    let kind = pg_sys::IndexAttrBitmapKind::INDEX_ATTR_BITMAP_HOT_BLOCKING;
+    // SAFETY: valid per the caller; the bitmap is a copy in the current memory context.
+    unsafe { pg_sys::RelationGetIndexAttrBitmap(rel, kind) }
 }
 
 // standard_ProcessUtility without pgrx's FFI guard: a statement's ERROR must leave by

@@ -5,6 +5,7 @@ use super::compat;
 use super::memcx::ChildContext;
 use pgrx::pg_sys;
 use sqlgen::TypeClass;
+use sqlgen::statement::Compare;
 use std::cell::UnsafeCell;
 use std::collections::HashMap;
 use std::ffi::CStr;
@@ -52,11 +53,8 @@ pub struct ColumnInfo {
     /// Quoted column name.
     pub name: Vec<u8>,
     pub class: TypeClass,
-    /// The type has no default equality operator: compare its text form in WHERE.
-    pub compare_as_text: bool,
-    /// Equality of the type (under the column's collation) is not identity: REPLICA IDENTITY
-    /// FULL also compares the binary send form (see [`exact_match`]).
-    pub exact: Option<ExactSpelling>,
+    /// How the row match compares the column (see [`compare_rule`]).
+    pub compare: Compare,
     /// The type (or a type it contains) has no usable input function (`pg_node_tree` ...):
     /// its text cannot be read back, so values are written as NULL. Holds the type's name.
     pub unreadable: Option<String>,
@@ -64,12 +62,6 @@ pub struct ColumnInfo {
     pub(crate) is_varlena: bool,
     /// Output function; an UnsafeCell because the function may cache state in fn_extra.
     pub(crate) output: Box<UnsafeCell<pg_sys::FmgrInfo>>,
-}
-
-/// Quoted, schema-qualified names for `send_fn(col) = send_fn('text'::type_name)`.
-pub struct ExactSpelling {
-    pub send_fn: Vec<u8>,
-    pub type_name: Vec<u8>,
 }
 
 /// Which columns identify a row for UPDATE and DELETE.
@@ -266,6 +258,7 @@ fn build(rel: RelView, fn_cxt: ChildContext) -> RelInfo {
             pg_sys::REPLICA_IDENTITY_NOTHING => Identity::Missing,
             _ => identity_key(raw),
         };
+        mark_indexed(raw, &mut columns);
         let mut update_and_key_columns = update_columns.clone();
         if let Identity::Key(key) = &identity {
             update_and_key_columns.extend(key);
@@ -284,6 +277,34 @@ fn build(rel: RelView, fn_cxt: ChildContext) -> RelInfo {
             has_identity_always,
             is_materialized_view: form.relkind as u8 == pg_sys::RELKIND_MATVIEW,
             is_partitioned: form.relkind as u8 == pg_sys::RELKIND_PARTITIONED_TABLE,
+        }
+    }
+}
+
+/// Sets `indexed` on the text-compared columns that an index refers to, so that a FULL row
+/// match also writes `=` for them and the index stays usable.
+///
+/// # Safety
+/// `raw` is an open relation; called under the decoding transaction.
+unsafe fn mark_indexed(raw: pg_sys::Relation, columns: &mut [ColumnInfo]) {
+    // SAFETY: per the function contract. The bitmap is allocated in the current (scratch)
+    // context and only read here.
+    unsafe {
+        let bits = compat::indexed_columns_bitmap(raw);
+        let mut member = -1;
+        loop {
+            member = pg_sys::bms_next_member(bits, member);
+            if member < 0 {
+                break;
+            }
+            let attnum = member + pg_sys::FirstLowInvalidHeapAttributeNumber;
+            let Ok(i) = usize::try_from(attnum - 1) else {
+                continue; // a system column
+            };
+            if let Some(Compare::Text { indexed, .. }) = columns.get_mut(i).map(|c| &mut c.compare)
+            {
+                *indexed = true;
+            }
         }
     }
 }
@@ -333,8 +354,11 @@ fn column_info(
         return ColumnInfo {
             name,
             class: TypeClass::Quoted,
-            compare_as_text: true,
-            exact: None,
+            compare: Compare::Text {
+                has_equality: false,
+                indexed: false,
+                binary_collation: false,
+            },
             unreadable: None,
             fast: FastPath::Output,
             is_varlena: false,
@@ -353,7 +377,7 @@ fn column_info(
         // Composite values: `col = '(1,x)'` resolves to record = record and the literal cannot
         // be read as an anonymous record, so they are compared in text form too.
         let composite = pg_sys::get_typtype(base) as u8 == pg_sys::TYPTYPE_COMPOSITE;
-        let compare_as_text = composite || tce.is_null() || (*tce).eq_opr == pg_sys::InvalidOid;
+        let has_equality = !(composite || tce.is_null() || (*tce).eq_opr == pg_sys::InvalidOid);
         let unreadable = has_no_input(typid, 0).then(|| {
             let name = pg_sys::format_type_be(typid);
             String::from_utf8_lossy(cstr_bytes(name)).into_owned()
@@ -361,8 +385,7 @@ fn column_info(
         ColumnInfo {
             name,
             class,
-            compare_as_text,
-            exact: exact_match(base, collation),
+            compare: compare_rule(base, collation, has_equality),
             unreadable,
             fast,
             is_varlena,
@@ -415,44 +438,32 @@ const EQUALITY_IS_IDENTITY: &[pg_sys::Oid] = &[
     pg_sys::Oid::from_u32(790),
 ];
 
-/// How REPLICA IDENTITY FULL compares a column exactly, or None when plain equality (or the
-/// text form) is enough or no binary form is available.
+/// How a row match compares a column of (base) type `base` under `collation`.
 ///
-/// The rule: a column needs the exact comparison unless its (base) type is in
-/// [`EQUALITY_IS_IDENTITY`] or an enum, and its collation, if any, is deterministic. Everything
-/// else (numeric, float4/float8, interval, jsonb, bpchar, arrays, ranges, citext, hstore,
-/// geometric types, text under a nondeterministic collation ...) compares
-/// `send(col) = send('text'::type)` as well, when the type and every type it contains
-/// (array elements, range subtypes, composite attributes) have a binary send function. Types
-/// without equality (json, point, xml, composites ...) compare the send form alone when they
-/// have one, else their text form.
+/// The rule: `=` when the type is in [`EQUALITY_IS_IDENTITY`] or an enum, and its collation,
+/// if any, is deterministic. Everything else (numeric, float4/float8, interval, jsonb,
+/// bpchar, arrays, ranges, citext, hstore, geometric types, json, xml, composites, text under
+/// a nondeterministic collation ...) is compared by REPLICA IDENTITY FULL on its text form,
+/// which tells apart the values that `=` takes as equal; a unique key uses `=` where the type
+/// has one, as its index admits one row per equality class.
 ///
 /// # Safety
 /// Called inside the decoding transaction (catalog lookups).
-unsafe fn exact_match(base: pg_sys::Oid, collation: pg_sys::Oid) -> Option<ExactSpelling> {
+unsafe fn compare_rule(base: pg_sys::Oid, collation: pg_sys::Oid, has_equality: bool) -> Compare {
     // SAFETY: catalog lookups inside the decoding transaction, per the function contract.
     unsafe {
         let deterministic =
             collation == pg_sys::InvalidOid || pg_sys::get_collation_isdeterministic(collation);
         let identity = EQUALITY_IS_IDENTITY.contains(&base) || pg_sys::type_is_enum(base);
-        if (identity && deterministic) || !binary_comparable(base, 0) {
-            return None;
+        if identity && deterministic && has_equality {
+            Compare::Equal
+        } else {
+            Compare::Text {
+                has_equality,
+                indexed: false, // set by mark_indexed
+                binary_collation: !deterministic,
+            }
         }
-        let row = type_row(base)?;
-        let send_schema = pg_sys::get_namespace_name(pg_sys::get_func_namespace(row.send));
-        let send_name = pg_sys::get_func_name(row.send);
-        if send_schema.is_null() || send_name.is_null() {
-            return None;
-        }
-        let mut send_fn = Vec::new();
-        sqlgen::push_qualified(&mut send_fn, cstr_bytes(send_schema), cstr_bytes(send_name));
-        let type_schema = pg_sys::get_namespace_name(row.namespace);
-        if type_schema.is_null() {
-            return None;
-        }
-        let mut type_name = Vec::new();
-        sqlgen::push_qualified(&mut type_name, cstr_bytes(type_schema), &row.name);
-        Some(ExactSpelling { send_fn, type_name })
     }
 }
 
@@ -484,10 +495,7 @@ unsafe fn has_no_input(typid: pg_sys::Oid, depth: u32) -> bool {
     }
     // SAFETY: catalog lookups, per the function contract.
     unsafe {
-        let Some(row) = type_row(typid) else {
-            return false;
-        };
-        match row.typtype {
+        match pg_sys::get_typtype(typid) as u8 {
             pg_sys::TYPTYPE_DOMAIN => has_no_input(pg_sys::getBaseType(typid), depth + 1),
             pg_sys::TYPTYPE_RANGE => has_no_input(pg_sys::get_range_subtype(typid), depth + 1),
             pg_sys::TYPTYPE_COMPOSITE => attribute_types(typid)
@@ -501,88 +509,6 @@ unsafe fn has_no_input(typid: pg_sys::Oid, depth: u32) -> bool {
             _ => false,
         }
     }
-}
-
-struct TypeRow {
-    name: Vec<u8>,
-    namespace: pg_sys::Oid,
-    send: pg_sys::Oid,
-    typtype: u8,
-}
-
-/// The pg_type fields the exact comparison needs.
-///
-/// # Safety
-/// Called inside a transaction (catalog lookup).
-unsafe fn type_row(typid: pg_sys::Oid) -> Option<TypeRow> {
-    // SAFETY: a syscache lookup by OID; the tuple is a pg_type row, read and then released.
-    unsafe {
-        let tuple = pg_sys::SearchSysCache1(
-            pg_sys::SysCacheIdentifier::TYPEOID as i32,
-            pg_sys::Datum::from(typid),
-        );
-        if tuple.is_null() {
-            return None;
-        }
-        let form = &*pg_sys::GETSTRUCT(tuple).cast::<pg_sys::FormData_pg_type>();
-        let row = TypeRow {
-            name: cstr_bytes(form.typname.data.as_ptr()).to_vec(),
-            namespace: form.typnamespace,
-            send: form.typsend,
-            typtype: form.typtype as u8,
-        };
-        pg_sys::ReleaseSysCache(tuple);
-        Some(row)
-    }
-}
-
-/// The type and everything it contains have a binary send function, so `send(value)` works.
-///
-/// # Safety
-/// Called inside a transaction (catalog lookups).
-unsafe fn binary_comparable(typid: pg_sys::Oid, depth: u32) -> bool {
-    if depth > 8 {
-        return false;
-    }
-    // SAFETY: catalog lookups, per the function contract.
-    unsafe {
-        let Some(row) = type_row(typid) else {
-            return false;
-        };
-        if row.send == pg_sys::InvalidOid {
-            return false;
-        }
-        match row.typtype {
-            pg_sys::TYPTYPE_PSEUDO => false,
-            pg_sys::TYPTYPE_COMPOSITE => attributes_binary_comparable(typid, depth),
-            pg_sys::TYPTYPE_DOMAIN => binary_comparable(pg_sys::getBaseType(typid), depth + 1),
-            pg_sys::TYPTYPE_RANGE => binary_comparable(pg_sys::get_range_subtype(typid), depth + 1),
-            // Multirange (PostgreSQL 14+).
-            b'm' => {
-                let range = compat::multirange_range(typid);
-                range != pg_sys::InvalidOid && binary_comparable(range, depth + 1)
-            }
-            _ => {
-                let element = pg_sys::get_element_type(typid);
-                element == pg_sys::InvalidOid || binary_comparable(element, depth + 1)
-            }
-        }
-    }
-}
-
-/// Every live attribute of composite type `typid` is [`binary_comparable`] (record_send sends
-/// each one with its own send function).
-///
-/// # Safety
-/// Called inside a transaction (catalog lookups).
-unsafe fn attributes_binary_comparable(typid: pg_sys::Oid, depth: u32) -> bool {
-    // SAFETY: per the function contract.
-    unsafe { attribute_types(typid) }.is_some_and(|types| {
-        types.into_iter().all(|t| {
-            // SAFETY: per the function contract.
-            unsafe { binary_comparable(t, depth + 1) }
-        })
-    })
 }
 
 /// The types of the live attributes of composite type `typid`, None when it has no row type.

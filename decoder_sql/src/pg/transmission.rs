@@ -11,6 +11,9 @@ const PINNED: &[(&std::ffi::CStr, &std::ffi::CStr)] = &[
     (c"bytea_output", c"hex"),
     (c"TimeZone", c"UTC"),
     (c"lc_monetary", c"C"),
+    // regclass, regtype ... print a name schema-qualified unless this path finds it; readers
+    // replay values under the same path.
+    (c"search_path", c"pg_catalog"),
 ];
 
 /// Settings pinned at a new GUC nest level; `release` restores the session's values. If an

@@ -5,7 +5,7 @@ use crate::error::{DecoderError, Result};
 use crate::pg::relation::{Identity, RelInfo, RelView};
 use crate::pg::tuple::DecodedRow;
 use crate::state::DecoderState;
-use sqlgen::statement::{self, ExactMatch, TruncateTable, render_comment};
+use sqlgen::statement::{self, TruncateTable, render_comment};
 use sqlgen::{Column, KeyColumn, MissingIdentity, Rendered, RowMatch};
 
 pub fn on_change(
@@ -233,11 +233,7 @@ fn key_columns<'a>(
                 class: col.class,
                 cell: row.cell(i),
             },
-            compare_as_text: col.compare_as_text,
-            exact: col.exact.as_ref().map(|e| ExactMatch {
-                send_fn: &e.send_fn,
-                type_name: &e.type_name,
-            }),
+            compare: col.compare,
         }
     })
 }
