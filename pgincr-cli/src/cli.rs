@@ -323,7 +323,15 @@ pub struct PruneArgs {
     /// Keep base backups younger than this (e.g. "30d"); the newest base is always kept.
     #[arg(long, value_parser = parse_duration)]
     pub keep_age: Option<Duration>,
-    /// Show what would be deleted.
+    /// Also keep the newest base backup of each of the last N calendar months (UTC) that have
+    /// one: grandfather-father-son retention with --keep-age.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<usize>,
+    /// Keep change segments closed within this time even if no kept base needs them (e.g.
+    /// "7d"), so that recent points in time stay restorable from a base that is kept.
+    #[arg(long, value_parser = parse_duration)]
+    pub keep_segments_age: Option<Duration>,
+    /// Show what would be deleted and why each base is kept or deleted.
     #[arg(long)]
     pub dry_run: bool,
 }

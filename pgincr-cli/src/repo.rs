@@ -22,6 +22,9 @@ pub const SEGMENTS_DIR: &str = "segments";
 pub const OPEN_SEGMENT: &str = "open.sql";
 /// What `stream` last ran into, for `status` (see [`StreamState`]).
 pub const STREAM_STATE: &str = "stream-state.json";
+/// Held shared by every restore while it reads the repository, exclusively by prune while it
+/// deletes.
+pub const READERS_LOCK: &str = "readers.lock";
 /// Size the stream state file is padded to: rewritten in place it needs no new disk space,
 /// so it can still be written when the disk is full.
 const STREAM_STATE_BYTES: usize = 4096;
@@ -393,6 +396,32 @@ impl Repo {
             )));
         }
         Ok(file)
+    }
+
+    /// Takes a shared lock on a file in the repository root, waiting while it is held
+    /// exclusively. None when the repository is read-only (nothing can delete from it then).
+    pub fn lock_file_shared(&self, name: &str) -> Result<Option<File>> {
+        let path = self.path(name);
+        let file = match OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::PermissionDenied
+                    || e.kind() == std::io::ErrorKind::ReadOnlyFilesystem =>
+            {
+                tracing::debug!("{} cannot be opened for writing: {e}", path.display());
+                return Ok(None);
+            }
+            Err(e) => return Err(Error::io(format!("opening {}", path.display()))(e)),
+        };
+        file.lock_shared()
+            .map_err(Error::io(format!("locking {}", path.display())))?;
+        Ok(Some(file))
     }
 
     pub fn stream_state_path(&self) -> PathBuf {

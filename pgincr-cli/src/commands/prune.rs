@@ -1,6 +1,10 @@
-//! `pgincr prune`: retention. Deletes base backups beyond what `--keep-bases` and
-//! `--keep-age` keep (the newest is always kept), then the segments that no kept base
-//! needs. The manifest is updated first, so a crash leaves unreferenced files at worst.
+//! `pgincr prune`: retention. Deletes the base backups the policy does not keep (the newest is
+//! always kept), then the segments that no kept base needs and that are older than the
+//! segment age kept. The manifest is updated first, so a crash leaves unreferenced files at
+//! worst.
+//!
+//! Without any retention option the default policy applies: bases of the last 30 days, then
+//! the newest base of each of the last 12 months, and every segment of the last 7 days.
 
 use crate::chain;
 use crate::cli::PruneArgs;
@@ -9,35 +13,134 @@ use crate::units::human_bytes;
 use crate::{Error, Result};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Which base backups (by index, oldest first) are kept.
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// What prune keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub keep_bases: Option<usize>,
+    pub keep_age: Option<Duration>,
+    pub keep_monthly: Option<usize>,
+    pub keep_segments_age: Option<Duration>,
+}
+
+impl Policy {
+    /// The policy of the options given, or the default one when none was.
+    pub fn from_args(args: &PruneArgs) -> Self {
+        let given = Policy {
+            keep_bases: args.keep_bases,
+            keep_age: args.keep_age,
+            keep_monthly: args.keep_monthly,
+            keep_segments_age: args.keep_segments_age,
+        };
+        if given
+            == (Policy {
+                keep_bases: None,
+                keep_age: None,
+                keep_monthly: None,
+                keep_segments_age: None,
+            })
+        {
+            Policy::default_retention()
+        } else {
+            given
+        }
+    }
+
+    /// Bases of the last 30 days, the newest of each of the last 12 months, segments of the
+    /// last 7 days.
+    pub fn default_retention() -> Self {
+        Policy {
+            keep_bases: None,
+            keep_age: Some(30 * DAY),
+            keep_monthly: Some(12),
+            keep_segments_age: Some(7 * DAY),
+        }
+    }
+}
+
+/// Why a base backup is kept, or None when it goes.
 pub fn kept_bases(
     ids_and_times: &[(String, Option<i128>)],
-    keep_bases: Option<usize>,
-    keep_age: Option<Duration>,
+    policy: &Policy,
     now_micros: i128,
-) -> Vec<bool> {
+) -> Vec<Option<String>> {
     let n = ids_and_times.len();
+    // The newest base of each calendar month, newest month first.
+    let mut month_newest: Vec<((i32, u8), usize)> = Vec::new();
+    for (i, (_, t)) in ids_and_times.iter().enumerate().rev() {
+        if let Some(month) = t.and_then(month_of)
+            && !month_newest.iter().any(|(m, _)| *m == month)
+        {
+            month_newest.push((month, i));
+        }
+    }
     (0..n)
         .map(|i| {
-            let newest = i + 1 == n;
-            let by_count = keep_bases.is_some_and(|k| n - i <= k);
-            let by_age = keep_age.is_some_and(|age| {
-                ids_and_times[i]
-                    .1
-                    .is_some_and(|t| now_micros - t <= age.as_micros() as i128)
-            });
-            newest || by_count || by_age
+            let time = ids_and_times[i].1;
+            if i + 1 == n {
+                return Some("the newest base".to_owned());
+            }
+            if let Some(k) = policy.keep_bases
+                && n - i <= k
+            {
+                return Some(format!("one of the {k} newest"));
+            }
+            if let Some(age) = policy.keep_age
+                && time.is_some_and(|t| now_micros - t <= age.as_micros() as i128)
+            {
+                return Some(format!("younger than {}", humantime::format_duration(age)));
+            }
+            if let Some(months) = policy.keep_monthly
+                && let Some(rank) = month_newest.iter().position(|(_, j)| *j == i)
+                && rank < months
+            {
+                let (y, m) = month_newest[rank].0;
+                return Some(format!(
+                    "the newest of {y}-{m:02}, one of the last {months} months"
+                ));
+            }
+            None
         })
         .collect()
 }
 
+/// (year, month) in UTC of a time in microseconds since the epoch.
+fn month_of(micros: i128) -> Option<(i32, u8)> {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(micros * 1000).ok()?;
+    Some((t.year(), t.month() as u8))
+}
+
+/// How many of the oldest segments go: those before the first one the oldest kept base needs
+/// (`first_needed`), except that none closed within `keep_age` goes (nor any after it, so what
+/// stays is one unbroken chain).
+pub fn segments_to_delete(
+    closed_micros: &[Option<i128>],
+    first_needed: usize,
+    keep_age: Option<Duration>,
+    now_micros: i128,
+) -> usize {
+    let young = keep_age.and_then(|age| {
+        closed_micros
+            .iter()
+            .position(|t| t.is_none_or(|t| now_micros - t <= age.as_micros() as i128))
+    });
+    young.map_or(first_needed, |y| y.min(first_needed))
+}
+
 pub async fn run(args: PruneArgs) -> Result<()> {
-    if args.keep_bases.is_none() && args.keep_age.is_none() {
-        return Err(Error::Invalid(
-            "say what to keep: --keep-bases N and/or --keep-age DURATION".into(),
-        ));
-    }
+    let policy = Policy::from_args(&args);
     let repo = Repo::new(&args.repo.repo);
+    // A restore reads segments and bases prune would delete: it holds this lock shared.
+    let _no_restore = match repo.lock_file(repo::READERS_LOCK, false) {
+        Err(Error::Repository(_)) => {
+            return Err(Error::Repository(format!(
+                "a restore is reading {}: prune when it has finished",
+                repo.root.display()
+            )));
+        }
+        other => other?,
+    };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i128);
@@ -47,27 +150,44 @@ pub async fn run(args: PruneArgs) -> Result<()> {
             .iter()
             .map(|b| (b.id.clone(), repo::parse_rfc3339_micros(&b.finished)))
             .collect();
-        let keep = kept_bases(&times, args.keep_bases, args.keep_age, now);
+        let keep = kept_bases(&times, &policy, now);
         let oldest_kept = m
             .bases
             .iter()
             .zip(&keep)
-            .filter(|(_, k)| **k)
+            .filter(|(_, k)| k.is_some())
             .map(|(b, _)| b.consistent_lsn)
             .min();
         let first_needed = oldest_kept.map_or(0, |cp| chain::first_needed(&m.segments, cp));
-        (keep, first_needed)
+        let closed: Vec<_> = m
+            .segments
+            .iter()
+            .map(|s| repo::parse_rfc3339_micros(&s.closed))
+            .collect();
+        let cut = segments_to_delete(&closed, first_needed, policy.keep_segments_age, now);
+        (keep, cut)
     };
     let manifest = repo.load()?;
-    let (keep, first_needed) = plan(&manifest);
+    let (keep, cut) = plan(&manifest);
+    if args.dry_run {
+        for (b, why) in manifest.bases.iter().zip(&keep) {
+            match why {
+                Some(why) => println!("keep base backup {} ({why})", b.id),
+                None => println!(
+                    "would delete base backup {} (finished {}: kept by no rule)",
+                    b.id, b.finished
+                ),
+            }
+        }
+    }
     let doomed_bases: Vec<_> = manifest
         .bases
         .iter()
         .zip(&keep)
-        .filter(|(_, k)| !**k)
+        .filter(|(_, k)| k.is_none())
         .map(|(b, _)| b.clone())
         .collect();
-    let doomed_segments = manifest.segments[..first_needed].to_vec();
+    let doomed_segments = manifest.segments[..cut].to_vec();
     let bytes: u64 = doomed_bases.iter().map(|b| b.bytes()).sum::<u64>()
         + doomed_segments.iter().map(|s| s.file.bytes).sum::<u64>();
     let verb = if args.dry_run {
@@ -75,16 +195,18 @@ pub async fn run(args: PruneArgs) -> Result<()> {
     } else {
         "deleting"
     };
-    for b in &doomed_bases {
-        println!(
-            "{verb} base backup {} (consistent point {})",
-            b.id, b.consistent_lsn
-        );
+    if !args.dry_run {
+        for b in &doomed_bases {
+            println!(
+                "{verb} base backup {} (consistent point {})",
+                b.id, b.consistent_lsn
+            );
+        }
     }
     for s in &doomed_segments {
         println!(
-            "{verb} segment {} ({} to {})",
-            s.file.path, s.start_lsn, s.end_lsn
+            "{verb} segment {} ({} to {}, closed {}): before what the oldest kept base needs",
+            s.file.path, s.start_lsn, s.end_lsn, s.closed
         );
     }
     if args.dry_run {
@@ -124,28 +246,123 @@ pub async fn run(args: PruneArgs) -> Result<()> {
 mod tests {
     use super::*;
 
+    const MICROS_PER_DAY: i128 = 86_400_000_000;
+
+    fn policy(keep_bases: Option<usize>, keep_age_days: Option<u64>) -> Policy {
+        Policy {
+            keep_bases,
+            keep_age: keep_age_days.map(|d| d as u32 * DAY),
+            keep_monthly: None,
+            keep_segments_age: None,
+        }
+    }
+
+    fn kept(v: Vec<Option<String>>) -> Vec<bool> {
+        v.into_iter().map(|k| k.is_some()).collect()
+    }
+
     #[test]
     fn keeps_newest_by_count_and_age() {
-        let day = 86_400_000_000i128;
+        let day = MICROS_PER_DAY;
         let bases: Vec<_> = (0..4)
             .map(|i| (format!("b{i}"), Some(i as i128 * day)))
             .collect();
         let now = 3 * day;
         assert_eq!(
-            kept_bases(&bases, Some(2), None, now),
+            kept(kept_bases(&bases, &policy(Some(2), None), now)),
             [false, false, true, true]
         );
         assert_eq!(
-            kept_bases(&bases, None, Some(Duration::from_secs(86_400)), now),
+            kept(kept_bases(&bases, &policy(None, Some(1)), now)),
             [false, false, true, true]
         );
         assert_eq!(
-            kept_bases(&bases, Some(1), Some(Duration::from_secs(2 * 86_400)), now),
+            kept(kept_bases(&bases, &policy(Some(1), Some(2)), now)),
             [false, true, true, true]
         );
         assert_eq!(
-            kept_bases(&bases, Some(0), None, now),
+            kept(kept_bases(&bases, &policy(Some(0), None), now)),
             [false, false, false, true]
         );
+    }
+
+    /// A daily base for 400 days: the default keeps the last 30 days and then the newest base
+    /// of each month back to 12 months (counting the months the 30 days already cover).
+    #[test]
+    fn default_policy_is_grandfather_father_son() {
+        let day = MICROS_PER_DAY;
+        // 2026-12-01T00:00:00Z
+        let now = 1_796_083_200_000_000i128;
+        assert_eq!(month_of(now), Some((2026, 12)));
+        let bases: Vec<_> = (0..400)
+            .rev()
+            .map(|ago| {
+                (
+                    format!("b{ago}"),
+                    Some(now - ago as i128 * day - 3_600_000_000),
+                )
+            })
+            .collect();
+        let keep = kept_bases(&bases, &Policy::default_retention(), now);
+        let kept_times: Vec<i128> = bases
+            .iter()
+            .zip(&keep)
+            .filter(|(_, k)| k.is_some())
+            .map(|(b, _)| b.1.unwrap())
+            .collect();
+        let recent = kept_times.iter().filter(|&&t| now - t <= 30 * day).count();
+        assert_eq!(recent, 30);
+        // Older ones: one per month, the month's newest (its last day), for 2026-11 back to
+        // 2025-12: the 12 newest months with a base, Nov 2026 included.
+        let older: Vec<(i32, u8)> = kept_times
+            .iter()
+            .filter(|&&t| now - t > 30 * day)
+            .map(|&t| month_of(t).unwrap())
+            .collect();
+        assert_eq!(older.first(), Some(&(2025, 12)), "{older:?}");
+        assert_eq!(older.len(), 11, "{older:?}"); // 2026-11's newest is within 30 days
+        for w in older.windows(2) {
+            assert_ne!(w[0], w[1], "one base per month: {older:?}");
+        }
+        let why = keep
+            .iter()
+            .flatten()
+            .find(|w| w.contains("2025-12"))
+            .unwrap();
+        assert!(why.contains("one of the last 12 months"), "{why}");
+        assert_eq!(keep.last().unwrap().as_deref(), Some("the newest base"));
+    }
+
+    #[test]
+    fn young_segments_stay_and_the_chain_stays_unbroken() {
+        let day = MICROS_PER_DAY;
+        let now = 100 * day;
+        let closed: Vec<_> = [80, 90, 95, 99].iter().map(|d| Some(d * day)).collect();
+        // The oldest kept base needs segment 3 on; 7 days keep 95 and 99.
+        assert_eq!(segments_to_delete(&closed, 3, Some(7 * DAY), now), 2);
+        // Without an age rule, the base decides.
+        assert_eq!(segments_to_delete(&closed, 3, None, now), 3);
+        // The base needs more than the age keeps.
+        assert_eq!(segments_to_delete(&closed, 1, Some(7 * DAY), now), 1);
+        // An unreadable close time counts as young.
+        let closed = vec![Some(80 * day), None, Some(85 * day)];
+        assert_eq!(segments_to_delete(&closed, 3, Some(DAY), now), 1);
+    }
+
+    #[test]
+    fn no_option_means_the_default_policy() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from(["pgincr", "prune", "-r", "/x"]).unwrap();
+        let crate::cli::Command::Prune(args) = cli.command else {
+            panic!("not prune")
+        };
+        assert_eq!(Policy::from_args(&args), Policy::default_retention());
+        let cli =
+            crate::cli::Cli::try_parse_from(["pgincr", "prune", "-r", "/x", "--keep-bases", "2"])
+                .unwrap();
+        let crate::cli::Command::Prune(args) = cli.command else {
+            panic!("not prune")
+        };
+        assert_eq!(Policy::from_args(&args), policy(Some(2), None));
     }
 }

@@ -37,6 +37,8 @@ use tokio_postgres::error::SqlState;
 pub async fn run(command: impl Into<RestoreCommand>, bindir: Option<PathBuf>) -> Result<()> {
     let RestoreCommand { args, control } = command.into();
     let repo = Repo::new(&args.repo.repo);
+    // Prune waits for this restore (and this restore for a running prune).
+    let _reading = repo.lock_file_shared(crate::repo::READERS_LOCK)?;
     let manifest = repo.load()?;
     let target_db = Endpoint::new(&args.target, bindir)?;
     let dbname = target_db.dbname()?;
