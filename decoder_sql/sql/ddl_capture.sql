@@ -1,7 +1,12 @@
--- DDL capture: every top-level DDL statement is written into the WAL as a transactional
--- logical message with prefix 'ddl', at its exact position among the transaction's changes.
--- The decoder_sql output plugin prints such messages verbatim, so the stream replays schema
--- changes in order with the data. See docs/ddl-capture.md.
+-- DDL capture: every DDL statement is written into the WAL as a transactional logical message
+-- with prefix 'ddl' and the capture channel's tag, at its exact position among the
+-- transaction's changes. The decoder_sql output plugin prints such messages verbatim, so the
+-- stream replays schema changes in order with the data. See docs/ddl-capture.md.
+--
+-- The event triggers run C functions of the library, which run only when PostgreSQL's
+-- event-trigger machinery calls them (with its EventTriggerData context); those call the *_of functions below, which decide what to capture and
+-- return the messages, and write the messages themselves with the channel's tag. The *_of
+-- functions write nothing into the stream: calling them directly does nothing there.
 
 -- What could not be captured, for the DBA to apply by hand. UNLOGGED: its rows must not enter
 -- the logical stream (a restore target need not have this extension).
@@ -18,9 +23,10 @@ GRANT USAGE ON SCHEMA decoder_sql TO PUBLIC;
 GRANT SELECT, INSERT ON decoder_sql.uncaptured TO PUBLIC;
 GRANT USAGE ON SEQUENCE decoder_sql.uncaptured_id_seq TO PUBLIC;
 
--- Records a DDL command that cannot be replayed from the stream: a one-line comment in the
--- stream, a row in decoder_sql.uncaptured and a WARNING to the session. Never fails the DDL.
-CREATE FUNCTION decoder_sql.record_uncaptured(command_tag text, reason text) RETURNS void
+-- Records a DDL command that cannot be replayed from the stream: a row in
+-- decoder_sql.uncaptured and a WARNING to the session; returns the one-line comment for the
+-- stream. Never fails the DDL (unless decoder_sql.strict_capture is on).
+CREATE FUNCTION decoder_sql.record_uncaptured(command_tag text, reason text) RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     query text := pg_catalog.current_query();
@@ -32,77 +38,70 @@ BEGIN
             USING DETAIL = reason,
                   HINT = 'Load decoder_sql in every session (ALTER DATABASE ... SET session_preload_libraries = ''decoder_sql''; pgincr check --fix does it), or turn decoder_sql.strict_capture off.';
     END IF;
-    PERFORM pg_catalog.pg_logical_emit_message(true, 'ddl',
-        '-- decoder_sql: NOT CAPTURED: ' || command_tag || ' (' || reason || ') in: ' || excerpt);
     INSERT INTO decoder_sql.uncaptured (command_tag, reason, query) VALUES (command_tag, reason, query);
     RAISE WARNING 'decoder_sql: % was not captured into the logical backup stream', command_tag
         USING DETAIL = reason,
               HINT = 'Replay it by hand after restoring; it is listed in decoder_sql.uncaptured.';
+    RETURN '-- decoder_sql: NOT CAPTURED: ' || command_tag || ' (' || reason || ') in: ' || excerpt;
 END
 $fn$;
 
--- Writes a captured statement into the stream, preceded by the search_path it ran with.
+-- The messages of a captured statement: the search_path it ran with, the role it ran as
+-- (current_user, the effective role: after SET ROLE, or a SECURITY DEFINER function's owner),
+-- the statement, and a return to the replaying session's own role. Replayed as its author,
+-- the statement creates objects with the same owner and default privileges, and
+-- CURRENT_USER in it means the same role. Where the target has no such role (a restore
+-- without globals), the statement runs as the restoring role.
 --
 -- The capture's own functions run with search_path pg_catalog, pg_temp (their SET clause):
 -- a DDL statement may run under any search_path, and the event triggers fire in the session
 -- of whoever ran it, possibly a superuser, so no operator or function of theirs may resolve
--- to an object another role placed earlier in that path. The event trigger functions are
--- thin wrappers that read the statement's own search_path and pass it on.
-CREATE FUNCTION decoder_sql.emit_ddl(stmt text, statement_search_path text) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+-- to an object another role placed earlier in that path. The statement's own search_path is
+-- read by the C event-trigger functions and passed in.
+CREATE FUNCTION decoder_sql.statement_messages(stmt text, statement_search_path text)
+RETURNS SETOF text LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
 BEGIN
-    PERFORM pg_catalog.pg_logical_emit_message(true, 'ddl',
-        decoder_sql.set_search_path_statement(statement_search_path));
-    PERFORM pg_catalog.pg_logical_emit_message(true, 'ddl', stmt);
+    RETURN NEXT decoder_sql.set_search_path_statement(statement_search_path);
+    RETURN NEXT pg_catalog.format(
+        'SELECT pg_catalog.set_config(''role'', rolname, false) FROM pg_catalog.pg_roles WHERE rolname = %L;',
+        current_user);
+    RETURN NEXT stmt;
+    RETURN NEXT 'RESET ROLE;';
 END
 $fn$;
 
--- sql_drop runs before ddl_command_end of the same DROP: remember whether it dropped only
--- temporary objects (transaction-local setting), since ddl_command_end has no object list
--- for DROP.
-CREATE FUNCTION decoder_sql.capture_sql_drop() RETURNS event_trigger
+-- sql_drop runs before ddl_command_end of the same DROP: whether it dropped only temporary
+-- objects, and which permanent ones when it dropped both (the C function keeps that for
+-- ddl_command_end, which has no object list for DROP).
+CREATE FUNCTION decoder_sql.capture_sql_drop_of(OUT temp_only boolean, OUT permanent text)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
-    temp_only boolean;
     some_temp boolean;
-    permanent text;
 BEGIN
     SELECT pg_catalog.bool_and(is_temporary),
            pg_catalog.bool_or(is_temporary) FILTER (WHERE original),
            pg_catalog.string_agg(object_identity, ', ') FILTER (WHERE original AND NOT is_temporary)
       INTO temp_only, some_temp, permanent
       FROM pg_catalog.pg_event_trigger_dropped_objects();
-    PERFORM pg_catalog.set_config('decoder_sql.dropped_temp_only',
-        CASE WHEN temp_only THEN 'on' ELSE 'off' END, true);
+    temp_only := COALESCE(temp_only, false);
     -- DROP of temporary and permanent objects at once: only the permanent ones replay.
-    PERFORM pg_catalog.set_config('decoder_sql.dropped_permanent',
-        CASE WHEN some_temp AND NOT temp_only THEN COALESCE(permanent, '') ELSE '' END, true);
+    IF NOT (some_temp AND NOT temp_only) THEN
+        permanent := NULL;
+    END IF;
 END
 $fn$;
 
-CREATE FUNCTION decoder_sql.capture_ddl_command_end() RETURNS event_trigger
-LANGUAGE plpgsql AS $fn$
-BEGIN
-    PERFORM decoder_sql.capture_ddl_command_end_of(tg_tag, pg_catalog.current_setting('search_path'));
-END
-$fn$;
-
-CREATE FUNCTION decoder_sql.capture_ddl_command_end_of(tg_tag text, statement_search_path text)
-RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+-- The messages for a statement at ddl_command_end. dropped_temp_only and dropped_permanent
+-- come from the statement's sql_drop event (NULL when it had none).
+CREATE FUNCTION decoder_sql.capture_ddl_command_end_of(tg_tag text, statement_search_path text,
+                                                       dropped_temp_only boolean, dropped_permanent text)
+RETURNS SETOF text LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     n_objects int;
     n_temp int;
     n_self int;
-    dropped_temp_only text := pg_catalog.current_setting('decoder_sql.dropped_temp_only', true);
-    dropped_permanent text := pg_catalog.current_setting('decoder_sql.dropped_permanent', true);
     stmt text;
 BEGIN
-    PERFORM pg_catalog.set_config('decoder_sql.dropped_temp_only', '', true);
-    PERFORM pg_catalog.set_config('decoder_sql.dropped_permanent', '', true);
-    -- The replica-identity fix below writes its own statement into the stream.
-    IF pg_catalog.current_setting('decoder_sql.fixing_identity', true) = 'on' THEN
-        RETURN;
-    END IF;
     -- Objects created by an extension script come back with CREATE EXTENSION itself.
     IF decoder_sql.in_extension_script() THEN
         RETURN;
@@ -120,12 +119,12 @@ BEGIN
     IF (n_objects > 0 AND n_objects = n_temp) OR n_self > 0 THEN
         RETURN;
     END IF;
-    IF n_objects = 0 AND dropped_temp_only = 'on' THEN
+    IF n_objects = 0 AND dropped_temp_only THEN
         RETURN;
     END IF;
     stmt := decoder_sql.capture_statement(tg_tag);
     IF stmt IS NULL THEN
-        PERFORM decoder_sql.record_uncaptured(tg_tag, 'run inside a function, procedure or DO block in a session that had not loaded decoder_sql (session_preload_libraries)');
+        RETURN NEXT decoder_sql.record_uncaptured(tg_tag, 'run inside a function, procedure or DO block in a session that had not loaded decoder_sql (session_preload_libraries)');
         RETURN;
     END IF;
     IF stmt = '' THEN
@@ -136,21 +135,14 @@ BEGIN
         stmt := tg_tag || ' ' || dropped_permanent
              || CASE WHEN stmt ~* '\mCASCADE\s*;?\s*$' THEN ' CASCADE;' ELSE ';' END;
     END IF;
-    PERFORM decoder_sql.emit_ddl(stmt, statement_search_path);
+    RETURN QUERY SELECT decoder_sql.statement_messages(stmt, statement_search_path);
 END
 $fn$;
 
 -- CREATE TABLE AS / SELECT INTO write their rows before ddl_command_end; the table must be
 -- created (empty) in the stream before those rows.
-CREATE FUNCTION decoder_sql.capture_ddl_command_start() RETURNS event_trigger
-LANGUAGE plpgsql AS $fn$
-BEGIN
-    PERFORM decoder_sql.capture_ddl_command_start_of(tg_tag, pg_catalog.current_setting('search_path'));
-END
-$fn$;
-
 CREATE FUNCTION decoder_sql.capture_ddl_command_start_of(tg_tag text, statement_search_path text)
-RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+RETURNS SETOF text LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     stmt text;
 BEGIN
@@ -159,7 +151,7 @@ BEGIN
     END IF;
     stmt := decoder_sql.create_table_as_statement(tg_tag);
     IF stmt IS NULL THEN
-        PERFORM decoder_sql.record_uncaptured(tg_tag, CASE tg_tag
+        RETURN NEXT decoder_sql.record_uncaptured(tg_tag, CASE tg_tag
             WHEN 'SELECT INTO' THEN 'SELECT INTO cannot be replayed before its rows; use CREATE TABLE AS'
             ELSE 'run inside a function, procedure or DO block in a session that had not loaded decoder_sql (session_preload_libraries)' END);
         RETURN;
@@ -167,7 +159,7 @@ BEGIN
     IF stmt = '' THEN
         RETURN; -- temporary table
     END IF;
-    PERFORM decoder_sql.emit_ddl(stmt, statement_search_path);
+    RETURN QUERY SELECT decoder_sql.statement_messages(stmt, statement_search_path);
 END
 $fn$;
 
@@ -176,7 +168,8 @@ $fn$;
 -- 'error' (pgincr init --missing-identity), a permanent table that CREATE TABLE or ALTER
 -- TABLE leaves without a primary key or replica identity index gets REPLICA IDENTITY FULL,
 -- written into the stream after the statement, with a NOTICE.
-CREATE FUNCTION decoder_sql.ensure_replica_identity() RETURNS event_trigger
+-- Returns the fixes it made, for the stream.
+CREATE FUNCTION decoder_sql.ensure_replica_identity_of() RETURNS SETOF text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     rel record;
@@ -184,7 +177,6 @@ DECLARE
 BEGIN
     IF COALESCE(pg_catalog.current_setting('decoder_sql.missing_identity', true), '')
            NOT IN ('', 'full')
-       OR pg_catalog.current_setting('decoder_sql.fixing_identity', true) = 'on'
        OR decoder_sql.in_extension_script() THEN
         RETURN;
     END IF;
@@ -211,11 +203,10 @@ BEGIN
     LOOP
         fix := pg_catalog.format('ALTER TABLE %s REPLICA IDENTITY FULL', rel.name);
         BEGIN
-            PERFORM pg_catalog.set_config('decoder_sql.fixing_identity', 'on', true);
             EXECUTE fix;
-            PERFORM pg_catalog.set_config('decoder_sql.fixing_identity', '', true);
             -- Fully qualified: any search_path replays it.
-            PERFORM decoder_sql.emit_ddl(fix || ';', 'pg_catalog');
+            RETURN NEXT decoder_sql.set_search_path_statement('pg_catalog');
+            RETURN NEXT fix || ';';
         EXCEPTION WHEN OTHERS THEN
             -- Never fail the user's statement for this (not the owner of the table, say).
             RAISE WARNING 'decoder_sql: could not give % a replica identity: %', rel.name, SQLERRM
@@ -227,6 +218,16 @@ BEGIN
     END LOOP;
 END
 $fn$;
+
+-- The event triggers' C functions (src/pg/event_trigger.rs).
+CREATE FUNCTION decoder_sql.capture_ddl_command_end() RETURNS event_trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'decoder_sql_ddl_command_end';
+CREATE FUNCTION decoder_sql.capture_ddl_command_start() RETURNS event_trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'decoder_sql_ddl_command_start';
+CREATE FUNCTION decoder_sql.capture_sql_drop() RETURNS event_trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'decoder_sql_sql_drop';
+CREATE FUNCTION decoder_sql.ensure_replica_identity() RETURNS event_trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'decoder_sql_replica_identity';
 
 CREATE EVENT TRIGGER decoder_sql_ddl_capture ON ddl_command_end
     EXECUTE FUNCTION decoder_sql.capture_ddl_command_end();
@@ -274,16 +275,15 @@ SET search_path = pg_catalog, pg_temp AS $fn$
                        'decoder_sql_replica_identity');
 $fn$;
 
--- Sequences are not decoded by PostgreSQL. This writes the current state of every permanent
--- sequence of the database into the stream as `SELECT pg_catalog.setval(...)` statements, in
--- the calling transaction; pgincr calls it periodically. Returns the number of sequences.
-CREATE FUNCTION decoder_sql.snapshot_sequences() RETURNS integer
+-- Sequences are not decoded by PostgreSQL. The current state of every permanent sequence of
+-- the database as `SELECT pg_catalog.setval(...)` statements, which
+-- decoder_sql.snapshot_sequences() writes into the stream.
+CREATE FUNCTION decoder_sql.sequence_snapshot_statements() RETURNS SETOF text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     seq record;
     last bigint;
     called boolean;
-    n integer := 0;
 BEGIN
     FOR seq IN
         SELECT c.oid::regclass AS name, pg_catalog.format('%I.%I', s.nspname, c.relname) AS qualified
@@ -297,11 +297,8 @@ BEGIN
          ORDER BY 1::text
     LOOP
         EXECUTE pg_catalog.format('SELECT last_value, is_called FROM %s', seq.name) INTO last, called;
-        PERFORM pg_catalog.pg_logical_emit_message(true, 'ddl',
-            pg_catalog.format('SELECT pg_catalog.setval(%L, %s, %s);', seq.qualified, last,
-                CASE WHEN called THEN 'true' ELSE 'false' END));
-        n := n + 1;
+        RETURN NEXT pg_catalog.format('SELECT pg_catalog.setval(%L, %s, %s);', seq.qualified, last,
+            CASE WHEN called THEN 'true' ELSE 'false' END);
     END LOOP;
-    RETURN n;
 END
 $fn$;

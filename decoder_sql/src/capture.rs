@@ -1,11 +1,163 @@
-//! SQL-callable helpers of the DDL capture installed by `CREATE EXTENSION decoder_sql`
-//! (the event triggers themselves are in `sql/ddl_capture.sql`).
+//! The DDL capture installed by `CREATE EXTENSION decoder_sql`: the handlers of its event
+//! triggers, and SQL-callable helpers of the PL/pgSQL that decides what to capture
+//! (`sql/ddl_capture.sql`).
+//!
+//! Only these handlers, called by PostgreSQL's event-trigger machinery through C entry points
+//! (`pg::event_trigger`), the utility hook and `snapshot_sequences` write into the capture
+//! channel (`pg::channel`). What they write is what the PL/pgSQL `*_of` functions return,
+//! which anyone may call but which write nothing themselves; and nothing a session can set
+//! (a setting, an argument) reaches the text of a message.
 
+use crate::pg::channel;
+use crate::pg::event_trigger::Event;
 use crate::pg::server_text::ServerText;
 use crate::pg::statement::{
     ActiveStatement, active_statement, creating_extension, standard_conforming_strings,
 };
 use crate::pg::utility_hook;
+use pgrx::datum::DatumWithOid;
+use sqlgen::options::DEFAULT_DDL_PREFIX;
+use std::cell::{Cell, RefCell};
+
+/// What the sql_drop event of a DROP found, for its ddl_command_end event.
+struct Dropped {
+    /// Every dropped object was temporary.
+    temp_only: bool,
+    /// Some dropped objects were temporary: the permanent ones (quoted, qualified, joined by
+    /// ", "), which are all the replay may drop. None otherwise.
+    permanent: Option<ServerText>,
+}
+
+thread_local! {
+    static DROPPED: RefCell<Option<Dropped>> = const { RefCell::new(None) };
+    // The replica-identity fix is running its own ALTER TABLE, written into the stream by
+    // the fix itself.
+    static FIXING_IDENTITY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Forgets what an aborted statement's sql_drop left behind.
+pub fn forget_pending() {
+    DROPPED.with(|d| d.borrow_mut().take());
+}
+
+/// Sets [`FIXING_IDENTITY`] while alive, also when an error unwinds through it.
+struct FixingIdentity;
+
+impl FixingIdentity {
+    fn start() -> Self {
+        FIXING_IDENTITY.with(|f| f.set(true));
+        FixingIdentity
+    }
+}
+
+impl Drop for FixingIdentity {
+    fn drop(&mut self) {
+        FIXING_IDENTITY.with(|f| f.set(false));
+    }
+}
+
+/// Runs `sql` (a SELECT of one text column) and returns its non-NULL values as bytes.
+fn text_rows(sql: &str, args: &[DatumWithOid<'_>]) -> Vec<ServerText> {
+    let rows = pgrx::Spi::connect_mut(|client| {
+        let table = client.update(sql, None, args)?;
+        let mut out = Vec::new();
+        for row in table {
+            if let Some(text) = row.get::<ServerText>(1)? {
+                out.push(text);
+            }
+        }
+        Ok::<_, pgrx::spi::Error>(out)
+    });
+    rows.unwrap_or_else(|e| pgrx::error!("decoder_sql: {sql}: {e}"))
+}
+
+/// Writes each message into the capture channel, in order.
+fn emit_all(messages: &[ServerText]) {
+    for m in messages.iter().filter(|m| !m.as_bytes().is_empty()) {
+        channel::emit(DEFAULT_DDL_PREFIX, m.as_bytes());
+    }
+}
+
+/// sql_drop: remembers whether the DROP dropped only temporary objects.
+pub fn on_sql_drop(_event: &Event) {
+    let row = pgrx::Spi::connect_mut(|client| {
+        let table = client.update(
+            "SELECT temp_only, permanent FROM decoder_sql.capture_sql_drop_of()",
+            None,
+            &[],
+        )?;
+        let row = table.first();
+        Ok::<_, pgrx::spi::Error>((row.get::<bool>(1)?, row.get::<ServerText>(2)?))
+    });
+    let (temp_only, permanent) =
+        row.unwrap_or_else(|e| pgrx::error!("decoder_sql: reading the dropped objects: {e}"));
+    DROPPED.with(|d| {
+        *d.borrow_mut() = Some(Dropped {
+            temp_only: temp_only.unwrap_or(false),
+            permanent,
+        })
+    });
+}
+
+/// ddl_command_end: the statement (and its search_path) into the stream.
+pub fn on_ddl_command_end(event: &Event) {
+    let dropped = DROPPED.with(|d| d.borrow_mut().take());
+    if FIXING_IDENTITY.with(Cell::get) {
+        return;
+    }
+    let (temp_only, permanent) = match dropped {
+        Some(d) => (Some(d.temp_only), d.permanent),
+        None => (None, None),
+    };
+    let messages = text_rows(
+        "SELECT m FROM decoder_sql.capture_ddl_command_end_of($1, $2, $3, $4) AS m",
+        &[
+            DatumWithOid::from(event.tag.as_str()),
+            DatumWithOid::from(event.search_path.clone()),
+            DatumWithOid::from(temp_only),
+            DatumWithOid::from(permanent),
+        ],
+    );
+    emit_all(&messages);
+}
+
+/// ddl_command_start of CREATE TABLE AS / SELECT INTO: the table, before its rows.
+pub fn on_ddl_command_start(event: &Event) {
+    let messages = text_rows(
+        "SELECT m FROM decoder_sql.capture_ddl_command_start_of($1, $2) AS m",
+        &[
+            DatumWithOid::from(event.tag.as_str()),
+            DatumWithOid::from(event.search_path.clone()),
+        ],
+    );
+    emit_all(&messages);
+}
+
+/// ddl_command_end of statements that can leave a table without replica identity.
+pub fn on_replica_identity(_event: &Event) {
+    if FIXING_IDENTITY.with(Cell::get) {
+        return;
+    }
+    let _fixing = FixingIdentity::start();
+    let messages = text_rows(
+        "SELECT m FROM decoder_sql.ensure_replica_identity_of() AS m",
+        &[],
+    );
+    emit_all(&messages);
+}
+
+/// `decoder_sql.snapshot_sequences()`: the current state of every permanent sequence of the
+/// database into the stream as `SELECT pg_catalog.setval(...)` statements, in the calling
+/// transaction (pgincr stream calls it periodically). Returns how many.
+#[pgrx::pg_extern(volatile, parallel_unsafe)]
+fn snapshot_sequences() -> i32 {
+    let messages = text_rows(
+        "SELECT m FROM decoder_sql.sequence_snapshot_statements() AS m",
+        &[],
+    );
+    emit_all(&messages);
+    i32::try_from(messages.len()).unwrap_or(i32::MAX)
+}
 
 /// The statement an event trigger fires for, if it is the command `command_tag` (TG_TAG).
 /// With the utility hook loaded, that is the innermost utility statement running, top level
@@ -46,12 +198,12 @@ pub fn utility_completed(stmt: &ActiveStatement) {
         return;
     }
     let text = ServerText::new(sqlgen::ddl::terminate_statement(&stmt.text), stmt.spelling);
-    if let Err(e) = pgrx::Spi::run_with_args(
-        "SELECT decoder_sql.emit_ddl($1, pg_catalog.current_setting('search_path'))",
-        &[pgrx::datum::DatumWithOid::from(text)],
-    ) {
-        pgrx::warning!("decoder_sql: {} was not captured: {e}", stmt.tag);
-    }
+    let path = text_rows(
+        "SELECT decoder_sql.set_search_path_statement(pg_catalog.current_setting('search_path'))",
+        &[],
+    );
+    emit_all(&path);
+    emit_all(&[text]);
 }
 
 /// The text of the statement being executed, if it is the command `command_tag` (the event
@@ -127,6 +279,7 @@ pgrx::extension_sql_file!(
         capture_statement,
         create_table_as_statement,
         in_extension_script,
-        set_search_path_statement
+        set_search_path_statement,
+        snapshot_sequences
     ]
 );

@@ -19,6 +19,7 @@ pub use pg::callbacks::_PG_output_plugin_init;
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     pg::utility_hook::install();
+    pg::event_trigger::install_abort_callbacks();
 }
 
 /// Version of the SQL stream format this library writes (see docs/format.md). A reader refuses

@@ -315,6 +315,7 @@ mod tests {
             },
             bases: vec![],
             segments,
+            globals: vec![],
         }
     }
 

@@ -173,6 +173,11 @@ pub struct StreamArgs {
     /// How often the current values of all sequences are written into the stream (0 = never).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub sequence_interval: Duration,
+    /// How often roles, memberships, role settings and tablespaces are compared with the
+    /// newest copy in the repository, which gets a new `pg_dumpall --globals-only` when they
+    /// changed (0 = never).
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    pub globals_interval: Duration,
     /// Longest wait between restarts of pg_recvlogical after failures.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub max_backoff: Duration,

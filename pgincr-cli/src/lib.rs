@@ -6,6 +6,7 @@ pub mod cli;
 pub mod commands;
 pub mod conninfo;
 pub mod error;
+pub mod globals;
 pub mod logging;
 pub mod pg;
 pub mod progress;

@@ -40,6 +40,10 @@ pub struct Manifest {
     /// Closed change segments in stream order.
     #[serde(default)]
     pub segments: Vec<Segment>,
+    /// Globals (roles, tablespaces ...) as they changed after the bases were taken, oldest
+    /// first (see [`crate::globals`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub globals: Vec<crate::globals::GlobalsSnapshot>,
 }
 
 /// The database being backed up.
@@ -109,6 +113,10 @@ pub struct Base {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dump_files: Vec<FileEntry>,
     pub globals: FileEntry,
+    /// [`crate::globals::FINGERPRINT`] of the globals dumped, so that the stream adds a
+    /// globals snapshot only when they change afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub globals_fingerprint: Option<String>,
 }
 
 impl Base {
@@ -748,6 +756,7 @@ mod tests {
             },
             bases: vec![],
             segments: vec![],
+            globals: vec![],
         };
         repo.store(&m).unwrap();
         let mode = fs::metadata(repo.manifest_path())

@@ -430,6 +430,9 @@ pub struct Summary {
     /// UPDATEs and DELETEs decoder_sql skipped for want of a replica identity (its
     /// `-- decoder_sql: skipped …` comments), in transactions whose COMMIT is in the input.
     pub skipped_changes: u64,
+    /// DDL messages decoder_sql refused to write as SQL (forged, or not one complete
+    /// statement): its `-- decoder_sql: refused …` comments.
+    pub refused_messages: u64,
     /// The input begins inside a transaction begun in an earlier file.
     pub starts_in_transaction: bool,
     /// The input ends inside a transaction (continued in the next file, or cut short).
@@ -460,6 +463,8 @@ impl Summary {
 
 /// How decoder_sql writes an UPDATE or DELETE it skipped (`missing_identity 'skip'`).
 const SKIPPED_CHANGE: &str = "-- decoder_sql: skipped ";
+/// How decoder_sql writes a DDL message it did not execute (docs/format.md).
+const REFUSED_MESSAGE: &str = "-- decoder_sql: refused ";
 
 /// Scans files in order for their transactions (segment metadata, verify, tail recovery).
 pub fn summarize(files: Vec<(PathBuf, String)>) -> Result<Summary> {
@@ -494,6 +499,9 @@ pub fn summarize(files: Vec<(PathBuf, String)>) -> Result<Summary> {
             s.header_bytes += line.len() as u64;
         }
         let skipped_here = line.starts_with(SKIPPED_CHANGE);
+        if line.starts_with(REFUSED_MESSAGE) {
+            s.refused_messages += 1;
+        }
         let event = parser.feed(line, at).map_err(Error::Repository)?;
         if matches!(event, Some(Event::Superseded { .. })) {
             skipped_open = 0; // sent again in full later

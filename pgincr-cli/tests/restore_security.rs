@@ -106,3 +106,84 @@ async fn the_capture_resolves_nothing_through_the_statements_search_path() {
     assert_eq!(query_text(&source, is_superuser).await, "false");
     assert_same_database(&cluster, &source, "restored").await;
 }
+
+/// The capture channel: an unprivileged role tries every way it has to put SQL into the
+/// stream that a restore would run as superuser, or to keep its DDL out of the stream. None
+/// of it works; its own DDL is captured and restored as usual, and verify counts the forged
+/// messages.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_role_can_write_into_the_capture_channel() {
+    let (cluster, source, repo) = initialised(
+        "CREATE ROLE intruder LOGIN;
+         CREATE SCHEMA mine AUTHORIZATION intruder;",
+    )
+    .await;
+    let repo_s = repo.to_str().unwrap();
+    let check = run_ok(&cluster, &["check", "-d", "dbname=postgres"]);
+    assert!(
+        check.contains("ok   DDL capture writes authenticated messages"),
+        "{check}"
+    );
+    assert!(!check.contains("pg_logical_emit_message"), "{check}");
+    let intruder = cluster.connect_as("postgres", "intruder").await;
+    let attempts = [
+        // A DDL message of its own.
+        "SELECT pg_logical_emit_message(true, 'ddl', 'ALTER ROLE intruder SUPERUSER')",
+        // One that looks tagged.
+        "SELECT pg_logical_emit_message(true, 'ddl:00', 'ALTER ROLE intruder SUPERUSER')",
+        // The functions that compute the capture's messages: they return them, write nothing.
+        "SELECT decoder_sql.capture_ddl_command_end_of('DROP TABLE', 'public', false, \
+             'mine.x; ALTER ROLE intruder SUPERUSER')",
+        "SELECT decoder_sql.statement_messages('ALTER ROLE intruder SUPERUSER;', 'public')",
+        // Settings the capture once read.
+        "SET decoder_sql.dropped_permanent = 'mine.x; ALTER ROLE intruder SUPERUSER'; \
+         SET decoder_sql.dropped_temp_only = 'off'; DROP TABLE IF EXISTS mine.nothing_here",
+        // Sequences' state is read by the function itself.
+        "SELECT decoder_sql.snapshot_sequences()",
+    ];
+    for sql in attempts {
+        // Outside an event trigger, capture_ddl_command_end_of fails on
+        // pg_event_trigger_ddl_commands(); either way it writes nothing.
+        if let Err(e) = intruder.batch_execute(sql).await {
+            assert!(sql.contains("capture_ddl_command_end_of"), "{sql}: {e:?}");
+        }
+    }
+    // The event triggers' C functions run only for the event-trigger machinery.
+    let err = intruder
+        .batch_execute("SELECT decoder_sql.capture_ddl_command_end()")
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_db_error().is_some_and(|e| e
+            .message()
+            .contains("can only be called by an event trigger")),
+        "{err:?}"
+    );
+    // A setting that once kept the capture away from its DDL.
+    intruder
+        .batch_execute(
+            "SET decoder_sql.fixing_identity = 'on';
+             CREATE TABLE mine.kept (id int PRIMARY KEY, v text);
+             INSERT INTO mine.kept VALUES (1, 'x');",
+        )
+        .await
+        .unwrap();
+    catch_up(&cluster, repo_s);
+
+    let verified = run_ok(&cluster, &["verify", "-r", repo_s]);
+    assert!(
+        verified.contains("WARN 2 DDL message(s) refused by decoder_sql"),
+        "{verified}"
+    );
+    restore_into(&cluster, repo_s, "dbname=restored", &[]);
+    let superuser: bool = source
+        .query_one(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = 'intruder'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!superuser, "a forged message ran at restore");
+    assert_same_database(&cluster, &source, "restored").await;
+}

@@ -85,6 +85,10 @@ async fn framing_like_text_and_forged_messages_do_not_stop_the_stream() {
 
     let verified = run_ok(&cluster, &["verify", "-r", repo_s]);
     assert!(!verified.contains("FAIL"), "{verified}");
+    assert!(
+        verified.contains("WARN 2 DDL message(s) refused by decoder_sql"),
+        "{verified}"
+    );
     // Drop the intruder's role on the source: the restore target is the same cluster, and a
     // restore must not have changed its attributes.
     restore_into(&cluster, repo_s, "dbname=restored", &[]);

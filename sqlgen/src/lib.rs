@@ -3,6 +3,7 @@
 //! with plain inputs. The format itself is documented in `docs/format.md`.
 
 pub mod bytes;
+pub mod channel;
 pub mod copy;
 pub mod ddl;
 pub mod ident;

@@ -94,11 +94,17 @@ async fn columns_added_and_dropped_between_inserts() {
         .position(|l| l.starts_with("INSERT INTO public.t (id, a, b) VALUES (2,"))
         .unwrap();
     assert!(add < insert2);
+    // Its search_path and its role before it, back to the replaying role after it.
     assert!(
-        lines[add - 1].starts_with("SELECT pg_catalog.set_config('search_path', "),
+        lines[add - 2].starts_with("SELECT pg_catalog.set_config('search_path', "),
         "{}",
-        lines[add - 1]
+        lines[add - 2]
     );
+    assert_eq!(
+        lines[add - 1],
+        "SELECT pg_catalog.set_config('role', rolname, false) FROM pg_catalog.pg_roles WHERE rolname = 'postgres';"
+    );
+    assert_eq!(lines[add + 1], "RESET ROLE;");
 }
 
 #[tokio::test]
@@ -117,6 +123,7 @@ async fn multi_statement_string_emits_each_ddl_once_and_no_dml() {
         .filter(|l| {
             !l.starts_with("INSERT")
                 && !l.starts_with("SELECT pg_catalog.set_config")
+                && *l != "RESET ROLE;"
                 && *l != "BEGIN;"
                 && *l != "COMMIT;"
         })

@@ -314,9 +314,15 @@ async fn odd_identifiers_are_quoted() {
     );
 }
 
+/// Only DDL messages written by the capture (tagged, `sqlgen::channel`) are executed; the same
+/// prefix from `pg_logical_emit_message` is an inert comment, whoever sends it.
 #[tokio::test]
 async fn logical_messages() {
     let (_c, db) = setup("CREATE TABLE t (id int)").await;
+    db.batch_execute("CREATE EXTENSION decoder_sql")
+        .await
+        .unwrap();
+    let _ = get_changes(&db, "s", &[]).await;
     db.batch_execute(
         // Non-transactional messages are not flushed by themselves before PostgreSQL 17: the
         // commit that follows flushes it.
@@ -324,6 +330,8 @@ async fn logical_messages() {
          BEGIN;
          INSERT INTO t VALUES (1);
          SELECT pg_logical_emit_message(true, 'ddl', 'ALTER TABLE t ADD COLUMN x int');
+         SELECT pg_logical_emit_message(true, 'ddl:0123', 'ALTER TABLE t ADD COLUMN z int');
+         ALTER TABLE t ADD COLUMN y int;
          SELECT pg_logical_emit_message(true, 'other', 'hello
 world');
          COMMIT;",
@@ -331,20 +339,40 @@ world');
     .await
     .unwrap();
     let out = e2e::decode::peek_changes(&db, "s", &[]).await;
+    assert_eq!(out.len(), 9, "{out:#?}");
+    assert_eq!(out[0], "INSERT INTO public.t (id) VALUES (1);");
+    for (line, text) in [
+        (&out[1], "ALTER TABLE t ADD COLUMN x int"),
+        (&out[2], "ALTER TABLE t ADD COLUMN z int"),
+    ] {
+        assert!(
+            line.starts_with("-- decoder_sql: refused unauthenticated ddl message at ")
+                && line.ends_with(&format!(
+                    ": not written by decoder_sql's DDL capture; not executed: {text}"
+                )),
+            "{line}"
+        );
+    }
     assert_eq!(
-        out,
-        [
-            "INSERT INTO public.t (id) VALUES (1);",
-            "ALTER TABLE t ADD COLUMN x int;"
-        ]
+        out[3],
+        "SELECT pg_catalog.set_config('search_path', '\"$user\", public', false);"
     );
+    // Replayed as the role that ran it.
+    assert_eq!(
+        out[4],
+        "SELECT pg_catalog.set_config('role', rolname, false) FROM pg_catalog.pg_roles WHERE rolname = 'postgres';"
+    );
+    assert_eq!(out[5], "ALTER TABLE t ADD COLUMN y int;");
+    assert_eq!(out[6], "RESET ROLE;");
+    // The table got REPLICA IDENTITY FULL from the capture, written by it too.
+    assert_eq!(out[8], "ALTER TABLE public.t REPLICA IDENTITY FULL;");
     let out = get_changes(
         &db,
         "s",
         &[("include_messages", "on"), ("ddl_prefix", "other")],
     )
     .await;
-    assert_eq!(out.len(), 4, "{out:?}");
+    assert_eq!(out.len(), 11, "{out:#?}");
     assert!(
         out[0].starts_with("-- message prefix=ddl transactional=false lsn="),
         "{}",
@@ -357,7 +385,15 @@ world');
         "{}",
         out[2]
     );
-    assert_eq!(out[3], "hello\nworld;");
+    // Under another DDL prefix, the capture's messages are other messages, and a message
+    // with that prefix is refused just the same.
+    assert!(out[4].starts_with("-- message prefix=ddl:"), "{}", out[4]);
+    assert!(
+        out[10].starts_with("-- decoder_sql: refused unauthenticated other message at ")
+            && out[10].ends_with("not executed: hello world"),
+        "{}",
+        out[10]
+    );
 }
 
 #[tokio::test]

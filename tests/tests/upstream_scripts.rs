@@ -18,13 +18,10 @@ use e2e::decode::{
 
 const OPTIONS: &[(&str, &str)] = &[("include_transaction", "on"), ("skip_empty_xacts", "on")];
 
-/// `SELECT pg_logical_emit_message(true, 'ddl', '<stmt>'); <stmt>;`: the statement runs on the
-/// source and is written into the stream at this position.
+/// A DDL statement, run on the source, where decoder_sql's capture writes it into the stream
+/// at this position.
 fn ddl(stmt: &str) -> String {
-    format!(
-        "SELECT pg_logical_emit_message(true, 'ddl', '{}'); {stmt};",
-        stmt.replace('\'', "''")
-    )
+    format!("{stmt};")
 }
 
 struct Run {
@@ -39,13 +36,22 @@ async fn start(start: &str, extra_conf: &[&str]) -> Run {
     let cluster = TestCluster::start_with(extra_conf);
     let admin = cluster.connect("postgres").await;
     for db in ["src", "dst"] {
-        admin
-            .batch_execute(&format!("CREATE DATABASE {db}"))
-            .await
-            .unwrap();
+        // The capture in both (the extension itself is never in the stream), leaving tables
+        // without a key as the scripts made them.
+        for sql in [
+            format!("CREATE DATABASE {db}"),
+            format!("ALTER DATABASE {db} SET decoder_sql.missing_identity = 'error'"),
+        ] {
+            admin.batch_execute(&sql).await.unwrap();
+        }
     }
     let src = cluster.connect("src").await;
     let dst = cluster.connect("dst").await;
+    for db in [&src, &dst] {
+        db.batch_execute("CREATE EXTENSION decoder_sql")
+            .await
+            .unwrap();
+    }
     src.batch_execute(start).await.unwrap();
     dst.batch_execute(start).await.unwrap();
     create_slot(&src, "s").await;

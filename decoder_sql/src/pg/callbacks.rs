@@ -189,7 +189,7 @@ unsafe extern "C-unwind" fn decode_truncate(
 #[pg_guard]
 unsafe extern "C-unwind" fn decode_message(
     ctx: *mut pg_sys::LogicalDecodingContext,
-    _txn: *mut pg_sys::ReorderBufferTXN,
+    txn: *mut pg_sys::ReorderBufferTXN,
     message_lsn: pg_sys::XLogRecPtr,
     transactional: bool,
     prefix: *const std::ffi::c_char,
@@ -197,7 +197,7 @@ unsafe extern "C-unwind" fn decode_message(
     message: *const std::ffi::c_char,
 ) {
     // SAFETY: prefix is NUL-terminated and message holds message_size bytes, both valid for
-    // this callback.
+    // this callback, as is txn when not null.
     let (mut out, state, msg) = unsafe {
         let content = if message_size == 0 {
             &[][..]
@@ -206,6 +206,13 @@ unsafe extern "C-unwind" fn decode_message(
         };
         let msg = Message {
             transactional,
+            // The reorder buffer hands a transactional message over with the top-level
+            // transaction it belongs to (its changes replay as one).
+            xid: if transactional && !txn.is_null() {
+                u32::from((*txn).xid)
+            } else {
+                0
+            },
             prefix: CStr::from_ptr(prefix).to_bytes(),
             content,
             lsn: Lsn(message_lsn),

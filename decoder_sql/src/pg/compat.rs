@@ -161,6 +161,63 @@ pub unsafe fn indexed_columns_bitmap(rel: pg_sys::Relation) -> *mut pg_sys::Bitm
     unsafe { pg_sys::RelationGetIndexAttrBitmap(rel, kind) }
 }
 
+// replication/message.h is not among pgrx's bindings. PostgreSQL 17 added `flush`.
+#[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
+unsafe extern "C-unwind" {
+    #[link_name = "LogLogicalMessage"]
+    fn log_logical_message_raw(
+        prefix: *const std::ffi::c_char,
+        message: *const std::ffi::c_char,
+        size: usize,
+        transactional: bool,
+    ) -> pg_sys::XLogRecPtr;
+}
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16")))]
+unsafe extern "C-unwind" {
+    #[link_name = "LogLogicalMessage"]
+    fn log_logical_message_raw(
+        prefix: *const std::ffi::c_char,
+        message: *const std::ffi::c_char,
+        size: usize,
+        transactional: bool,
+        flush: bool,
+    ) -> pg_sys::XLogRecPtr;
+}
+
+/// `LogLogicalMessage(prefix, message, size, transactional = true)`: a message decoded in
+/// order with the transaction's changes, written to the WAL at commit like them.
+///
+/// # Safety
+/// Called inside a transaction that may write.
+pub unsafe fn log_logical_message(prefix: &std::ffi::CStr, message: &[u8]) {
+    // SAFETY: both buffers are valid for the call, which copies them into a WAL record; an
+    // ERROR raised inside becomes a Rust panic at the guarded boundary.
+    unsafe {
+        pg_sys::ffi::pg_guard_ffi_boundary(|| {
+            #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
+            log_logical_message_raw(
+                prefix.as_ptr(),
+                message.as_ptr().cast(),
+                message.len(),
+                true,
+            );
+            #[cfg(not(any(
+                feature = "pg13",
+                feature = "pg14",
+                feature = "pg15",
+                feature = "pg16"
+            )))]
+            log_logical_message_raw(
+                prefix.as_ptr(),
+                message.as_ptr().cast(),
+                message.len(),
+                true,
+                false,
+            );
+        })
+    };
+}
+
 // standard_ProcessUtility without pgrx's FFI guard: a statement's ERROR must leave by
 // PostgreSQL's longjmp unchanged (the guard would turn it into a Rust panic and back, adding
 // a backtrace to the client's error). PostgreSQL 14 added the `readOnlyTree` argument.

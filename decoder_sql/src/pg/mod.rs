@@ -3,8 +3,10 @@
 //! Datums into text and writes output; it never decides what SQL to emit (see `plugin/`).
 
 pub mod callbacks;
+pub mod channel;
 mod compat;
 pub mod ctx;
+pub mod event_trigger;
 pub mod memcx;
 pub mod relation;
 pub mod server_text;

@@ -2,7 +2,7 @@
 //! `sqlgen::bytes` for how it is carried through Rust strings).
 
 use pgrx::callconv::{BoxRet, FcInfo};
-use pgrx::datum::{Datum, IntoDatum};
+use pgrx::datum::{Datum, FromDatum, IntoDatum};
 use pgrx::pg_sys;
 
 pub use sqlgen::bytes::Spelling;
@@ -20,6 +20,35 @@ impl ServerText {
     /// The bytes of `text`, read by [`read`] with `spelling`.
     pub fn new(text: String, spelling: Spelling) -> ServerText {
         ServerText(sqlgen::bytes::to_bytes(text, spelling))
+    }
+
+    /// Bytes in the server's encoding, as they are.
+    pub fn from_bytes(bytes: Vec<u8>) -> ServerText {
+        ServerText(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl FromDatum for ServerText {
+    unsafe fn from_polymorphic_datum(
+        datum: pg_sys::Datum,
+        is_null: bool,
+        _typoid: pg_sys::Oid,
+    ) -> Option<Self> {
+        if is_null {
+            return None;
+        }
+        // SAFETY: a non-null text datum, per the caller; detoasting may copy it into the
+        // current memory context, from which the bytes are copied out at once.
+        unsafe {
+            let varlena = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+            let len = pgrx::varlena::varsize_any_exhdr(varlena);
+            let data = pgrx::varlena::vardata_any(varlena).cast::<u8>();
+            Some(ServerText(std::slice::from_raw_parts(data, len).to_vec()))
+        }
     }
 }
 

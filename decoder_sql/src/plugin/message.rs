@@ -1,15 +1,45 @@
-//! Logical messages: DDL captured by the extension's event trigger arrives as transactional
-//! messages with the DDL prefix and is emitted verbatim, in commit order with the DML.
+//! Logical messages: DDL captured by the extension's event triggers arrives as transactional
+//! messages whose prefix is the DDL prefix with the capture channel's tag
+//! (`sqlgen::channel`), and is emitted verbatim, in commit order with the DML. A message
+//! with the DDL prefix but no valid tag was not written by the capture (anyone may call
+//! `pg_logical_emit_message`): it becomes an inert comment.
 
 use super::{Message, Output, emit};
+use crate::pg::channel;
 use crate::state::DecoderState;
+use sqlgen::channel::Authenticity;
 use sqlgen::lexer::{Ending, StatementProblem, check_verbatim};
 use sqlgen::statement::render_comment;
 
+/// The start of the comment that replaces a forged DDL message (pgincr verify counts them).
+pub const FORGED: &str = "decoder_sql: refused unauthenticated";
+
 pub fn on_message(out: &mut Output, state: &mut DecoderState, msg: &Message<'_>) {
-    let is_ddl = msg.transactional && msg.prefix == state.options.ddl_prefix.as_bytes();
+    let authenticity = if msg.transactional {
+        let ddl_prefix = state.options.ddl_prefix.as_str();
+        let tagged =
+            msg.prefix.len() > ddl_prefix.len() && msg.prefix.starts_with(ddl_prefix.as_bytes());
+        // A tagged message cannot be checked without the key: stop rather than turn the
+        // capture's DDL into comments.
+        let key = match channel::key() {
+            Ok(key) => Some(key),
+            Err(e) if tagged => pgrx::error!("decoder_sql: cannot check a DDL message: {e}"),
+            Err(_) => None,
+        };
+        sqlgen::channel::check(key, ddl_prefix, msg.prefix, msg.xid, msg.content)
+    } else {
+        Authenticity::Other
+    };
     state.buf.clear();
-    if is_ddl {
+    if authenticity == Authenticity::Forged {
+        let text = format!(
+            "{FORGED} {} message at {}: not written by decoder_sql's DDL capture; not executed: {}",
+            state.options.ddl_prefix,
+            msg.lsn,
+            String::from_utf8_lossy(msg.content.trim_ascii_end())
+        );
+        render_comment(&mut state.buf, text.as_bytes());
+    } else if authenticity == Authenticity::Authentic {
         let sql = msg.content.trim_ascii_end();
         if sql.is_empty() {
             return;

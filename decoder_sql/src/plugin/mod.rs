@@ -41,6 +41,8 @@ pub struct Change {
 
 pub struct Message<'a> {
     pub transactional: bool,
+    /// The top-level transaction of a transactional message (0 otherwise).
+    pub xid: u32,
     pub prefix: &'a [u8],
     pub content: &'a [u8],
     pub lsn: Lsn,

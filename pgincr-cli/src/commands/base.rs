@@ -236,19 +236,21 @@ pub async fn take_base(
                 dump_directory(repo, source, &partial, &snap.snapshot, options.jobs).await?
             }
         };
+        let fingerprint = crate::globals::fingerprint(client).await?;
         let globals = dump_globals(repo, source, &partial).await?;
-        Ok::<_, Error>((snapshot_time, dump, globals))
+        Ok::<_, Error>((snapshot_time, dump, (globals, fingerprint)))
     }
     .await;
     let consistent_lsn = snap.consistent_lsn;
     let released = snap.release().await;
-    let (snapshot_time, (dump, dump_files), globals) = match (files, released) {
-        (Ok(files), Ok(())) => files,
-        (Err(e), _) | (_, Err(e)) => {
-            let _ = std::fs::remove_dir_all(repo.path(&partial));
-            return Err(e);
-        }
-    };
+    let (snapshot_time, (dump, dump_files), (globals, globals_fingerprint)) =
+        match (files, released) {
+            (Ok(files), Ok(())) => files,
+            (Err(e), _) | (_, Err(e)) => {
+                let _ = std::fs::remove_dir_all(repo.path(&partial));
+                return Err(e);
+            }
+        };
 
     let final_rel = format!("{}/{id}", repo::BASES_DIR);
     if let Err(e) = std::fs::rename(repo.path(&partial), repo.path(&final_rel)) {
@@ -275,6 +277,7 @@ pub async fn take_base(
         dump: moved(dump),
         dump_files: dump_files.into_iter().map(moved).collect(),
         globals: moved(globals),
+        globals_fingerprint: Some(globals_fingerprint),
     })
 }
 
@@ -395,14 +398,5 @@ fn describe_dump_dir(repo: &Repo, rel: &str) -> Result<(repo::FileEntry, Vec<rep
 
 /// Roles, memberships and tablespaces: `pg_dumpall --globals-only`.
 async fn dump_globals(repo: &Repo, source: &Endpoint, dir: &str) -> Result<repo::FileEntry> {
-    let sql = source
-        .tools
-        .command("pg_dumpall")
-        .args(["--globals-only", "--no-password", "-d"])
-        .arg(&source.public_dsn)
-        .output()
-        .await?;
-    let mut out = SqlFileWriter::create(repo, &format!("{dir}/globals.sql"), false)?;
-    out.append(&sql)?;
-    out.finish()
+    crate::globals::dump(repo, source, &format!("{dir}/globals.sql")).await
 }

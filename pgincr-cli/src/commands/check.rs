@@ -234,28 +234,29 @@ pub async fn inspect(client: &Client) -> Result<Vec<Finding>> {
         )
     });
 
-    let emit_message: String = client
-        .query_one(compat::EMIT_MESSAGE_TEXT_OVERLOAD, &[])
-        .await?
-        .get(0);
-    let public_can_emit: bool = client
-        .query_one(
-            "SELECT has_function_privilege('public', $1::text::regprocedure, 'EXECUTE')",
-            &[&emit_message],
+    // The plugin executes only DDL messages tagged by the capture's C event-trigger functions;
+    // an extension created by an older version writes untagged ones, which it refuses.
+    let capture_in_c: Option<bool> = client
+        .query_opt(
+            "SELECT l.lanname = 'c' FROM pg_catalog.pg_proc p
+               JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+              WHERE p.oid = pg_catalog.to_regproc('decoder_sql.capture_ddl_command_end')",
+            &[],
         )
         .await?
-        .get(0);
-    out.push(if public_can_emit {
-        problem(
-            Level::Warn,
-            "every role may call pg_logical_emit_message(): any role can inject 'ddl' messages that a restore would execute",
-            format!(
-                "REVOKE EXECUTE ON FUNCTION {emit_message} FROM PUBLIC; then GRANT it to roles that run DDL"
-            ),
-        )
-    } else {
-        ok("pg_logical_emit_message() is not open to PUBLIC")
-    });
+        .map(|r| r.get(0));
+    match capture_in_c {
+        Some(true) => out.push(ok(
+            "DDL capture writes authenticated messages (no role can forge one)",
+        )),
+        Some(false) => out.push(problem(
+            Level::Fail,
+            "decoder_sql's DDL capture was created by an older version: its messages carry no \
+             tag and the plugin writes them as comments, so DDL is not restored",
+            "DROP EXTENSION decoder_sql; CREATE EXTENSION decoder_sql; (then take a new base)",
+        )),
+        None => {} // not created: reported above
+    }
 
     let keep = setting(client, "max_slot_wal_keep_size").await?;
     out.push(if keep == "-1" {

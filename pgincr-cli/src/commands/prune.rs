@@ -165,10 +165,14 @@ pub async fn run(args: PruneArgs) -> Result<()> {
             .map(|s| repo::parse_rfc3339_micros(&s.closed))
             .collect();
         let cut = segments_to_delete(&closed, first_needed, policy.keep_segments_age, now);
-        (keep, cut)
+        // A restore applies globals taken after its base; the oldest kept base has its own.
+        let globals_cut =
+            oldest_kept.map_or(0, |cp| m.globals.iter().take_while(|g| g.lsn <= cp).count());
+        (keep, cut, globals_cut)
     };
     let manifest = repo.load()?;
-    let (keep, cut) = plan(&manifest);
+    let (keep, cut, globals_cut) = plan(&manifest);
+    let doomed_globals = manifest.globals[..globals_cut].to_vec();
     if args.dry_run {
         for (b, why) in manifest.bases.iter().zip(&keep) {
             match why {
@@ -189,7 +193,20 @@ pub async fn run(args: PruneArgs) -> Result<()> {
         .collect();
     let doomed_segments = manifest.segments[..cut].to_vec();
     let bytes: u64 = doomed_bases.iter().map(|b| b.bytes()).sum::<u64>()
-        + doomed_segments.iter().map(|s| s.file.bytes).sum::<u64>();
+        + doomed_segments.iter().map(|s| s.file.bytes).sum::<u64>()
+        + doomed_globals.iter().map(|g| g.file.bytes).sum::<u64>();
+    for g in &doomed_globals {
+        println!(
+            "{} globals {} (taken at {}): older than the oldest kept base",
+            if args.dry_run {
+                "would delete"
+            } else {
+                "deleting"
+            },
+            g.file.path,
+            g.lsn
+        );
+    }
     let verb = if args.dry_run {
         "would delete"
     } else {
@@ -223,8 +240,18 @@ pub async fn run(args: PruneArgs) -> Result<()> {
         m.bases.retain(|b| !doomed.contains(&b.id.as_str()));
         let cut = doomed_segments.len().min(m.segments.len());
         m.segments.drain(..cut);
+        let doomed: Vec<&str> = doomed_globals
+            .iter()
+            .map(|g| g.file.path.as_str())
+            .collect();
+        m.globals
+            .retain(|g| !doomed.contains(&g.file.path.as_str()));
         Ok(())
     })?;
+    for g in &doomed_globals {
+        let path = repo.path(&g.file.path);
+        std::fs::remove_file(&path).map_err(Error::io(format!("removing {}", path.display())))?;
+    }
     for b in &doomed_bases {
         let dir = repo.path(repo::BASES_DIR).join(&b.id);
         std::fs::remove_dir_all(&dir).map_err(Error::io(format!("removing {}", dir.display())))?;

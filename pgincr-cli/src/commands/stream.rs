@@ -55,6 +55,8 @@ pub async fn run(args: StreamArgs, bindir: Option<PathBuf>) -> Result<()> {
     let mut segments = OpenSegment::recover(&repo, &manifest, args.compression)?;
     check_continuity(&client, &manifest, &segments).await?;
     let mut health = StreamHealth::load(&repo);
+    let mut globals = GlobalsSnapshots::new(source.clone(), args.globals_interval);
+    globals.maybe_snapshot(&repo).await;
     let end_lsn = if args.catch_up {
         // Sequence values go into the stream before the end point, so that this run receives
         // them as they are now.
@@ -126,6 +128,7 @@ pub async fn run(args: StreamArgs, bindir: Option<PathBuf>) -> Result<()> {
                         }
                     }
                     sequences.maybe_snapshot().await;
+                    globals.maybe_snapshot(&repo).await;
                 }
             }
         };
@@ -1005,6 +1008,58 @@ fn holds_open(pid: u32, path: &Path) -> bool {
     };
     fds.flatten()
         .any(|fd| fs::read_link(fd.path()).is_ok_and(|target| target == path))
+}
+
+/// Periodic comparisons of the globals with the repository's newest copy
+/// ([`crate::globals`]), on a connection opened again after errors.
+struct GlobalsSnapshots {
+    source: Endpoint,
+    client: Option<Client>,
+    every: Duration,
+    last: Option<Instant>,
+    warned: bool,
+}
+
+impl GlobalsSnapshots {
+    fn new(source: Endpoint, every: Duration) -> Self {
+        GlobalsSnapshots {
+            source,
+            client: None,
+            every,
+            last: None,
+            warned: false,
+        }
+    }
+
+    async fn maybe_snapshot(&mut self, repo: &Repo) {
+        if self.every.is_zero() || self.last.is_some_and(|l| l.elapsed() < self.every) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        if self.client.is_none() {
+            self.client = self.source.connect().await.ok();
+        }
+        let Some(client) = &self.client else { return };
+        match crate::globals::snapshot_if_changed(repo, &self.source, client).await {
+            Ok(Some(s)) => {
+                self.warned = false;
+                tracing::info!(
+                    "roles or tablespaces changed: globals saved as {}",
+                    s.file.path
+                )
+            }
+            Ok(None) => self.warned = false,
+            Err(e) => {
+                if !self.warned {
+                    self.warned = true;
+                    tracing::warn!(
+                        "could not save the changed globals (roles, tablespaces); trying again: {e}"
+                    );
+                }
+                self.client = None;
+            }
+        }
+    }
 }
 
 /// Periodic `decoder_sql.snapshot_sequences()` calls, on a connection opened again after

@@ -14,15 +14,6 @@ pub fn create_slot_command(quoted_slot: &str, temporary: bool, server_version_nu
     }
 }
 
-/// The text overload of `pg_logical_emit_message`, whatever its arity: PostgreSQL 17 added a
-/// fourth argument (`flush boolean DEFAULT false`), so `(boolean, text, text)` names no function
-/// there. Returns its `regprocedure` spelling.
-pub const EMIT_MESSAGE_TEXT_OVERLOAD: &str = "SELECT p.oid::regprocedure::text \
-       FROM pg_catalog.pg_proc p \
-      WHERE p.proname = 'pg_logical_emit_message' \
-        AND p.pronamespace = 'pg_catalog'::regnamespace \
-        AND p.proargtypes[2] = 'text'::regtype";
-
 /// `output_plugin_libraries` (added by the CVE-2026-6471 fix in 15.19, 16.15, 17.11 and 18.6):
 /// the current value, or no row on servers without the setting.
 pub const OUTPUT_PLUGIN_LIBRARIES: &str =

@@ -23,75 +23,104 @@ use std::process::Stdio;
 use tokio::io::AsyncWriteExt;
 use tokio_postgres::Client;
 
-/// Globals with the CREATE/ALTER ROLE lines of roles that already exist left out (and the
-/// `\restrict` guards for a psql that predates them).
+/// Globals with the CREATE/ALTER ROLE lines of roles in `leave_alone` left out, the CREATE
+/// ROLE lines of roles in `present` left out (and the `\restrict` guards for a psql that
+/// predates them). Returns the lines kept and the roles of `leave_alone` met.
 pub fn filter_globals(
     sql: &str,
-    existing_roles: &[String],
+    leave_alone: &[String],
+    present: &[String],
     psql_knows_restrict: bool,
 ) -> (String, Vec<String>) {
     let mut kept = String::with_capacity(sql.len());
     let mut skipped = Vec::new();
+    let names = |rest: &str, roles: &[String]| -> Option<String> {
+        roles
+            .iter()
+            .find(|r| {
+                let q = quote_ident(r);
+                rest.strip_prefix(q.as_str())
+                    .is_some_and(|after| after.starts_with(';') || after.starts_with(" WITH "))
+            })
+            .cloned()
+    };
     for line in sql.lines() {
         if is_restrict_guard(line) && !psql_knows_restrict {
             continue;
         }
-        let role = line
-            .strip_prefix("CREATE ROLE ")
-            .or_else(|| line.strip_prefix("ALTER ROLE "))
-            .and_then(|rest| {
-                existing_roles.iter().find(|r| {
-                    let q = quote_ident(r);
-                    rest.strip_prefix(q.as_str())
-                        .is_some_and(|after| after.starts_with(';') || after.starts_with(" WITH "))
-                })
-            });
-        match role {
-            Some(r) => {
-                if !skipped.contains(r) {
-                    skipped.push(r.clone());
-                }
+        let create = line.strip_prefix("CREATE ROLE ");
+        let role_line = create.or_else(|| line.strip_prefix("ALTER ROLE "));
+        if let Some(r) = role_line.and_then(|rest| names(rest, leave_alone)) {
+            if !skipped.contains(&r) {
+                skipped.push(r);
             }
-            None => {
-                kept.push_str(line);
-                kept.push('\n');
-            }
+            continue;
         }
+        if create.and_then(|rest| names(rest, present)).is_some() {
+            continue;
+        }
+        kept.push_str(line);
+        kept.push('\n');
     }
     (kept, skipped)
 }
 
-pub async fn restore_globals(
-    repo: &Repo,
-    base: &Base,
-    target: &Endpoint,
-    client: &Client,
-    server_version_num: i32,
-) -> Result<()> {
-    let mut sql = String::new();
-    std::io::Read::read_to_string(
-        &mut repo::open_sql(&repo.path(&base.globals.path))?,
-        &mut sql,
-    )
-    .map_err(Error::io(format!("reading {}", base.globals.path)))?;
-    let roles: Vec<String> = client
+async fn role_names(client: &Client) -> Result<Vec<String>> {
+    Ok(client
         .query("SELECT rolname::text FROM pg_catalog.pg_roles", &[])
         .await?
         .iter()
         .map(|r| r.get(0))
-        .collect();
+        .collect())
+}
+
+/// Applies `files` (globals dumps, oldest first: the base's, then the stream's later
+/// snapshots) to the target's cluster. Roles the target had before (`leave_alone`) are left
+/// unchanged; roles an earlier file created get the later files' attributes and memberships.
+/// Roles are never dropped.
+pub async fn restore_globals(
+    repo: &Repo,
+    files: &[&repo::FileEntry],
+    leave_alone: &[String],
+    target: &Endpoint,
+    client: &Client,
+    server_version_num: i32,
+) -> Result<()> {
     let psql_version = target.tools.version("psql").await?;
-    let (sql, skipped) = filter_globals(
-        &sql,
-        &roles,
-        compat::psql_understands_restrict(psql_version),
-    );
-    if !skipped.is_empty() {
+    let mut left_alone: Vec<String> = Vec::new();
+    for file in files {
+        let mut sql = String::new();
+        std::io::Read::read_to_string(&mut repo::open_sql(&repo.path(&file.path))?, &mut sql)
+            .map_err(Error::io(format!("reading {}", file.path)))?;
+        let present = role_names(client).await?;
+        let (sql, skipped) = filter_globals(
+            &sql,
+            leave_alone,
+            &present,
+            compat::psql_understands_restrict(psql_version),
+        );
+        for r in skipped {
+            if !left_alone.contains(&r) {
+                left_alone.push(r);
+            }
+        }
+        apply_globals(target, &sql, server_version_num).await?;
+    }
+    if !left_alone.is_empty() {
         println!(
             "roles that already exist were left unchanged: {}",
-            skipped.join(", ")
+            left_alone.join(", ")
         );
     }
+    Ok(())
+}
+
+/// The roles of the target's cluster before the restore touches it.
+pub async fn existing_roles(client: &Client) -> Result<Vec<String>> {
+    role_names(client).await
+}
+
+async fn apply_globals(target: &Endpoint, sql: &str, server_version_num: i32) -> Result<()> {
     let mut file = tempfile::NamedTempFile::new()?;
     file.write_all(session::base_settings(server_version_num).as_bytes())?;
     file.write_all(sql.as_bytes())?;
@@ -391,14 +420,22 @@ mod tests {
     fn globals_of_existing_roles_are_left_out() {
         let sql = "\\restrict k\nCREATE ROLE postgres;\nALTER ROLE postgres WITH SUPERUSER LOGIN;\nCREATE ROLE app;\nALTER ROLE app WITH LOGIN;\nCREATE ROLE \"Mixed\";\nCREATE ROLE postgres_ro;\nGRANT app TO postgres;\n\\unrestrict k\n";
         let roles = ["postgres".into(), "Mixed".into()];
-        let (kept, skipped) = filter_globals(sql, &roles, false);
+        let (kept, skipped) = filter_globals(sql, &roles, &roles, false);
         assert_eq!(
             kept,
             "CREATE ROLE app;\nALTER ROLE app WITH LOGIN;\nCREATE ROLE postgres_ro;\nGRANT app TO postgres;\n"
         );
         assert_eq!(skipped, ["postgres", "Mixed"]);
-        let (kept, _) = filter_globals(sql, &roles, true);
+        let (kept, _) = filter_globals(sql, &roles, &roles, true);
         assert!(kept.starts_with("\\restrict k\n") && kept.ends_with("\\unrestrict k\n"));
+        // A later snapshot: app was created by an earlier one, so only its CREATE is left out.
+        let present: Vec<String> = ["postgres".into(), "Mixed".into(), "app".into()].into();
+        let (kept, skipped) = filter_globals(sql, &roles, &present, false);
+        assert_eq!(
+            kept,
+            "ALTER ROLE app WITH LOGIN;\nCREATE ROLE postgres_ro;\nGRANT app TO postgres;\n"
+        );
+        assert_eq!(skipped, ["postgres", "Mixed"]);
     }
 
     #[test]

@@ -62,7 +62,15 @@ pub async fn run(command: impl Into<RestoreCommand>, bindir: Option<PathBuf>) ->
     let target = plan::resolve_target(server.as_ref(), &args).await?;
     let base = plan::choose_base(&manifest, target, args.base.as_deref())?;
     let files = plan::stream_files(&repo, &manifest, base)?;
-    for f in [&base.dump, &base.globals] {
+    for f in [&base.dump, &base.globals]
+        .into_iter()
+        .chain(plan::later_globals(
+            &manifest,
+            base,
+            base.consistent_lsn,
+            target,
+        ))
+    {
         plan::ensure_intact(&repo, f, || format!("{} is missing", f.path))?;
     }
     let Some(server) = server.filter(|_| !args.dry_run) else {
@@ -92,6 +100,7 @@ pub async fn run(command: impl Into<RestoreCommand>, bindir: Option<PathBuf>) ->
     }
     let origin_name = origin::name(&client, &base.id).await?;
 
+    let roles_before = base::existing_roles(&client).await?;
     let applied_before = match origin::progress(&client, &origin_name).await? {
         Some(lsn) => {
             println!("resuming the restore from base {} at {lsn}", base.id);
@@ -100,7 +109,15 @@ pub async fn run(command: impl Into<RestoreCommand>, bindir: Option<PathBuf>) ->
         None => {
             target::ensure_empty(&client).await?;
             if !args.no_globals {
-                base::restore_globals(&repo, base, &target_db, &client, server_version_num).await?;
+                base::restore_globals(
+                    &repo,
+                    &[&base.globals],
+                    &roles_before,
+                    &target_db,
+                    &client,
+                    server_version_num,
+                )
+                .await?;
             }
             base::restore_dump(
                 &repo,
@@ -116,6 +133,25 @@ pub async fn run(command: impl Into<RestoreCommand>, bindir: Option<PathBuf>) ->
             base.consistent_lsn
         }
     };
+
+    // Roles and tablespaces created or changed after the base, up to the target point, before
+    // the changes that use them.
+    let later_globals = plan::later_globals(&manifest, base, applied_before, target);
+    if !args.no_globals && !later_globals.is_empty() {
+        base::restore_globals(
+            &repo,
+            &later_globals,
+            &roles_before,
+            &target_db,
+            &client,
+            server_version_num,
+        )
+        .await?;
+        println!(
+            "applied {} later snapshot(s) of roles and tablespaces",
+            later_globals.len()
+        );
+    }
 
     let selection = Selection {
         consistent_lsn: base.consistent_lsn,

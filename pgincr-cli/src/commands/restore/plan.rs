@@ -111,6 +111,28 @@ impl Selection {
 }
 
 /// The newest base whose contents all lie at or before the target.
+/// The globals snapshots the stream took after `after` (the base's consistent point, or
+/// where a resumed restore stands) and not past the target point, oldest first.
+pub fn later_globals<'a>(
+    manifest: &'a Manifest,
+    base: &Base,
+    after: Lsn,
+    target: Target,
+) -> Vec<&'a crate::repo::FileEntry> {
+    let after = after.max(base.consistent_lsn);
+    manifest
+        .globals
+        .iter()
+        .filter(|g| g.lsn > after)
+        .filter(|g| match target {
+            Target::Latest => true,
+            Target::Lsn(l) => g.lsn <= l,
+            Target::Time(t) => parse_pg_timestamp(&g.taken).is_some_and(|taken| taken <= t),
+        })
+        .map(|g| &g.file)
+        .collect()
+}
+
 pub fn choose_base<'a>(
     manifest: &'a Manifest,
     target: Target,

@@ -1,0 +1,120 @@
+//! Owners and roles in time: an application role that owns its schema runs its migrations
+//! while the stream runs, using roles created after the base. Restored into a fresh cluster
+//! that has only what the base's globals held, the database is equal in `pg_dump` (owners,
+//! ACLs and default privileges included) and the roles involved are equal in attributes,
+//! memberships and settings.
+
+mod common;
+
+use common::*;
+use e2e::TestCluster;
+use e2e::decode::{database_contents, line_diff, schema_dump_with};
+use tokio_postgres::Client;
+
+const ROLES: &str = "'app_owner', 'late_reader', 'late_writer', 'later_still'";
+
+async fn roles(client: &Client) -> String {
+    query_text(
+        client,
+        &format!(
+            "SELECT string_agg(format('%s login=%s createdb=%s connlimit=%s config=%s', rolname,
+                    rolcanlogin, rolcreatedb, rolconnlimit, rolconfig), E'\\n' ORDER BY rolname)
+               FROM pg_roles WHERE rolname IN ({ROLES})"
+        ),
+    )
+    .await
+        + &query_text(
+            client,
+            &format!(
+                "SELECT string_agg(r.rolname || ' in ' || g.rolname, E'\\n' ORDER BY 1)
+                   FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member
+                   JOIN pg_roles g ON g.oid = m.roleid WHERE r.rolname IN ({ROLES})"
+            ),
+        )
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_application_role_migrates_with_roles_made_after_the_base() {
+    let (cluster, source, repo) = initialised(
+        "CREATE ROLE app_owner LOGIN;
+         CREATE SCHEMA shop AUTHORIZATION app_owner;",
+    )
+    .await;
+    let repo_s = repo.to_str().unwrap();
+    // After the base: new roles, a membership, a role setting.
+    source
+        .batch_execute(
+            "CREATE ROLE late_reader;
+             CREATE ROLE late_writer LOGIN CREATEDB CONNECTION LIMIT 5;
+             GRANT late_reader TO late_writer;
+             ALTER ROLE late_writer SET work_mem = '8MB';",
+        )
+        .await
+        .unwrap();
+    catch_up(&cluster, repo_s);
+    // The application's migration, as its own role, using those roles.
+    let app = cluster.connect_as("postgres", "app_owner").await;
+    app.batch_execute(
+        "ALTER DEFAULT PRIVILEGES IN SCHEMA shop GRANT SELECT ON TABLES TO late_reader;
+         CREATE TABLE shop.items (id int PRIMARY KEY, name text, owner_name text DEFAULT current_user);
+         INSERT INTO shop.items (id, name) VALUES (1, 'a'), (2, 'b');
+         GRANT INSERT ON shop.items TO late_writer;
+         CREATE FUNCTION shop.item_count() RETURNS bigint LANGUAGE sql AS 'SELECT count(*) FROM shop.items';
+         CREATE VIEW shop.item_names AS SELECT name FROM shop.items;",
+    )
+    .await
+    .unwrap();
+    // A later change to a role made after the base, and one more role.
+    source
+        .batch_execute(
+            "ALTER ROLE late_writer NOCREATEDB;
+             CREATE ROLE later_still;",
+        )
+        .await
+        .unwrap();
+    catch_up(&cluster, repo_s);
+    app.batch_execute(
+        "CREATE TABLE shop.more (id int PRIMARY KEY);
+         GRANT SELECT ON shop.more TO later_still;",
+    )
+    .await
+    .unwrap();
+    catch_up(&cluster, repo_s);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        manifest["globals"].as_array().map_or(0, Vec::len),
+        2,
+        "one globals snapshot per change: {manifest:#}"
+    );
+
+    let target = TestCluster::start();
+    let out = pgincr(&target)
+        .args(["restore", "-r", repo_s, "-t", "dbname=restored", "--create"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "restore: {}", describe(&out));
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        log.contains("applied 2 later snapshot(s) of roles and tablespaces"),
+        "{log}"
+    );
+    let restored = target.connect("restored").await;
+    let (a, b) = (
+        schema_dump_with(cluster.bindir(), &cluster, "postgres", &[]),
+        schema_dump_with(cluster.bindir(), &target, "restored", &[]),
+    );
+    assert!(a == b, "schemas differ:\n{}", line_diff(&a, &b));
+    assert!(
+        a.contains("ALTER TABLE shop.items OWNER TO app_owner;"),
+        "{a}"
+    );
+    let (a, b) = (
+        database_contents(&source).await,
+        database_contents(&restored).await,
+    );
+    assert!(a == b, "contents differ:\n{}", line_diff(&a, &b));
+    assert_eq!(roles(&source).await, roles(&restored).await);
+}
