@@ -238,9 +238,13 @@ pub struct RestoreArgs {
     /// Use this base backup (id under bases/) instead of the newest suitable one.
     #[arg(long)]
     pub base: Option<String>,
-    /// Do not restore roles and tablespaces from the globals dump.
+    /// Do not restore roles and tablespaces from the globals dumps.
     #[arg(long)]
     pub no_globals: bool,
+    /// Create the globals' tablespaces under NEW where the source had them under OLD
+    /// (repeatable; the first matching OLD applies).
+    #[arg(long = "tablespace-map", value_name = "OLD=NEW", value_parser = parse_tablespace_map)]
+    pub tablespace_map: Vec<(String, String)>,
     /// List what would be restored and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -303,6 +307,18 @@ pub struct RestoreControl {
     /// backup received since. Without it a complete restore drops its replication origin.
     #[arg(long)]
     pub keep_origin: bool,
+}
+
+fn parse_tablespace_map(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((old, new)) if old.starts_with('/') && new.starts_with('/') => Ok((
+            old.trim_end_matches('/').to_owned(),
+            new.trim_end_matches('/').to_owned(),
+        )),
+        _ => Err(format!(
+            "{s:?}: expected OLD=NEW with two absolute directories, e.g. /srv/ts=/mnt/ts"
+        )),
+    }
 }
 
 fn parse_skip_request(s: &str) -> Result<crate::commands::restore::plan::SkipRequest, String> {

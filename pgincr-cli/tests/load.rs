@@ -71,10 +71,6 @@ async fn pgbench_repo() -> (TestCluster, tokio_postgres::Client, PathBuf) {
     (cluster, source, repo)
 }
 
-fn manifest(repo: &std::path::Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(repo.join("manifest.json")).unwrap()).unwrap()
-}
-
 #[tokio::test]
 async fn pgbench_with_base_backups_mid_run() {
     let (cluster, source, repo) = pgbench_repo().await;

@@ -9,9 +9,7 @@ mod common;
 use common::*;
 use e2e::TestCluster;
 use e2e::decode::{line_diff, schema_dump_with};
-use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::{Child, Stdio};
 use tokio_postgres::Client;
 
@@ -88,10 +86,6 @@ async fn assert_restored(cluster: &TestCluster, source: &Client, restored: &str)
     )
     .await;
     assert_eq!(there, "1");
-}
-
-fn manifest(repo: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(repo.join("manifest.json")).unwrap()).unwrap()
 }
 
 fn init_directory(cluster: &TestCluster, repo: &str) -> String {

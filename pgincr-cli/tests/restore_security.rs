@@ -176,14 +176,7 @@ async fn no_role_can_write_into_the_capture_channel() {
         "{verified}"
     );
     restore_into(&cluster, repo_s, "dbname=restored", &[]);
-    let superuser: bool = source
-        .query_one(
-            "SELECT rolsuper FROM pg_roles WHERE rolname = 'intruder'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let superuser = is_superuser(&source, "intruder").await;
     assert!(!superuser, "a forged message ran at restore");
     assert_same_database(&cluster, &source, "restored").await;
 }

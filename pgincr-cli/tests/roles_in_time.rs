@@ -1,8 +1,9 @@
 //! Owners and roles in time: an application role that owns its schema runs its migrations
-//! while the stream runs, using roles created after the base. Restored into a fresh cluster
-//! that has only what the base's globals held, the database is equal in `pg_dump` (owners,
-//! ACLs and default privileges included) and the roles involved are equal in attributes,
-//! memberships and settings.
+//! while the stream runs, using roles and a tablespace created after the base. Restored into a
+//! fresh cluster that has only what the base's globals held (the tablespace moved with
+//! `--tablespace-map`), the database is equal in `pg_dump` (owners, ACLs, default privileges
+//! and tablespaces included) and the roles involved are equal in attributes, memberships and
+//! settings.
 
 mod common;
 
@@ -42,7 +43,8 @@ async fn an_application_role_migrates_with_roles_made_after_the_base() {
     )
     .await;
     let repo_s = repo.to_str().unwrap();
-    // After the base: new roles, a membership, a role setting.
+    // After the base: new roles, a membership, a role setting, a tablespace.
+    let space = cluster.server_dir("app_space");
     source
         .batch_execute(
             "CREATE ROLE late_reader;
@@ -50,6 +52,14 @@ async fn an_application_role_migrates_with_roles_made_after_the_base() {
              GRANT late_reader TO late_writer;
              ALTER ROLE late_writer SET work_mem = '8MB';",
         )
+        .await
+        .unwrap();
+    // (A statement of its own: CREATE TABLESPACE cannot run in a transaction block.)
+    source
+        .batch_execute(&format!(
+            "CREATE TABLESPACE app_space OWNER app_owner LOCATION '{}'",
+            space.display()
+        ))
         .await
         .unwrap();
     catch_up(&cluster, repo_s);
@@ -61,7 +71,9 @@ async fn an_application_role_migrates_with_roles_made_after_the_base() {
          INSERT INTO shop.items (id, name) VALUES (1, 'a'), (2, 'b');
          GRANT INSERT ON shop.items TO late_writer;
          CREATE FUNCTION shop.item_count() RETURNS bigint LANGUAGE sql AS 'SELECT count(*) FROM shop.items';
-         CREATE VIEW shop.item_names AS SELECT name FROM shop.items;",
+         CREATE VIEW shop.item_names AS SELECT name FROM shop.items;
+         CREATE TABLE shop.archive (id int PRIMARY KEY) TABLESPACE app_space;
+         INSERT INTO shop.archive VALUES (7);",
     )
     .await
     .unwrap();
@@ -81,9 +93,7 @@ async fn an_application_role_migrates_with_roles_made_after_the_base() {
     .await
     .unwrap();
     catch_up(&cluster, repo_s);
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(repo.join("manifest.json")).unwrap())
-            .unwrap();
+    let manifest = manifest(&repo);
     assert_eq!(
         manifest["globals"].as_array().map_or(0, Vec::len),
         2,
@@ -91,8 +101,11 @@ async fn an_application_role_migrates_with_roles_made_after_the_base() {
     );
 
     let target = TestCluster::start();
+    let moved = target.server_dir("app_space_moved");
+    let map = format!("{}={}", space.display(), moved.display());
     let out = pgincr(&target)
         .args(["restore", "-r", repo_s, "-t", "dbname=restored", "--create"])
+        .args(["--tablespace-map", &map])
         .output()
         .unwrap();
     assert!(out.status.success(), "restore: {}", describe(&out));
@@ -117,4 +130,10 @@ async fn an_application_role_migrates_with_roles_made_after_the_base() {
     );
     assert!(a == b, "contents differ:\n{}", line_diff(&a, &b));
     assert_eq!(roles(&source).await, roles(&restored).await);
+    let location = query_text(
+        &restored,
+        "SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'app_space'",
+    )
+    .await;
+    assert_eq!(location, moved.display().to_string());
 }

@@ -14,10 +14,6 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
-fn manifest(repo: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(repo.join("manifest.json")).unwrap()).unwrap()
-}
-
 fn write_manifest(repo: &Path, m: &Value) {
     std::fs::write(
         repo.join("manifest.json"),

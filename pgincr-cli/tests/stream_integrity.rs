@@ -92,14 +92,7 @@ async fn framing_like_text_and_forged_messages_do_not_stop_the_stream() {
     // Drop the intruder's role on the source: the restore target is the same cluster, and a
     // restore must not have changed its attributes.
     restore_into(&cluster, repo_s, "dbname=restored", &[]);
-    let superuser: bool = source
-        .query_one(
-            "SELECT rolsuper FROM pg_roles WHERE rolname = 'intruder'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let superuser = is_superuser(&source, "intruder").await;
     assert!(!superuser, "the forged message ran at restore");
     assert_same_database(&cluster, &source, "restored").await;
     let rows: i64 = cluster

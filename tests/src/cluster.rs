@@ -325,6 +325,21 @@ impl TestCluster {
         self.dir.path().join("sock")
     }
 
+    /// A new empty directory `name` beside the data directory that the server may use (a
+    /// tablespace location), removed with the cluster.
+    pub fn server_dir(&self, name: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        fs::create_dir(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        if is_root() {
+            let pg = nix::unistd::User::from_name("postgres")
+                .expect("user lookup")
+                .expect("a 'postgres' OS user");
+            nix::unistd::chown(&path, Some(pg.uid), Some(pg.gid)).unwrap();
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).unwrap();
+        path
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

@@ -289,24 +289,34 @@ fn build(rel: RelView, fn_cxt: ChildContext) -> RelInfo {
 unsafe fn mark_indexed(raw: pg_sys::Relation, columns: &mut [ColumnInfo]) {
     // SAFETY: per the function contract. The bitmap is allocated in the current (scratch)
     // context and only read here.
-    unsafe {
-        let bits = compat::indexed_columns_bitmap(raw);
-        let mut member = -1;
-        loop {
-            member = pg_sys::bms_next_member(bits, member);
-            if member < 0 {
-                break;
-            }
-            let attnum = member + pg_sys::FirstLowInvalidHeapAttributeNumber;
-            let Ok(i) = usize::try_from(attnum - 1) else {
-                continue; // a system column
-            };
-            if let Some(Compare::Text { indexed, .. }) = columns.get_mut(i).map(|c| &mut c.compare)
-            {
-                *indexed = true;
-            }
+    let indexed = unsafe { column_indexes(compat::indexed_columns_bitmap(raw)) };
+    for i in indexed {
+        if let Some(Compare::Text { indexed, .. }) = columns.get_mut(i).map(|c| &mut c.compare) {
+            *indexed = true;
         }
     }
+}
+
+/// The user columns (indexes into the tuple descriptor, attnum - 1) in a bitmap of attribute
+/// numbers offset by `FirstLowInvalidHeapAttributeNumber`; system columns are left out.
+///
+/// # Safety
+/// `bits` is a valid bitmap (or null, the empty set).
+unsafe fn column_indexes(bits: *const pg_sys::Bitmapset) -> Vec<usize> {
+    let mut columns = Vec::new();
+    let mut member = -1;
+    loop {
+        // SAFETY: per the function contract.
+        member = unsafe { pg_sys::bms_next_member(bits, member) };
+        if member < 0 {
+            break;
+        }
+        let attnum = member + pg_sys::FirstLowInvalidHeapAttributeNumber;
+        if let Ok(index) = usize::try_from(attnum - 1) {
+            columns.push(index);
+        }
+    }
+    columns
 }
 
 /// Key columns of the primary key (DEFAULT) or the chosen index (USING INDEX).
@@ -315,26 +325,12 @@ unsafe fn mark_indexed(raw: pg_sys::Relation, columns: &mut [ColumnInfo]) {
 /// `raw` is an open relation; called under the decoding transaction.
 unsafe fn identity_key(raw: pg_sys::Relation) -> Identity {
     // SAFETY: per the function contract. The bitmap is allocated in the current (scratch)
-    // context; attribute numbers are offset by FirstLowInvalidHeapAttributeNumber.
-    unsafe {
-        let bits = compat::identity_key_bitmap(raw);
-        let mut key = Vec::new();
-        let mut member = -1;
-        loop {
-            member = pg_sys::bms_next_member(bits, member);
-            if member < 0 {
-                break;
-            }
-            let attnum = member + pg_sys::FirstLowInvalidHeapAttributeNumber;
-            if let Ok(index) = usize::try_from(attnum - 1) {
-                key.push(index);
-            }
-        }
-        if key.is_empty() {
-            Identity::Missing
-        } else {
-            Identity::Key(key)
-        }
+    // context and only read here.
+    let key = unsafe { column_indexes(compat::identity_key_bitmap(raw)) };
+    if key.is_empty() {
+        Identity::Missing
+    } else {
+        Identity::Key(key)
     }
 }
 

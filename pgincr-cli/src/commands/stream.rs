@@ -1010,116 +1010,124 @@ fn holds_open(pid: u32, path: &Path) -> bool {
         .any(|fd| fs::read_link(fd.path()).is_ok_and(|target| target == path))
 }
 
-/// Periodic comparisons of the globals with the repository's newest copy
-/// ([`crate::globals`]), on a connection opened again after errors.
-struct GlobalsSnapshots {
+/// Work done every `every` on a connection of its own, opened again after errors (the server
+/// may have restarted); a failure is logged once until the work succeeds again.
+struct Periodic {
     source: Endpoint,
     client: Option<Client>,
     every: Duration,
     last: Option<Instant>,
     warned: bool,
 }
+
+impl Periodic {
+    fn new(source: Endpoint, client: Option<Client>, every: Duration) -> Self {
+        Periodic {
+            source,
+            client,
+            every,
+            last: None,
+            warned: false,
+        }
+    }
+
+    /// The connection, when the work is due now (and enabled) and the server can be reached.
+    async fn due(&mut self) -> Option<&Client> {
+        if self.every.is_zero() || self.last.is_some_and(|l| l.elapsed() < self.every) {
+            return None;
+        }
+        self.last = Some(Instant::now());
+        self.connected().await
+    }
+
+    async fn connected(&mut self) -> Option<&Client> {
+        if self.client.is_none() {
+            self.client = self.source.connect().await.ok();
+        }
+        self.client.as_ref()
+    }
+
+    fn succeeded(&mut self) {
+        self.warned = false;
+    }
+
+    /// Logs `message` (once until the next success) and drops the connection.
+    fn failed(&mut self, message: impl FnOnce() -> String) {
+        if !self.warned {
+            self.warned = true;
+            tracing::warn!("{}", message());
+        }
+        self.client = None;
+    }
+}
+
+/// Periodic comparisons of the globals with the repository's newest copy
+/// ([`crate::globals`]).
+struct GlobalsSnapshots(Periodic);
 
 impl GlobalsSnapshots {
     fn new(source: Endpoint, every: Duration) -> Self {
-        GlobalsSnapshots {
-            source,
-            client: None,
-            every,
-            last: None,
-            warned: false,
-        }
+        GlobalsSnapshots(Periodic::new(source, None, every))
     }
 
     async fn maybe_snapshot(&mut self, repo: &Repo) {
-        if self.every.is_zero() || self.last.is_some_and(|l| l.elapsed() < self.every) {
+        let source = self.0.source.clone();
+        let Some(client) = self.0.due().await else {
             return;
-        }
-        self.last = Some(Instant::now());
-        if self.client.is_none() {
-            self.client = self.source.connect().await.ok();
-        }
-        let Some(client) = &self.client else { return };
-        match crate::globals::snapshot_if_changed(repo, &self.source, client).await {
-            Ok(Some(s)) => {
-                self.warned = false;
-                tracing::info!(
-                    "roles or tablespaces changed: globals saved as {}",
-                    s.file.path
-                )
-            }
-            Ok(None) => self.warned = false,
-            Err(e) => {
-                if !self.warned {
-                    self.warned = true;
-                    tracing::warn!(
-                        "could not save the changed globals (roles, tablespaces); trying again: {e}"
+        };
+        match crate::globals::snapshot_if_changed(repo, &source, client).await {
+            Ok(taken) => {
+                if let Some(s) = taken {
+                    tracing::info!(
+                        "roles or tablespaces changed: globals saved as {}",
+                        s.file.path
                     );
                 }
-                self.client = None;
+                self.0.succeeded();
             }
+            Err(e) => self.0.failed(|| {
+                format!(
+                    "could not save the changed globals (roles, tablespaces); trying again: {e}"
+                )
+            }),
         }
     }
 }
 
-/// Periodic `decoder_sql.snapshot_sequences()` calls, on a connection opened again after
-/// errors (the server may have restarted).
-struct SequenceSnapshots {
-    source: Endpoint,
-    client: Option<Client>,
-    every: Duration,
-    last: Option<Instant>,
-    warned: bool,
-}
+/// Periodic `decoder_sql.snapshot_sequences()` calls.
+struct SequenceSnapshots(Periodic);
 
 impl SequenceSnapshots {
     fn new(source: Endpoint, client: Client, every: Duration) -> Self {
-        SequenceSnapshots {
-            source,
-            client: Some(client),
-            every,
-            last: None,
-            warned: false,
-        }
+        SequenceSnapshots(Periodic::new(source, Some(client), every))
     }
 
     async fn maybe_snapshot(&mut self) {
-        if self.every.is_zero() || self.last.is_some_and(|l| l.elapsed() < self.every) {
+        let Some(client) = self.0.due().await else {
             return;
-        }
-        self.last = Some(Instant::now());
-        if self.client.is_none() {
-            self.client = self.source.connect().await.ok();
-        }
-        let Some(client) = &self.client else { return };
+        };
         match snapshot_sequences(client).await {
-            Ok(n) => tracing::debug!("wrote {n} sequence values"),
-            Err(e) => {
-                if !self.warned {
-                    self.warned = true;
-                    tracing::warn!(
-                        "could not snapshot sequences (restore still syncs owned sequences to their columns): {}",
-                        crate::error::describe_pg_error(&e)
-                    );
-                }
-                self.client = None;
+            Ok(n) => {
+                tracing::debug!("wrote {n} sequence values");
+                self.0.succeeded();
             }
+            Err(e) => self.0.failed(|| {
+                format!(
+                    "could not snapshot sequences (restore still syncs owned sequences to their columns): {}",
+                    crate::error::describe_pg_error(&e)
+                )
+            }),
         }
     }
-}
 
-impl SequenceSnapshots {
     /// Writes the sequences' values once more (at a clean stop) and returns the WAL position
     /// after them, up to which the stream must receive; `None` when snapshots are off or the
     /// server cannot be reached.
     async fn final_snapshot(&mut self) -> Option<String> {
-        if self.every.is_zero() {
+        if self.0.every.is_zero() {
             return None;
         }
-        if self.client.is_none() {
-            self.client = self.source.connect().await.ok();
-        }
-        let client = self.client.as_ref()?;
+        let client = self.0.connected().await?;
         let written = async {
             snapshot_sequences(client).await?;
             current_wal_lsn(client).await

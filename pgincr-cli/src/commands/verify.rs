@@ -140,6 +140,7 @@ pub async fn run(args: VerifyArgs, bindir: Option<PathBuf>) -> Result<()> {
             to_lsn: None,
             base: None,
             no_globals: true,
+            tablespace_map: vec![],
             dry_run: false,
             batch_size: 1 << 20,
             copy_min_rows: 32,

@@ -298,3 +298,17 @@ pub fn reported_location(err: &str) -> (String, usize) {
     let line = rest.split(' ').next().unwrap().parse().unwrap();
     (file.to_owned(), line)
 }
+
+/// The repository's manifest.json.
+pub fn manifest(repo: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(repo.join("manifest.json")).unwrap()).unwrap()
+}
+
+/// Whether `role` is a superuser (as the cluster of `client` sees it now).
+pub async fn is_superuser(client: &Client, role: &str) -> bool {
+    client
+        .query_one("SELECT rolsuper FROM pg_roles WHERE rolname = $1", &[&role])
+        .await
+        .unwrap()
+        .get(0)
+}

@@ -65,6 +65,53 @@ pub fn filter_globals(
     (kept, skipped)
 }
 
+/// pg_dumpall's `CREATE TABLESPACE name OWNER role LOCATION '/dir';` lines with a location
+/// at or under a mapped OLD directory moved under its NEW one (the first match applies).
+pub fn map_tablespace_locations(sql: &str, map: &[(String, String)]) -> String {
+    if map.is_empty() {
+        return sql.to_owned();
+    }
+    let mut out = String::with_capacity(sql.len());
+    for line in sql.lines() {
+        out.push_str(&map_location(line, map).unwrap_or_else(|| line.to_owned()));
+        out.push('\n');
+    }
+    out
+}
+
+fn map_location(line: &str, map: &[(String, String)]) -> Option<String> {
+    if !line.starts_with("CREATE TABLESPACE ") {
+        return None;
+    }
+    let at = line.find(" LOCATION '")? + " LOCATION '".len();
+    // The literal ends at the first quote that is not doubled.
+    let rest = &line[at..];
+    let mut end = None;
+    let mut chars = rest.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c == '\'' {
+            if chars.peek().is_some_and(|&(_, n)| n == '\'') {
+                chars.next();
+            } else {
+                end = Some(i);
+                break;
+            }
+        }
+    }
+    let end = end?;
+    let location = rest[..end].replace("''", "'");
+    let moved = map.iter().find_map(|(old, new)| {
+        let under = location.strip_prefix(old.as_str())?;
+        (under.is_empty() || under.starts_with('/')).then(|| format!("{new}{under}"))
+    })?;
+    Some(format!(
+        "{}{}{}",
+        &line[..at],
+        moved.replace('\'', "''"),
+        &rest[end..]
+    ))
+}
+
 async fn role_names(client: &Client) -> Result<Vec<String>> {
     Ok(client
         .query("SELECT rolname::text FROM pg_catalog.pg_roles", &[])
@@ -82,6 +129,7 @@ pub async fn restore_globals(
     repo: &Repo,
     files: &[&repo::FileEntry],
     leave_alone: &[String],
+    tablespace_map: &[(String, String)],
     target: &Endpoint,
     client: &Client,
     server_version_num: i32,
@@ -93,6 +141,7 @@ pub async fn restore_globals(
         std::io::Read::read_to_string(&mut repo::open_sql(&repo.path(&file.path))?, &mut sql)
             .map_err(Error::io(format!("reading {}", file.path)))?;
         let present = role_names(client).await?;
+        let sql = map_tablespace_locations(&sql, tablespace_map);
         let (sql, skipped) = filter_globals(
             &sql,
             leave_alone,
@@ -436,6 +485,28 @@ mod tests {
             "ALTER ROLE app WITH LOGIN;\nCREATE ROLE postgres_ro;\nGRANT app TO postgres;\n"
         );
         assert_eq!(skipped, ["postgres", "Mixed"]);
+    }
+
+    #[test]
+    fn tablespace_locations_move_under_the_mapped_directory() {
+        let map = vec![
+            ("/srv/ts".to_owned(), "/mnt/new".to_owned()),
+            ("/data".to_owned(), "/other".to_owned()),
+        ];
+        let sql = "CREATE TABLESPACE a OWNER postgres LOCATION '/srv/ts';\n\
+                   CREATE TABLESPACE b OWNER app LOCATION '/srv/ts/b''s dir';\n\
+                   CREATE TABLESPACE c OWNER postgres LOCATION '/srv/tsx';\n\
+                   ALTER TABLESPACE a OWNER TO app;\n\
+                   CREATE TABLESPACE d OWNER postgres LOCATION '/data/d' WITH (seq_page_cost=2);\n";
+        assert_eq!(
+            map_tablespace_locations(sql, &map),
+            "CREATE TABLESPACE a OWNER postgres LOCATION '/mnt/new';\n\
+             CREATE TABLESPACE b OWNER app LOCATION '/mnt/new/b''s dir';\n\
+             CREATE TABLESPACE c OWNER postgres LOCATION '/srv/tsx';\n\
+             ALTER TABLESPACE a OWNER TO app;\n\
+             CREATE TABLESPACE d OWNER postgres LOCATION '/other/d' WITH (seq_page_cost=2);\n"
+        );
+        assert_eq!(map_tablespace_locations(sql, &[]), sql);
     }
 
     #[test]
