@@ -4,6 +4,7 @@ use crate::pg::memcx::ChildContext;
 use crate::pg::relation::RelationCache;
 use crate::pg::transmission::PinnedOutputSettings;
 use crate::pg::tuple::DecodedRow;
+use sqlgen::statement::{FiresOnReplay, Firing};
 use sqlgen::{Options, TxnInfo};
 
 pub struct DecoderState {
@@ -26,6 +27,9 @@ pub struct TxnState {
     pub wrote_anything: bool,
     /// Output-affecting settings pinned for the duration of the transaction.
     pub pinned: Option<PinnedOutputSettings>,
+    /// Triggers and rules the stream switched off in this transaction: (table, kind, name,
+    /// how it fires), names quoted (see `plugin::triggers`).
+    pub triggers_off: Vec<(Vec<u8>, Firing, Vec<u8>, FiresOnReplay)>,
 }
 
 impl DecoderState {

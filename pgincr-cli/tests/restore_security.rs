@@ -180,3 +180,52 @@ async fn no_role_can_write_into_the_capture_channel() {
     assert!(!superuser, "a forged message ran at restore");
     assert_same_database(&cluster, &source, "restored").await;
 }
+
+/// A role that owns a table enables a trigger ALWAYS: it would fire during the restore's
+/// apply (which runs as a superuser under `session_replication_role = replica`) and make its
+/// owner a superuser there. The stream switches such triggers off around the changes, so it
+/// never fires, and the restored trigger is enabled ALWAYS as on the source.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trigger_enabled_always_does_not_fire_at_restore() {
+    let (cluster, source, repo) = initialised(
+        "CREATE ROLE intruder LOGIN;
+         CREATE SCHEMA mine AUTHORIZATION intruder;",
+    )
+    .await;
+    let repo_s = repo.to_str().unwrap();
+    let intruder = cluster.connect_as("postgres", "intruder").await;
+    intruder
+        .batch_execute(
+            "CREATE TABLE mine.bait (id int PRIMARY KEY);
+             CREATE TABLE mine.hits (n int PRIMARY KEY);
+             CREATE FUNCTION mine.grab() RETURNS trigger LANGUAGE plpgsql AS $f$
+             BEGIN
+               INSERT INTO mine.hits VALUES (NEW.id);
+               BEGIN
+                 EXECUTE 'ALTER ROLE intruder SUPERUSER';
+               EXCEPTION WHEN insufficient_privilege THEN NULL;
+               END;
+               RETURN NEW;
+             END $f$;
+             CREATE TRIGGER grab AFTER INSERT ON mine.bait FOR EACH ROW EXECUTE FUNCTION mine.grab();
+             ALTER TABLE mine.bait ENABLE ALWAYS TRIGGER grab;
+             INSERT INTO mine.bait VALUES (1), (2);",
+        )
+        .await
+        .unwrap();
+    catch_up(&cluster, repo_s);
+    restore_into(&cluster, repo_s, "dbname=restored", &[]);
+    assert!(
+        !is_superuser(&source, "intruder").await,
+        "the ALWAYS trigger ran at restore"
+    );
+    // Equal, hits included (once each), and the trigger enabled ALWAYS again.
+    assert_same_database(&cluster, &source, "restored").await;
+    let restored = cluster.connect("restored").await;
+    let state = query_text(
+        &restored,
+        "SELECT tgenabled::text FROM pg_trigger WHERE tgname = 'grab'",
+    )
+    .await;
+    assert_eq!(state, "A");
+}

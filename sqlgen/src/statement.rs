@@ -214,6 +214,63 @@ pub fn render_truncate(
     out.push(b';');
 }
 
+/// When a trigger or rule fires although replay runs with `session_replication_role = replica`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FiresOnReplay {
+    /// `ENABLE ALWAYS`.
+    Always,
+    /// `ENABLE REPLICA`.
+    Replica,
+}
+
+/// What fires: a trigger or a rule of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firing {
+    Trigger,
+    Rule,
+}
+
+impl Firing {
+    fn keyword(self) -> &'static [u8] {
+        match self {
+            Firing::Trigger => b"TRIGGER ",
+            Firing::Rule => b"RULE ",
+        }
+    }
+}
+
+/// `ALTER TABLE ONLY t DISABLE TRIGGER tg;` (or `RULE`): a trigger or rule that would fire on
+/// replay is switched off for the transaction's changes to its table (their effects are in
+/// the stream already, and it would run as the replaying role).
+pub fn render_disable(out: &mut Vec<u8>, table: &[u8], firing: Firing, name: &[u8]) {
+    out.extend_from_slice(b"ALTER TABLE ONLY ");
+    out.extend_from_slice(table);
+    out.extend_from_slice(b" DISABLE ");
+    out.extend_from_slice(firing.keyword());
+    out.extend_from_slice(name);
+    out.push(b';');
+}
+
+/// `ALTER TABLE ONLY t ENABLE ALWAYS TRIGGER tg;` (or `REPLICA`, or `RULE`): back as it was,
+/// before the transaction commits.
+pub fn render_enable(
+    out: &mut Vec<u8>,
+    table: &[u8],
+    firing: Firing,
+    name: &[u8],
+    fires: FiresOnReplay,
+) {
+    out.extend_from_slice(b"ALTER TABLE ONLY ");
+    out.extend_from_slice(table);
+    out.extend_from_slice(match fires {
+        FiresOnReplay::Always => b" ENABLE ALWAYS ",
+        FiresOnReplay::Replica => b" ENABLE REPLICA ",
+    });
+    out.extend_from_slice(firing.keyword());
+    out.extend_from_slice(name);
+    out.push(b';');
+}
+
 /// `-- <text>` on one line: line breaks in `text` become spaces.
 pub fn render_comment(out: &mut Vec<u8>, text: &[u8]) {
     out.extend_from_slice(b"-- ");
@@ -565,6 +622,42 @@ mod tests {
             false,
         );
         assert_eq!(text(out), "TRUNCATE TABLE s.p, ONLY s.p1, s.sub;");
+    }
+
+    #[test]
+    fn triggers_and_rules_that_fire_on_replay_are_switched_off_and_back() {
+        let mut out = Vec::new();
+        render_disable(&mut out, b"s.t", Firing::Trigger, b"\"Audit\"");
+        assert_eq!(text(out), "ALTER TABLE ONLY s.t DISABLE TRIGGER \"Audit\";");
+        let mut out = Vec::new();
+        render_disable(&mut out, b"s.t", Firing::Rule, b"r");
+        assert_eq!(text(out), "ALTER TABLE ONLY s.t DISABLE RULE r;");
+        for (firing, fires, want) in [
+            (
+                Firing::Trigger,
+                FiresOnReplay::Always,
+                "ALTER TABLE ONLY s.t ENABLE ALWAYS TRIGGER x;",
+            ),
+            (
+                Firing::Trigger,
+                FiresOnReplay::Replica,
+                "ALTER TABLE ONLY s.t ENABLE REPLICA TRIGGER x;",
+            ),
+            (
+                Firing::Rule,
+                FiresOnReplay::Always,
+                "ALTER TABLE ONLY s.t ENABLE ALWAYS RULE x;",
+            ),
+            (
+                Firing::Rule,
+                FiresOnReplay::Replica,
+                "ALTER TABLE ONLY s.t ENABLE REPLICA RULE x;",
+            ),
+        ] {
+            let mut out = Vec::new();
+            render_enable(&mut out, b"s.t", firing, b"x", fires);
+            assert_eq!(text(out), want);
+        }
     }
 
     #[test]

@@ -670,3 +670,81 @@ async fn more_types_round_trip_exactly() {
         .collect();
     assert_eq!(tags, [2, 10]);
 }
+
+/// Triggers enabled ALWAYS or REPLICA would fire on replay (under
+/// `session_replication_role = replica`) and add their effects a second time: the stream
+/// switches them off around the transaction's changes and back on as they were.
+#[tokio::test]
+async fn always_and_replica_triggers_do_not_fire_on_replay() {
+    let p = pair(
+        "CREATE TABLE audit (n int, what text);
+         CREATE FUNCTION log_it() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN INSERT INTO audit VALUES (NEW.id, TG_OP); RETURN NEW; END $$;
+         CREATE TABLE t (id int PRIMARY KEY, v text);
+         CREATE TRIGGER t_audit AFTER INSERT OR UPDATE ON t FOR EACH ROW EXECUTE FUNCTION log_it();
+         ALTER TABLE t ENABLE ALWAYS TRIGGER t_audit;
+         CREATE TABLE r (id int PRIMARY KEY);
+         CREATE TRIGGER r_audit AFTER INSERT ON r FOR EACH ROW EXECUTE FUNCTION log_it();
+         ALTER TABLE r ENABLE REPLICA TRIGGER r_audit;
+         CREATE TABLE quiet (id int PRIMARY KEY);
+         CREATE TRIGGER quiet_audit AFTER INSERT ON quiet FOR EACH ROW EXECUTE FUNCTION log_it();
+         CREATE TABLE ruled (id int PRIMARY KEY);
+         CREATE RULE \"Log it\" AS ON INSERT TO ruled DO ALSO INSERT INTO audit VALUES (NEW.id, 'RULE');
+         ALTER TABLE ruled ENABLE ALWAYS RULE \"Log it\";",
+    )
+    .await;
+    p.src
+        .batch_execute(
+            "INSERT INTO t VALUES (1, 'a'), (2, 'b');
+             UPDATE t SET v = 'c' WHERE id = 2;
+             BEGIN; INSERT INTO r VALUES (1); INSERT INTO quiet VALUES (1); COMMIT;
+             INSERT INTO ruled VALUES (5);",
+        )
+        .await
+        .unwrap();
+    let lines = p.decode_and_replay().await;
+    p.assert_same(&lines).await;
+    let audited: i64 = p
+        .dst
+        .query_one("SELECT count(*) FROM audit", &[])
+        .await
+        .unwrap()
+        .get(0);
+    // t: two INSERTs and an UPDATE; quiet: one INSERT; ruled: one; r's REPLICA trigger does
+    // not fire on the source. Replayed, none fires again.
+    assert_eq!(audited, 5, "{lines:#?}");
+    assert!(
+        lines.contains(&"ALTER TABLE ONLY public.t DISABLE TRIGGER t_audit;".to_string())
+            && lines
+                .contains(&"ALTER TABLE ONLY public.r ENABLE REPLICA TRIGGER r_audit;".to_string())
+            && lines
+                .contains(&"ALTER TABLE ONLY public.ruled DISABLE RULE \"Log it\";".to_string())
+            && lines.contains(
+                &"ALTER TABLE ONLY public.ruled ENABLE ALWAYS RULE \"Log it\";".to_string()
+            )
+            && !lines.iter().any(|l| l.contains("quiet_audit")),
+        "{lines:#?}"
+    );
+    for db in [&p.src, &p.dst] {
+        let state: String = db
+            .query_one(
+                "SELECT string_agg(tgname || '=' || tgenabled::text, ' ' ORDER BY tgname) FROM pg_trigger
+                  WHERE tgname IN ('t_audit', 'r_audit', 'quiet_audit')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(state, "quiet_audit=O r_audit=R t_audit=A");
+        let rule = query_one_text(
+            db,
+            "SELECT ev_enabled::text FROM pg_rewrite WHERE rulename = 'Log it'",
+        )
+        .await;
+        assert_eq!(rule, "A");
+    }
+}
+
+async fn query_one_text(db: &Client, sql: &str) -> String {
+    db.query_one(sql, &[]).await.unwrap().get(0)
+}

@@ -161,6 +161,57 @@ pub unsafe fn indexed_columns_bitmap(rel: pg_sys::Relation) -> *mut pg_sys::Bitm
     unsafe { pg_sys::RelationGetIndexAttrBitmap(rel, kind) }
 }
 
+/// pg_rewrite (catalog/pg_rewrite.h), its OID index, and the start of its rows: fixed OIDs
+/// and a layout all majors share, not among pgrx's bindings.
+const REWRITE_RELATION_ID: u32 = 2618;
+const REWRITE_OID_INDEX_ID: u32 = 2692;
+#[repr(C)]
+struct RewriteHead {
+    oid: pg_sys::Oid,
+    rulename: pg_sys::NameData,
+}
+
+/// The name of the rule with OID `rule`, from pg_rewrite.
+///
+/// # Safety
+/// Called inside a transaction (catalog access, under the decoding's historic snapshot).
+pub unsafe fn rule_name(rule: pg_sys::Oid) -> Option<Vec<u8>> {
+    // SAFETY: an index scan of pg_rewrite by OID under AccessShareLock, closed before
+    // returning; the tuple's leading fields are read through their fixed layout.
+    unsafe {
+        let rel = pg_sys::table_open(
+            pg_sys::Oid::from_u32(REWRITE_RELATION_ID),
+            pg_sys::AccessShareLock as pg_sys::LOCKMODE,
+        );
+        let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
+        pg_sys::ScanKeyInit(
+            &mut key,
+            1, // Anum_pg_rewrite_oid
+            pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+            pg_sys::Oid::from_u32(pg_sys::F_OIDEQ),
+            pg_sys::Datum::from(rule),
+        );
+        let scan = pg_sys::systable_beginscan(
+            rel,
+            pg_sys::Oid::from_u32(REWRITE_OID_INDEX_ID),
+            true,
+            std::ptr::null_mut(),
+            1,
+            &mut key,
+        );
+        let tuple = pg_sys::systable_getnext(scan);
+        let name = (!tuple.is_null()).then(|| {
+            let head = &*pg_sys::GETSTRUCT(tuple).cast::<RewriteHead>();
+            std::ffi::CStr::from_ptr(head.rulename.data.as_ptr())
+                .to_bytes()
+                .to_vec()
+        });
+        pg_sys::systable_endscan(scan);
+        pg_sys::table_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        name
+    }
+}
+
 // replication/message.h is not among pgrx's bindings. PostgreSQL 17 added `flush`.
 #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
 unsafe extern "C-unwind" {

@@ -5,7 +5,7 @@ use super::compat;
 use super::memcx::ChildContext;
 use pgrx::pg_sys;
 use sqlgen::TypeClass;
-use sqlgen::statement::Compare;
+use sqlgen::statement::{Compare, FiresOnReplay, Firing};
 use std::cell::UnsafeCell;
 use std::collections::HashMap;
 use std::ffi::CStr;
@@ -98,6 +98,9 @@ pub struct RelInfo {
     pub is_partitioned: bool,
     /// Some column's type has no input function (see `ColumnInfo::unreadable`).
     pub has_unreadable: bool,
+    /// User triggers and rules that fire even under `session_replication_role = replica`
+    /// (ENABLE ALWAYS / ENABLE REPLICA): (kind, quoted name, mode).
+    pub fires_on_replay: Vec<(Firing, Vec<u8>, FiresOnReplay)>,
 }
 
 impl RelInfo {
@@ -267,6 +270,10 @@ fn build(rel: RelView, fn_cxt: ChildContext) -> RelInfo {
         }
         let has_unreadable = columns.iter().any(|c| c.unreadable.is_some());
         RelInfo {
+            fires_on_replay: triggers_firing_on_replay((*raw).trigdesc)
+                .into_iter()
+                .chain(rules_firing_on_replay((*raw).rd_rules))
+                .collect(),
             has_unreadable,
             name,
             columns,
@@ -278,6 +285,71 @@ fn build(rel: RelView, fn_cxt: ChildContext) -> RelInfo {
             is_materialized_view: form.relkind as u8 == pg_sys::RELKIND_MATVIEW,
             is_partitioned: form.relkind as u8 == pg_sys::RELKIND_PARTITIONED_TABLE,
         }
+    }
+}
+
+/// The relation's user triggers enabled ALWAYS or REPLICA (internal ones, such as foreign-key
+/// triggers, only fire on origin).
+///
+/// # Safety
+/// `desc` is the open relation's trigger descriptor, or null.
+unsafe fn triggers_firing_on_replay(
+    desc: *const pg_sys::TriggerDesc,
+) -> Vec<(Firing, Vec<u8>, FiresOnReplay)> {
+    if desc.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: a relcache trigger descriptor holds numtriggers entries, each with a
+    // NUL-terminated name, valid while the relation is open.
+    unsafe {
+        let count = usize::try_from((*desc).numtriggers).unwrap_or(0);
+        std::slice::from_raw_parts((*desc).triggers, count)
+            .iter()
+            .filter(|t| !t.tgisinternal)
+            .filter_map(|t| {
+                let fires = fires_on_replay(t.tgenabled as u8)?;
+                let mut name = Vec::new();
+                sqlgen::push_ident(&mut name, cstr_bytes(t.tgname));
+                Some((Firing::Trigger, name, fires))
+            })
+            .collect()
+    }
+}
+
+/// `tgenabled` / `ev_enabled`: 'A' and 'R' fire under `session_replication_role = replica`.
+fn fires_on_replay(enabled: u8) -> Option<FiresOnReplay> {
+    match enabled {
+        pg_sys::TRIGGER_FIRES_ALWAYS => Some(FiresOnReplay::Always),
+        pg_sys::TRIGGER_FIRES_ON_REPLICA => Some(FiresOnReplay::Replica),
+        _ => None,
+    }
+}
+
+/// The relation's rules enabled ALWAYS or REPLICA, named from pg_rewrite (the relcache's
+/// rules carry only their OID).
+///
+/// # Safety
+/// `rules` is the open relation's rule lock, or null; called inside a transaction.
+unsafe fn rules_firing_on_replay(
+    rules: *const pg_sys::RuleLock,
+) -> Vec<(Firing, Vec<u8>, FiresOnReplay)> {
+    if rules.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: a relcache rule lock holds numLocks rule pointers, valid while the relation is
+    // open; the names come from catalog lookups.
+    unsafe {
+        let count = usize::try_from((*rules).numLocks).unwrap_or(0);
+        std::slice::from_raw_parts((*rules).rules, count)
+            .iter()
+            .filter_map(|&rule| {
+                let fires = fires_on_replay((*rule).enabled as u8)?;
+                let name = compat::rule_name((*rule).ruleId)?;
+                let mut quoted = Vec::new();
+                sqlgen::push_ident(&mut quoted, &name);
+                Some((Firing::Rule, quoted, fires))
+            })
+            .collect()
     }
 }
 

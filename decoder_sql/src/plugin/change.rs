@@ -20,6 +20,7 @@ pub fn on_change(
         // CREATE / REFRESH statement recomputes them.
         return Ok(());
     }
+    super::triggers::switch_off(out, state, &info);
     state.buf.clear();
     // Which rows this change loaded, for the note on values written as NULL.
     let (mut loaded_old, mut loaded_new) = (false, false);
@@ -103,6 +104,9 @@ pub fn on_truncate(
     cascade: bool,
 ) {
     let infos: Vec<_> = rels.iter().map(|&r| state.relations.get(r)).collect();
+    for info in &infos {
+        super::triggers::switch_off(out, state, info);
+    }
     let tables: Vec<TruncateTable> = infos
         .iter()
         .map(|i| TruncateTable {

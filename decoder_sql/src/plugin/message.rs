@@ -40,6 +40,10 @@ pub fn on_message(out: &mut Output, state: &mut DecoderState, msg: &Message<'_>)
         );
         render_comment(&mut state.buf, text.as_bytes());
     } else if authenticity == Authenticity::Authentic {
+        // DDL may change the triggers: they are as the source had them when it runs.
+        if !state.txn.triggers_off.is_empty() {
+            super::triggers::switch_back_on(out, state);
+        }
         let sql = msg.content.trim_ascii_end();
         if sql.is_empty() {
             return;

@@ -3,6 +3,7 @@
 
 mod change;
 mod message;
+mod triggers;
 mod txn;
 
 pub use change::{on_change, on_truncate};

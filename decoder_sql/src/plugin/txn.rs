@@ -18,6 +18,7 @@ pub fn on_begin(out: &mut Output, state: &mut DecoderState, info: TxnInfo) {
 }
 
 pub fn on_commit(out: &mut Output, state: &mut DecoderState) {
+    super::triggers::switch_back_on(out, state);
     if state.txn.begin_written {
         let info = annotation(state);
         state.buf.clear();
