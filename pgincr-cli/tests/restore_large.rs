@@ -87,22 +87,29 @@ fn copied_rows(restore_output: &str) -> u64 {
         .map_or(0, |n| n.parse().unwrap())
 }
 
-/// Tables with triggers or rules that fire during a restore keep their INSERTs: COPY would
-/// fire statement triggers once instead of once per row, and skips rules.
+/// A table with a trigger enabled ALWAYS: the stream switches it off around the
+/// transaction's changes (so it fires neither per row nor per COPY), its INSERTs load with COPY
+/// like any other table's, and the trigger is enabled ALWAYS again afterwards. (Where such a
+/// trigger is still enabled when the rows arrive, in streams written before the switch, the
+/// catalog check keeps the INSERTs: COPY would fire statement triggers once instead of once per
+/// row, and skips rules.)
 #[tokio::test(flavor = "multi_thread")]
-async fn tables_with_replica_firing_triggers_keep_their_inserts() {
+async fn tables_with_always_triggers_load_with_copy_while_switched_off() {
     let (cluster, source, repo) = initialised(
         "CREATE TABLE plain_rows (k int PRIMARY KEY);
          CREATE TABLE watched (k int PRIMARY KEY);
          CREATE FUNCTION noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
          CREATE TRIGGER watch AFTER INSERT ON watched FOR EACH STATEMENT EXECUTE FUNCTION noop();
-         ALTER TABLE watched ENABLE ALWAYS TRIGGER watch;",
+         ALTER TABLE watched ENABLE ALWAYS TRIGGER watch;
+         CREATE TABLE guarded (k int PRIMARY KEY);
+         ALTER TABLE guarded ENABLE ROW LEVEL SECURITY;",
     )
     .await;
     source
         .batch_execute(
             "INSERT INTO plain_rows SELECT generate_series(1, 100);
-             INSERT INTO watched SELECT generate_series(1, 100);",
+             INSERT INTO watched SELECT generate_series(1, 100);
+             INSERT INTO guarded SELECT generate_series(1, 100);",
         )
         .await
         .unwrap();
@@ -123,12 +130,24 @@ async fn tables_with_replica_firing_triggers_keep_their_inserts() {
     assert!(out.status.success(), "{}", describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let log = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(copied_rows(&stdout), 100, "{stdout}");
+    assert_eq!(copied_rows(&stdout), 200, "{stdout}");
     assert!(
-        log.contains("public.watched: INSERTs, not COPY"),
-        "no COPY refusal for the table with an ALWAYS trigger:\n{log}"
+        !log.contains("public.watched: INSERTs, not COPY"),
+        "the switched-off trigger still kept COPY away:\n{log}"
+    );
+    // A table with row security keeps its INSERTs: the catalog check refuses COPY there.
+    assert!(
+        log.contains("public.guarded: INSERTs, not COPY"),
+        "no COPY refusal for the table with row security:\n{log}"
     );
     assert_same_database(&cluster, &source, "restored").await;
+    let restored = cluster.connect("restored").await;
+    let state = query_text(
+        &restored,
+        "SELECT tgenabled::text FROM pg_trigger WHERE tgname = 'watch'",
+    )
+    .await;
+    assert_eq!(state, "A");
 }
 
 /// A row that fails inside a COPY stops the restore at its own line; with

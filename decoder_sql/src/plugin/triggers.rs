@@ -44,3 +44,17 @@ pub fn switch_back_on(out: &mut Output, state: &mut DecoderState) {
     }
     state.buf.clear();
 }
+
+/// The statements that switch everything back on, one per line, each followed by a line
+/// break, for the commit to send in one message with its COMMIT line: everything the commit
+/// callback sends carries the commit's LSN, and `pg_recvlogical --endpos` at exactly that LSN
+/// stops after the first such message, which must then be the complete end of the
+/// transaction.
+pub fn take_switch_back_on_lines(state: &mut DecoderState) -> Vec<u8> {
+    let mut lines = Vec::new();
+    for (table, firing, name, fires) in std::mem::take(&mut state.txn.triggers_off) {
+        render_enable(&mut lines, &table, firing, &name, fires);
+        lines.push(b'\n');
+    }
+    lines
+}

@@ -18,13 +18,19 @@ pub fn on_begin(out: &mut Output, state: &mut DecoderState, info: TxnInfo) {
 }
 
 pub fn on_commit(out: &mut Output, state: &mut DecoderState) {
-    super::triggers::switch_back_on(out, state);
+    // One message: the triggers switched back on, then COMMIT (see triggers.rs).
+    let switched_back = super::triggers::take_switch_back_on_lines(state);
     if state.txn.begin_written {
         let info = annotation(state);
         state.buf.clear();
+        state.buf.extend_from_slice(&switched_back);
         txn::render_commit(&mut state.buf, info.as_ref());
         out.write(&state.buf);
         state.txn.wrote_anything = true;
+    } else if !switched_back.is_empty() {
+        state.buf.clear();
+        state.buf.extend_from_slice(switched_back.trim_ascii_end());
+        super::emit(out, state);
     }
     if !state.txn.wrote_anything {
         // Nothing reached the consumer: keep the walsender's keepalive logic informed.
