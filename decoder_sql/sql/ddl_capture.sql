@@ -48,7 +48,8 @@ $fn$;
 
 -- The messages of a captured statement: the search_path it ran with, the role it ran as
 -- (current_user, the effective role: after SET ROLE, or a SECURITY DEFINER function's owner),
--- the statement, and a return to the replaying session's own role. Replayed as its author,
+-- after SET ROLE also the session's own role (SESSION_USER), the statement, and a return to
+-- the replaying session's own roles. Replayed as its author,
 -- the statement creates objects with the same owner and default privileges, and
 -- CURRENT_USER in it means the same role. Where the target has no such role (a restore
 -- without globals), the statement runs as the restoring role.
@@ -60,13 +61,29 @@ $fn$;
 -- read by the C event-trigger functions and passed in.
 CREATE FUNCTION decoder_sql.statement_messages(stmt text, statement_search_path text)
 RETURNS SETOF text LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    -- After SET ROLE the session's own role (SESSION_USER) differs too, and can take the
+    -- statement's role again: both are replayed. Not when a SECURITY DEFINER function
+    -- switched to a role the session could not have set itself.
+    with_session boolean := session_user <> current_user
+        AND pg_catalog.pg_has_role(session_user, current_user,
+            CASE WHEN pg_catalog.current_setting('server_version_num')::int >= 160000
+                 THEN 'SET' ELSE 'MEMBER' END);
 BEGIN
     RETURN NEXT decoder_sql.set_search_path_statement(statement_search_path);
+    IF with_session THEN
+        RETURN NEXT pg_catalog.format(
+            'SELECT pg_catalog.set_config(''session_authorization'', rolname, false) FROM pg_catalog.pg_roles WHERE rolname = %L;',
+            session_user);
+    END IF;
     RETURN NEXT pg_catalog.format(
         'SELECT pg_catalog.set_config(''role'', rolname, false) FROM pg_catalog.pg_roles WHERE rolname = %L;',
         current_user);
     RETURN NEXT stmt;
     RETURN NEXT 'RESET ROLE;';
+    IF with_session THEN
+        RETURN NEXT 'RESET SESSION AUTHORIZATION;';
+    END IF;
 END
 $fn$;
 

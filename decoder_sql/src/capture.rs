@@ -12,7 +12,8 @@ use crate::pg::channel;
 use crate::pg::event_trigger::Event;
 use crate::pg::server_text::ServerText;
 use crate::pg::statement::{
-    ActiveStatement, active_statement, creating_extension, standard_conforming_strings,
+    ActiveStatement, RoleReplay, active_statement, creating_extension,
+    standard_conforming_strings,
 };
 use crate::pg::utility_hook;
 use pgrx::datum::DatumWithOid;
@@ -171,10 +172,17 @@ fn statement_for(command_tag: &str) -> Option<ActiveStatement> {
 }
 
 /// Commands event triggers never fire for, captured by the utility hook once they succeed.
+/// Statements on roles are among them (roles belong to the cluster, not to a database): the
+/// roles that later DDL, grants and owners name must exist when the stream replays, even
+/// ones created and dropped between two globals snapshots.
 const NOT_SEEN_BY_EVENT_TRIGGERS: &[&str] = &[
     "CREATE EVENT TRIGGER",
     "ALTER EVENT TRIGGER",
     "DROP EVENT TRIGGER",
+    "CREATE ROLE",
+    "ALTER ROLE",
+    "GRANT ROLE",
+    "REVOKE ROLE",
 ];
 
 /// Whether [`utility_completed`] is needed after a statement with this command tag.
@@ -189,6 +197,9 @@ pub fn utility_completed(stmt: &ActiveStatement) {
     if !wants_completed(stmt.tag.as_bytes()) || creating_extension() {
         return;
     }
+    if matches!(stmt.role_replay, Some(RoleReplay::Not)) {
+        return;
+    }
     // Only where the capture is installed and running.
     let enabled = pgrx::Spi::get_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger
@@ -197,13 +208,39 @@ pub fn utility_completed(stmt: &ActiveStatement) {
     if !matches!(enabled, Ok(Some(true))) {
         return;
     }
-    let text = ServerText::new(sqlgen::ddl::terminate_statement(&stmt.text), stmt.spelling);
-    let path = text_rows(
-        "SELECT decoder_sql.set_search_path_statement(pg_catalog.current_setting('search_path'))",
-        &[],
+    let text = in_stream_strings(stmt.text.clone());
+    let text = match &stmt.role_replay {
+        None | Some(RoleReplay::Not) => text,
+        Some(replay) => {
+            let Ok(text) = sqlgen::ddl::without_passwords(&text) else {
+                let marker = text_rows(
+                    "SELECT decoder_sql.record_uncaptured($1, $2)",
+                    &[
+                        DatumWithOid::from(stmt.tag.as_str()),
+                        DatumWithOid::from(
+                            "its PASSWORD option could not be told apart from the rest of the \
+                             statement, which is therefore not written",
+                        ),
+                    ],
+                );
+                emit_all(&marker);
+                return;
+            };
+            match replay {
+                RoleReplay::CreateIfMissing(name) => {
+                    sqlgen::ddl::create_role_if_missing(&text, name)
+                }
+                _ => text,
+            }
+        }
+    };
+    let text = ServerText::new(sqlgen::ddl::terminate_statement(&text), stmt.spelling);
+    let messages = text_rows(
+        "SELECT m FROM decoder_sql.statement_messages($1, \
+         pg_catalog.current_setting('search_path')) AS m",
+        &[DatumWithOid::from(text)],
     );
-    emit_all(&path);
-    emit_all(&[text]);
+    emit_all(&messages);
 }
 
 /// The text of the statement being executed, if it is the command `command_tag` (the event

@@ -137,3 +137,103 @@ async fn an_application_role_migrates_with_roles_made_after_the_base() {
     .await;
     assert_eq!(location, moved.display().to_string());
 }
+
+/// The whole repository as text: every segment, decompressed, and the base's globals.
+fn repository_text(repo: &std::path::Path) -> String {
+    let out = std::process::Command::new("bash")
+        .args([
+            "-c",
+            "for f in segments/*.sql.zst globals/* bases/*/*.zst; do \
+               [ -e \"$f\" ] && zstd -dcq \"$f\" 2>/dev/null; done; cat segments/open.sql 2>/dev/null; true",
+        ])
+        .current_dir(repo)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Roles that live only between two globals snapshots replay from the stream, where the
+/// utility hook writes every CREATE/ALTER ROLE and GRANT/REVOKE of roles, without passwords;
+/// DDL after SET ROLE replays with the same SESSION_USER.
+#[tokio::test(flavor = "multi_thread")]
+async fn short_lived_roles_and_session_user_replay_from_the_stream() {
+    let (cluster, source, repo) = initialised(
+        "CREATE ROLE app_owner LOGIN CREATEROLE;
+         CREATE SCHEMA shop AUTHORIZATION app_owner;",
+    )
+    .await;
+    let repo_s = repo.to_str().unwrap();
+    catch_up(&cluster, repo_s);
+    let app = cluster.connect_as("postgres", "app_owner").await;
+    // Made, used and dropped again before any snapshot could see them, by the application's
+    // own role (CREATEROLE), from a function as well as at top level.
+    app.batch_execute(
+        "CREATE ROLE mid_owner NOLOGIN PASSWORD 'hunter2-never-written';
+         ALTER ROLE mid_owner ENCRYPTED PASSWORD 'hunter3-never-written';
+         CREATE ROLE shop_admin;
+         GRANT USAGE, CREATE ON SCHEMA shop TO mid_owner, shop_admin;
+         GRANT mid_owner, shop_admin TO app_owner;
+         DO $$ BEGIN EXECUTE 'CREATE ROLE nested_reader'; END $$;
+         GRANT nested_reader TO mid_owner;
+         SET ROLE mid_owner;
+         CREATE TABLE shop.mid (id int PRIMARY KEY, made_by text DEFAULT current_user);
+         INSERT INTO shop.mid (id) VALUES (1), (2);
+         GRANT SELECT ON shop.mid TO nested_reader;
+         RESET ROLE;
+         ALTER TABLE shop.mid OWNER TO app_owner;
+         REVOKE SELECT ON shop.mid FROM nested_reader;
+         REVOKE USAGE, CREATE ON SCHEMA shop FROM mid_owner;
+         REVOKE nested_reader FROM mid_owner;
+         DROP ROLE nested_reader;
+         REVOKE mid_owner FROM app_owner;
+         DROP ROLE mid_owner;",
+    )
+    .await
+    .unwrap();
+    // SESSION_USER after SET ROLE: the grant goes to the session's login role.
+    app.batch_execute(
+        "SET ROLE shop_admin;
+         CREATE TABLE shop.by_admin (id int PRIMARY KEY);
+         GRANT SELECT ON shop.by_admin TO SESSION_USER;
+         RESET ROLE;",
+    )
+    .await
+    .unwrap();
+    catch_up(&cluster, repo_s);
+    let text = repository_text(&repo);
+    assert!(text.contains("CREATE ROLE mid_owner"), "{text}");
+    assert!(
+        !text.contains("never-written"),
+        "a password reached the repository"
+    );
+
+    let target = TestCluster::start();
+    let out = pgincr(&target)
+        .args(["restore", "-r", repo_s, "-t", "dbname=restored", "--create"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "restore: {}", describe(&out));
+    let restored = target.connect("restored").await;
+    let (a, b) = (
+        schema_dump_with(cluster.bindir(), &cluster, "postgres", &[]),
+        schema_dump_with(cluster.bindir(), &target, "restored", &[]),
+    );
+    assert!(a == b, "schemas differ:\n{}", line_diff(&a, &b));
+    assert!(
+        a.contains("GRANT SELECT ON TABLE shop.by_admin TO app_owner;"),
+        "{a}"
+    );
+    let (a, b) = (
+        database_contents(&source).await,
+        database_contents(&restored).await,
+    );
+    assert!(a == b, "contents differ:\n{}", line_diff(&a, &b));
+    // A restore creates roles but never drops them.
+    let kept = query_text(
+        &restored,
+        "SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles
+          WHERE rolname IN ('mid_owner', 'nested_reader', 'shop_admin')",
+    )
+    .await;
+    assert_eq!(kept, "mid_owner,nested_reader,shop_admin");
+}

@@ -114,9 +114,134 @@ pub fn set_search_path_statement(search_path: &str) -> String {
     )
 }
 
+/// Why a role statement cannot be written into the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordNotRemovable;
+
+/// A CREATE/ALTER ROLE (USER, GROUP) statement without its password options
+/// (`[ENCRYPTED | UNENCRYPTED] PASSWORD '…' | NULL`): a password, even hashed, never enters
+/// the stream through the statement text. An error when a `PASSWORD` word is followed by
+/// something that is neither a value nor clearly a role name (a comment, say), so that
+/// nothing that might be a password is written.
+pub fn without_passwords(text: &str) -> Result<String, PasswordNotRemovable> {
+    use crate::lexer::{keyword_positions, string_constant_end};
+    let bytes = text.as_bytes();
+    let skip_space = |mut i: usize| {
+        while bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        i
+    };
+    let is_word_at = |i: usize, word: &str| {
+        bytes.len() >= i + word.len()
+            && bytes[i..i + word.len()].eq_ignore_ascii_case(word.as_bytes())
+            && bytes
+                .get(i + word.len())
+                .is_none_or(|&b| !(b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80))
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    for at in keyword_positions(bytes, "PASSWORD") {
+        if at < copied {
+            continue;
+        }
+        let value = skip_space(at + "PASSWORD".len());
+        let end = if is_word_at(value, "NULL") {
+            value + "NULL".len()
+        } else if let Some(end) = string_constant_end(bytes, value) {
+            end
+        } else {
+            // A role named "password": a name, then more words, a separator or the end.
+            match bytes.get(value) {
+                None | Some(b';' | b',' | b')') => continue,
+                Some(&b) if b.is_ascii_alphabetic() || b == b'_' || b >= 0x80 => continue,
+                Some(_) => return Err(PasswordNotRemovable),
+            }
+        };
+        // ENCRYPTED / UNENCRYPTED before it belong to the option.
+        let before = text[..at].trim_end();
+        let start = ["UNENCRYPTED", "ENCRYPTED"]
+            .iter()
+            .find_map(|w| {
+                let from = before.len().checked_sub(w.len())?;
+                let preceded_by_word_break = before[..from]
+                    .bytes()
+                    .last()
+                    .is_none_or(|b| !(b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80));
+                (before[from..].eq_ignore_ascii_case(w) && preceded_by_word_break).then_some(from)
+            })
+            .unwrap_or(at);
+        out.push_str(text[copied..start].trim_end());
+        copied = end;
+    }
+    out.push_str(&text[copied..]);
+    Ok(out)
+}
+
+/// `body` in dollar quotes whose tag does not occur in it (`$decoder_sql$`, else numbered).
+pub fn dollar_quoted(body: &str) -> String {
+    let mut tag = "$decoder_sql$".to_owned();
+    let mut n = 0u32;
+    while body.contains(&tag) {
+        n += 1;
+        tag = format!("$decoder_sql_{n}$");
+    }
+    format!("{tag}{body}{tag}")
+}
+
+/// A CREATE ROLE statement replayed only where no role of that name exists yet: a role the
+/// restore target already has (its own, or one created by a later globals snapshot) is left
+/// as it is.
+pub fn create_role_if_missing(statement: &str, role: &str) -> String {
+    let mut name = Vec::new();
+    crate::literal::push_quoted(&mut name, role.as_bytes());
+    let name = String::from_utf8(name).expect("invariant: quoting keeps UTF-8");
+    let body = format!(
+        "BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {name}) THEN\n{}\nEND IF; END",
+        terminate_statement(statement)
+    );
+    format!("DO {};", dollar_quoted(&body))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_are_removed_from_role_statements() {
+        let cases = [
+            ("CREATE ROLE a LOGIN PASSWORD 'x''y' VALID UNTIL 'infinity'", "CREATE ROLE a LOGIN VALID UNTIL 'infinity'"),
+            ("create user a with encrypted password E'se\\'cret' createdb;", "create user a with createdb;"),
+            ("ALTER ROLE a WITH PASSWORD NULL", "ALTER ROLE a WITH"),
+            ("ALTER ROLE a PASSWORD $p$s$p$ LOGIN", "ALTER ROLE a LOGIN"),
+            ("ALTER USER a UNENCRYPTED PASSWORD U&'d\\0061t'", "ALTER USER a"),
+            ("CREATE ROLE password PASSWORD 'x'", "CREATE ROLE password"),
+            ("CREATE ROLE password;", "CREATE ROLE password;"),
+            ("ALTER ROLE \"PASSWORD\" LOGIN", "ALTER ROLE \"PASSWORD\" LOGIN"),
+            ("CREATE ROLE a /* password 'no' */ LOGIN", "CREATE ROLE a /* password 'no' */ LOGIN"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(without_passwords(input).as_deref(), Ok(expected), "{input}");
+        }
+        // Something unexpected after PASSWORD: refused rather than risk writing a secret.
+        assert_eq!(
+            without_passwords("ALTER ROLE a PASSWORD /* c */ 'x'"),
+            Err(PasswordNotRemovable)
+        );
+        assert_eq!(without_passwords("ALTER ROLE a PASSWORD 'open"), Err(PasswordNotRemovable));
+    }
+
+    #[test]
+    fn create_role_if_missing_quotes_name_and_body() {
+        assert_eq!(
+            create_role_if_missing("CREATE ROLE \"o'k\" LOGIN", "o'k"),
+            "DO $decoder_sql$BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'o''k') THEN\nCREATE ROLE \"o'k\" LOGIN;\nEND IF; END$decoder_sql$;"
+        );
+        // A name holding the usual tag cannot end the body early.
+        let sql = create_role_if_missing("CREATE ROLE \"$decoder_sql$\"", "$decoder_sql$");
+        assert!(sql.starts_with("DO $decoder_sql_1$BEGIN"), "{sql}");
+        assert!(sql.ends_with("END$decoder_sql_1$;"), "{sql}");
+    }
 
     #[test]
     fn select_into_becomes_create_table_as() {

@@ -410,6 +410,36 @@ pub fn name_end(text: &[u8], mut at: usize) -> Option<usize> {
     }
 }
 
+/// The end of the string constant starting at `at` (`'…'`, `E'…'`, `U&'…'`, `$tag$…$tag$`):
+/// the offset just past it. None when no string constant starts there or it does not end.
+pub fn string_constant_end(text: &[u8], at: usize) -> Option<usize> {
+    let rest = text.get(at..)?;
+    let prefix = match rest {
+        [b'E' | b'e', b'\'', ..] => 1,
+        [b'U' | b'u', b'&', b'\'', ..] => 2,
+        [b'\'' | b'$', ..] => 0,
+        _ => return None,
+    };
+    let mut lexer = Lexer::new();
+    let mut opened = false;
+    for (i, &b) in rest.iter().enumerate() {
+        lexer.feed(&[b]);
+        let inside = lexer.mode != Mode::Code || lexer.pending_dollar.is_some();
+        if inside {
+            opened = true;
+        } else if opened {
+            // `'it''s'` is one constant: a quote right after the closing one continues it.
+            let quoted = rest[prefix] == b'\'';
+            if !(quoted && rest.get(i + 1) == Some(&b'\'')) {
+                return Some(at + i + 1);
+            }
+        } else if i >= prefix {
+            return None;
+        }
+    }
+    None
+}
+
 /// Text written for `standard_conforming_strings = off` in the form that means the same with
 /// it on: every plain `'…'` literal (where a backslash escapes) becomes `E'…'`. Literals that
 /// already have a prefix (`E`, `B`, `X`, `N`, `U&`), quoted identifiers, dollar quotes and

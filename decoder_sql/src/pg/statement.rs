@@ -34,6 +34,23 @@ pub struct ActiveStatement {
     /// Whether it is GRANT/REVOKE, ALTER … OWNER, COMMENT or SECURITY LABEL on a large object
     /// (large objects are not decoded).
     pub large_object: bool,
+    /// For statements on roles (which event triggers never see): how they replay.
+    pub role_replay: Option<RoleReplay>,
+}
+
+/// How a statement on roles replays. Roles are shared by every database of a cluster, and a
+/// restore usually runs in a cluster that has roles of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleReplay {
+    /// CREATE ROLE/USER/GROUP of the role named: replayed only where no such role exists.
+    CreateIfMissing(String),
+    /// Replayed as written (passwords removed): ALTER ROLE with options other than a
+    /// password, GRANT/REVOKE of roles, ALTER ROLE … RENAME, ALTER ROLE … SET.
+    AsWritten,
+    /// Not replayed: DROP ROLE (a restore never drops roles), a password-only ALTER ROLE
+    /// (passwords come with the globals snapshots), ALTER ROLE … IN DATABASE … SET (the
+    /// target's database may have another name; the globals snapshots carry it).
+    Not,
 }
 
 /// The statement the active portal is running, if any: the top-level statement the client
@@ -93,6 +110,7 @@ pub unsafe fn statement_of(
             return None;
         }
         let tag = String::from_utf8_lossy(command_tag(planned)?).into_owned();
+        let (role_replay, created_role) = role_replay(utility);
         let source = CStr::from_ptr(source).to_bytes();
         let start = usize::try_from((*planned).stmt_location)
             .unwrap_or(0)
@@ -103,7 +121,22 @@ pub unsafe fn statement_of(
         } else {
             (start + len).min(source.len())
         };
-        let (text, spelling) = super::server_text::read(&source[start..end]);
+        // A created role's name is read with the statement, so both have one spelling.
+        let mut bytes = source[start..end].to_vec();
+        if let Some(name) = created_role {
+            bytes.push(0);
+            bytes.extend_from_slice(name);
+        }
+        let (mut text, spelling) = super::server_text::read(&bytes);
+        let role_replay = match role_replay {
+            Some(RoleReplay::CreateIfMissing(_)) => {
+                let at = text.rfind('\0').expect("invariant: the name follows a NUL");
+                let name = text[at + 1..].to_owned();
+                text.truncate(at);
+                Some(RoleReplay::CreateIfMissing(name))
+            }
+            other => other,
+        };
         let table_as = if (*utility).type_ == pg_sys::NodeTag::T_CreateTableAsStmt {
             let ctas = utility.cast::<pg_sys::CreateTableAsStmt>();
             let into = (*ctas).into;
@@ -127,7 +160,57 @@ pub unsafe fn statement_of(
             detaches,
             temporary: names_only_temporary(utility),
             large_object: on_large_object(utility),
+            role_replay,
         })
+    }
+}
+
+/// How a statement on roles replays, and the name of the role a CREATE ROLE creates.
+///
+/// # Safety
+/// `utility` is a valid utility statement node.
+unsafe fn role_replay<'a>(utility: *mut pg_sys::Node) -> (Option<RoleReplay>, Option<&'a [u8]>) {
+    // SAFETY: each cast follows the node's tag; option lists hold DefElem nodes, whose names
+    // are NUL-terminated strings; these node layouts are the same in every supported major.
+    unsafe {
+        match (*utility).type_ {
+            pg_sys::NodeTag::T_CreateRoleStmt => {
+                let role = (*utility.cast::<pg_sys::CreateRoleStmt>()).role;
+                if role.is_null() {
+                    return (Some(RoleReplay::Not), None);
+                }
+                let name = CStr::from_ptr(role).to_bytes();
+                (Some(RoleReplay::CreateIfMissing(String::new())), Some(name))
+            }
+            pg_sys::NodeTag::T_AlterRoleStmt => {
+                let options = (*utility.cast::<pg_sys::AlterRoleStmt>()).options;
+                let count = if options.is_null() { 0 } else { (*options).length };
+                let others = (0..usize::try_from(count).unwrap_or(0))
+                    .filter(|&i| {
+                        let def = (*(*options).elements.add(i)).ptr_value.cast::<pg_sys::DefElem>();
+                        def.is_null()
+                            || (*def).defname.is_null()
+                            || CStr::from_ptr((*def).defname).to_bytes() != b"password"
+                    })
+                    .count();
+                let replay = if others == 0 { RoleReplay::Not } else { RoleReplay::AsWritten };
+                (Some(replay), None)
+            }
+            pg_sys::NodeTag::T_AlterRoleSetStmt => {
+                let in_database = !(*utility.cast::<pg_sys::AlterRoleSetStmt>()).database.is_null();
+                let replay = if in_database { RoleReplay::Not } else { RoleReplay::AsWritten };
+                (Some(replay), None)
+            }
+            pg_sys::NodeTag::T_DropRoleStmt => (Some(RoleReplay::Not), None),
+            pg_sys::NodeTag::T_GrantRoleStmt => (Some(RoleReplay::AsWritten), None),
+            pg_sys::NodeTag::T_RenameStmt
+                if (*utility.cast::<pg_sys::RenameStmt>()).renameType
+                    == pg_sys::ObjectType::OBJECT_ROLE =>
+            {
+                (Some(RoleReplay::AsWritten), None)
+            }
+            _ => (None, None),
+        }
     }
 }
 
