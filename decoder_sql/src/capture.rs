@@ -12,7 +12,7 @@ use crate::pg::channel;
 use crate::pg::event_trigger::Event;
 use crate::pg::server_text::ServerText;
 use crate::pg::statement::{
-    ActiveStatement, RoleReplay, active_statement, creating_extension,
+    ActiveStatement, GlobalReplay, active_statement, creating_extension,
     standard_conforming_strings,
 };
 use crate::pg::utility_hook;
@@ -183,6 +183,11 @@ const NOT_SEEN_BY_EVENT_TRIGGERS: &[&str] = &[
     "ALTER ROLE",
     "GRANT ROLE",
     "REVOKE ROLE",
+    "CREATE TABLESPACE",
+    "ALTER TABLESPACE",
+    // Only on tablespaces: event triggers see those on objects of the database.
+    "GRANT",
+    "REVOKE",
 ];
 
 /// Whether [`utility_completed`] is needed after a statement with this command tag.
@@ -197,8 +202,10 @@ pub fn utility_completed(stmt: &ActiveStatement) {
     if !wants_completed(stmt.tag.as_bytes()) || creating_extension() {
         return;
     }
-    if matches!(stmt.role_replay, Some(RoleReplay::Not)) {
-        return;
+    match &stmt.global_replay {
+        Some(GlobalReplay::Not) => return,
+        None if matches!(stmt.tag.as_str(), "GRANT" | "REVOKE") => return,
+        _ => {}
     }
     // Only where the capture is installed and running.
     let enabled = pgrx::Spi::get_one::<bool>(
@@ -208,9 +215,13 @@ pub fn utility_completed(stmt: &ActiveStatement) {
     if !matches!(enabled, Ok(Some(true))) {
         return;
     }
+    if let Some(GlobalReplay::CreateTablespace(name)) = &stmt.global_replay {
+        create_tablespace_completed(name, stmt.spelling);
+        return;
+    }
     let text = in_stream_strings(stmt.text.clone());
-    let text = match &stmt.role_replay {
-        None | Some(RoleReplay::Not) => text,
+    let text = match &stmt.global_replay {
+        None | Some(GlobalReplay::Not | GlobalReplay::CreateTablespace(_)) => text,
         Some(replay) => {
             let Ok(text) = sqlgen::ddl::without_passwords(&text) else {
                 let marker = text_rows(
@@ -227,7 +238,7 @@ pub fn utility_completed(stmt: &ActiveStatement) {
                 return;
             };
             match replay {
-                RoleReplay::CreateIfMissing(name) => {
+                GlobalReplay::CreateRoleIfMissing(name) => {
                     sqlgen::ddl::create_role_if_missing(&text, name)
                 }
                 _ => text,
@@ -241,6 +252,23 @@ pub fn utility_completed(stmt: &ActiveStatement) {
         &[DatumWithOid::from(text)],
     );
     emit_all(&messages);
+}
+
+/// A created tablespace, as the catalog has it, into the stream outside any transaction:
+/// CREATE TABLESPACE cannot run inside one, so it is written where it can replay on its own.
+fn create_tablespace_completed(name: &str, spelling: crate::pg::server_text::Spelling) {
+    let statement = text_rows(
+        "SELECT pg_catalog.format('CREATE TABLESPACE %I OWNER %I LOCATION %L%s;',
+                spcname, pg_catalog.pg_get_userbyid(spcowner),
+                pg_catalog.pg_tablespace_location(oid),
+                CASE WHEN spcoptions IS NULL THEN ''
+                     ELSE ' WITH (' || pg_catalog.array_to_string(spcoptions, ', ') || ')' END)
+           FROM pg_catalog.pg_tablespace WHERE spcname = $1",
+        &[DatumWithOid::from(ServerText::new(name.to_owned(), spelling))],
+    );
+    for s in statement {
+        channel::emit_outside_transactions(DEFAULT_DDL_PREFIX, s.as_bytes());
+    }
 }
 
 /// The text of the statement being executed, if it is the command `command_tag` (the event

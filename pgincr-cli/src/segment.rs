@@ -53,6 +53,13 @@ pub enum Event {
         xid: u32,
         at: Location,
     },
+    /// A statement decoder_sql wrote outside transactions because it cannot run inside one
+    /// (CREATE TABLESPACE), with the LSN of its WAL record.
+    OutsideStatement {
+        at: Location,
+        lsn: Lsn,
+        statement: String,
+    },
     /// A statement outside any transaction (not written by decoder_sql's transaction
     /// output); it is reported, never applied.
     Stray {
@@ -83,6 +90,9 @@ pub enum Step {
     Body(LineShape),
     /// The COMMIT line of the open transaction.
     Commit,
+    /// A statement decoder_sql wrote outside transactions, with its LSN
+    /// (`sqlgen::txn::render_outside`).
+    OutsideStatement { lsn: Lsn },
     /// A statement outside any transaction (reported, never applied).
     Stray,
     /// The COMMIT of a transaction whose BEGIN is in an earlier file.
@@ -216,6 +226,10 @@ impl Parser {
         if content.trim().is_empty() || content.starts_with("--") {
             return Ok(Step::Outside);
         }
+        // Recognised even first in a file: it is one line, written between transactions.
+        if let Some((_, lsn)) = sqlgen::txn::parse_outside(content) {
+            return Ok(Step::OutsideStatement { lsn });
+        }
         if !self.started {
             self.continuation_lines += 1;
             if content.starts_with("COMMIT;") {
@@ -262,6 +276,11 @@ impl Parser {
                     begin,
                 }))
             }
+            Step::OutsideStatement { lsn } => Some(Event::OutsideStatement {
+                at,
+                lsn,
+                statement: content.to_owned(),
+            }),
             Step::Stray => Some(Event::Stray {
                 at,
                 line: content.to_owned(),
@@ -427,6 +446,8 @@ pub struct Summary {
     pub repeated: u64,
     pub superseded: u64,
     pub strays: u64,
+    /// Statements written outside transactions (CREATE TABLESPACE).
+    pub outside_statements: u64,
     /// UPDATEs and DELETEs decoder_sql skipped for want of a replica identity (its
     /// `-- decoder_sql: skipped …` comments), in transactions whose COMMIT is in the input.
     pub skipped_changes: u64,
@@ -527,6 +548,10 @@ pub fn summarize(files: Vec<(PathBuf, String)>) -> Result<Summary> {
             }
             Some(Event::Superseded { .. }) => s.superseded += 1,
             Some(Event::Stray { .. }) => s.strays += 1,
+            Some(Event::OutsideStatement { .. }) => {
+                s.outside_statements += 1;
+                s.complete_bytes = bytes;
+            }
             None => {
                 if !parser.in_transaction() && parser.started {
                     s.complete_bytes = bytes;

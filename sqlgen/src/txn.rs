@@ -42,6 +42,26 @@ pub fn render_commit(out: &mut Vec<u8>, info: Option<&TxnInfo>) {
     }
 }
 
+/// What ends a statement written outside any transaction (one that cannot run inside one,
+/// such as CREATE TABLESPACE), before the LSN of the WAL record that carried it:
+/// `CREATE TABLESPACE … ; -- decoder_sql: outside transactions lsn=0/1A2B3C8`.
+pub const OUTSIDE_MARK: &str = "; -- decoder_sql: outside transactions lsn=";
+
+/// A one-line statement (without its `;`) to run outside any transaction.
+pub fn render_outside(out: &mut Vec<u8>, statement: &[u8], lsn: Lsn) {
+    out.extend_from_slice(statement);
+    out.extend_from_slice(OUTSIDE_MARK.as_bytes());
+    out.extend_from_slice(lsn.to_string().as_bytes());
+}
+
+/// The statement (with its `;`) and LSN of a line [`render_outside`] wrote; `None` for any
+/// other line.
+pub fn parse_outside(line: &str) -> Option<(&str, Lsn)> {
+    let at = line.rfind(OUTSIDE_MARK)?;
+    let lsn = line[at + OUTSIDE_MARK.len()..].trim_end().parse().ok()?;
+    Some((&line[..=at], lsn))
+}
+
 /// Reads the annotation of a `BEGIN; -- ...` line; `None` for any other line.
 pub fn parse_begin(line: &str) -> Option<TxnInfo> {
     let rest = line.strip_prefix("BEGIN; -- ")?;
@@ -150,6 +170,23 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outside_lines_round_trip() {
+        let mut out = Vec::new();
+        render_outside(&mut out, b"CREATE TABLESPACE \"t;s\" OWNER o LOCATION '/x'", Lsn(0x1_0000_00A0));
+        let line = String::from_utf8(out).unwrap();
+        assert_eq!(
+            line,
+            "CREATE TABLESPACE \"t;s\" OWNER o LOCATION '/x'; -- decoder_sql: outside transactions lsn=1/A0"
+        );
+        assert_eq!(
+            parse_outside(&line),
+            Some(("CREATE TABLESPACE \"t;s\" OWNER o LOCATION '/x';", Lsn(0x1_0000_00A0)))
+        );
+        assert_eq!(parse_outside("SELECT 1; -- decoder_sql: outside transactions lsn=x"), None);
+        assert_eq!(parse_outside("COMMIT; -- xid=1 end_lsn=0/1"), None);
+    }
 
     #[test]
     fn pg_epoch_is_2000() {

@@ -207,8 +207,9 @@ unsafe extern "C-unwind" fn decode_message(
         let msg = Message {
             transactional,
             // The reorder buffer hands a transactional message over with the top-level
-            // transaction it belongs to (its changes replay as one).
-            xid: if transactional && !txn.is_null() {
+            // transaction it belongs to (its changes replay as one); another one with the
+            // transaction that wrote it, if it had an xid.
+            xid: if !txn.is_null() {
                 u32::from((*txn).xid)
             } else {
                 0

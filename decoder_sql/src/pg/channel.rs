@@ -81,6 +81,16 @@ fn load_or_create(path: &std::path::Path) -> std::result::Result<[u8; KEY_LEN], 
 /// Writes `content` into the WAL as a transactional logical message the plugin executes: its
 /// prefix is `ddl_prefix` with the tag of `content` in this transaction.
 pub fn emit(ddl_prefix: &str, content: &[u8]) {
+    emit_as(ddl_prefix, content, true);
+}
+
+/// Like [`emit`], as a message the plugin writes at once, outside any transaction of the
+/// stream, for a statement that cannot run inside one. Still tagged for this transaction.
+pub fn emit_outside_transactions(ddl_prefix: &str, content: &[u8]) {
+    emit_as(ddl_prefix, content, false);
+}
+
+fn emit_as(ddl_prefix: &str, content: &[u8], transactional: bool) {
     let key = match key() {
         Ok(key) => key,
         Err(e) => pgrx::error!("decoder_sql: the capture channel has no key: {e}"),
@@ -92,5 +102,5 @@ pub fn emit(ddl_prefix: &str, content: &[u8]) {
     let prefix = sqlgen::channel::signed_prefix(key, ddl_prefix, u32::from(xid), content);
     let prefix = std::ffi::CString::new(prefix).expect("hex digits and the DDL prefix");
     // SAFETY: both buffers are valid for the call; the message is copied into the WAL record.
-    unsafe { super::compat::log_logical_message(prefix.as_c_str(), content) };
+    unsafe { super::compat::log_logical_message(prefix.as_c_str(), content, transactional) };
 }

@@ -235,12 +235,12 @@ unsafe extern "C-unwind" {
     ) -> pg_sys::XLogRecPtr;
 }
 
-/// `LogLogicalMessage(prefix, message, size, transactional = true)`: a message decoded in
-/// order with the transaction's changes, written to the WAL at commit like them.
+/// `LogLogicalMessage(prefix, message, size, transactional)`: a transactional message is
+/// decoded in order with the transaction's changes, at its commit; another one at once.
 ///
 /// # Safety
 /// Called inside a transaction that may write.
-pub unsafe fn log_logical_message(prefix: &std::ffi::CStr, message: &[u8]) {
+pub unsafe fn log_logical_message(prefix: &std::ffi::CStr, message: &[u8], transactional: bool) {
     // SAFETY: both buffers are valid for the call, which copies them into a WAL record; an
     // ERROR raised inside becomes a Rust panic at the guarded boundary.
     unsafe {
@@ -250,7 +250,7 @@ pub unsafe fn log_logical_message(prefix: &std::ffi::CStr, message: &[u8]) {
                 prefix.as_ptr(),
                 message.as_ptr().cast(),
                 message.len(),
-                true,
+                transactional,
             );
             #[cfg(not(any(
                 feature = "pg13",
@@ -262,7 +262,7 @@ pub unsafe fn log_logical_message(prefix: &std::ffi::CStr, message: &[u8]) {
                 prefix.as_ptr(),
                 message.as_ptr().cast(),
                 message.len(),
-                true,
+                transactional,
                 false,
             );
         })

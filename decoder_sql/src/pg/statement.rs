@@ -34,22 +34,28 @@ pub struct ActiveStatement {
     /// Whether it is GRANT/REVOKE, ALTER … OWNER, COMMENT or SECURITY LABEL on a large object
     /// (large objects are not decoded).
     pub large_object: bool,
-    /// For statements on roles (which event triggers never see): how they replay.
-    pub role_replay: Option<RoleReplay>,
+    /// For statements on roles and tablespaces (which event triggers never see): how they
+    /// replay.
+    pub global_replay: Option<GlobalReplay>,
 }
 
-/// How a statement on roles replays. Roles are shared by every database of a cluster, and a
-/// restore usually runs in a cluster that has roles of its own.
+/// How a statement on roles or tablespaces replays. Both are shared by every database of a
+/// cluster, and a restore usually runs in a cluster that has roles of its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RoleReplay {
+pub enum GlobalReplay {
     /// CREATE ROLE/USER/GROUP of the role named: replayed only where no such role exists.
-    CreateIfMissing(String),
+    CreateRoleIfMissing(String),
+    /// CREATE TABLESPACE of the tablespace named: written from the catalog, outside any
+    /// transaction (it cannot run in one), and created at restore only where missing.
+    CreateTablespace(String),
     /// Replayed as written (passwords removed): ALTER ROLE with options other than a
-    /// password, GRANT/REVOKE of roles, ALTER ROLE … RENAME, ALTER ROLE … SET.
+    /// password, GRANT/REVOKE of roles, ALTER ROLE … RENAME, ALTER ROLE … SET, ALTER
+    /// TABLESPACE, GRANT/REVOKE on tablespaces.
     AsWritten,
-    /// Not replayed: DROP ROLE (a restore never drops roles), a password-only ALTER ROLE
-    /// (passwords come with the globals snapshots), ALTER ROLE … IN DATABASE … SET (the
-    /// target's database may have another name; the globals snapshots carry it).
+    /// Not replayed: DROP ROLE and DROP TABLESPACE (a restore never drops them), a
+    /// password-only ALTER ROLE (passwords come with the globals snapshots), ALTER ROLE … IN
+    /// DATABASE … SET (the target's database may have another name; the globals snapshots
+    /// carry it).
     Not,
 }
 
@@ -110,7 +116,7 @@ pub unsafe fn statement_of(
             return None;
         }
         let tag = String::from_utf8_lossy(command_tag(planned)?).into_owned();
-        let (role_replay, created_role) = role_replay(utility);
+        let (global_replay, created_name) = global_replay(utility);
         let source = CStr::from_ptr(source).to_bytes();
         let start = usize::try_from((*planned).stmt_location)
             .unwrap_or(0)
@@ -121,19 +127,25 @@ pub unsafe fn statement_of(
         } else {
             (start + len).min(source.len())
         };
-        // A created role's name is read with the statement, so both have one spelling.
+        // A created object's name is read with the statement, so both have one spelling.
         let mut bytes = source[start..end].to_vec();
-        if let Some(name) = created_role {
+        if let Some(name) = created_name {
             bytes.push(0);
             bytes.extend_from_slice(name);
         }
         let (mut text, spelling) = super::server_text::read(&bytes);
-        let role_replay = match role_replay {
-            Some(RoleReplay::CreateIfMissing(_)) => {
-                let at = text.rfind('\0').expect("invariant: the name follows a NUL");
-                let name = text[at + 1..].to_owned();
-                text.truncate(at);
-                Some(RoleReplay::CreateIfMissing(name))
+        let mut take_name = || {
+            let at = text.rfind('\0').expect("invariant: the name follows a NUL");
+            let name = text[at + 1..].to_owned();
+            text.truncate(at);
+            name
+        };
+        let global_replay = match global_replay {
+            Some(GlobalReplay::CreateRoleIfMissing(_)) => {
+                Some(GlobalReplay::CreateRoleIfMissing(take_name()))
+            }
+            Some(GlobalReplay::CreateTablespace(_)) => {
+                Some(GlobalReplay::CreateTablespace(take_name()))
             }
             other => other,
         };
@@ -160,58 +172,91 @@ pub unsafe fn statement_of(
             detaches,
             temporary: names_only_temporary(utility),
             large_object: on_large_object(utility),
-            role_replay,
+            global_replay,
         })
     }
 }
 
-/// How a statement on roles replays, and the name of the role a CREATE ROLE creates.
+/// How a statement on roles or tablespaces replays, and the name of what a CREATE ROLE or
+/// CREATE TABLESPACE creates.
 ///
 /// # Safety
 /// `utility` is a valid utility statement node.
-unsafe fn role_replay<'a>(utility: *mut pg_sys::Node) -> (Option<RoleReplay>, Option<&'a [u8]>) {
+unsafe fn global_replay<'a>(
+    utility: *mut pg_sys::Node,
+) -> (Option<GlobalReplay>, Option<&'a [u8]>) {
+    use GlobalReplay::{AsWritten, CreateRoleIfMissing, CreateTablespace, Not};
+    let named = |name: *const std::ffi::c_char, replay: GlobalReplay| {
+        if name.is_null() {
+            (Some(Not), None)
+        } else {
+            // SAFETY: a NUL-terminated name from the parse tree.
+            (Some(replay), Some(unsafe { CStr::from_ptr(name) }.to_bytes()))
+        }
+    };
     // SAFETY: each cast follows the node's tag; option lists hold DefElem nodes, whose names
     // are NUL-terminated strings; these node layouts are the same in every supported major.
     unsafe {
         match (*utility).type_ {
-            pg_sys::NodeTag::T_CreateRoleStmt => {
-                let role = (*utility.cast::<pg_sys::CreateRoleStmt>()).role;
-                if role.is_null() {
-                    return (Some(RoleReplay::Not), None);
-                }
-                let name = CStr::from_ptr(role).to_bytes();
-                (Some(RoleReplay::CreateIfMissing(String::new())), Some(name))
-            }
+            pg_sys::NodeTag::T_CreateRoleStmt => named(
+                (*utility.cast::<pg_sys::CreateRoleStmt>()).role,
+                CreateRoleIfMissing(String::new()),
+            ),
+            pg_sys::NodeTag::T_CreateTableSpaceStmt => named(
+                (*utility.cast::<pg_sys::CreateTableSpaceStmt>()).tablespacename,
+                CreateTablespace(String::new()),
+            ),
             pg_sys::NodeTag::T_AlterRoleStmt => {
                 let options = (*utility.cast::<pg_sys::AlterRoleStmt>()).options;
                 let count = if options.is_null() { 0 } else { (*options).length };
                 let others = (0..usize::try_from(count).unwrap_or(0))
                     .filter(|&i| {
-                        let def = (*(*options).elements.add(i)).ptr_value.cast::<pg_sys::DefElem>();
+                        let def = (*(*options).elements.add(i))
+                            .ptr_value
+                            .cast::<pg_sys::DefElem>();
                         def.is_null()
                             || (*def).defname.is_null()
                             || CStr::from_ptr((*def).defname).to_bytes() != b"password"
                     })
                     .count();
-                let replay = if others == 0 { RoleReplay::Not } else { RoleReplay::AsWritten };
-                (Some(replay), None)
+                (Some(if others == 0 { Not } else { AsWritten }), None)
             }
             pg_sys::NodeTag::T_AlterRoleSetStmt => {
-                let in_database = !(*utility.cast::<pg_sys::AlterRoleSetStmt>()).database.is_null();
-                let replay = if in_database { RoleReplay::Not } else { RoleReplay::AsWritten };
-                (Some(replay), None)
+                let stmt = utility.cast::<pg_sys::AlterRoleSetStmt>();
+                (Some(if (*stmt).database.is_null() { AsWritten } else { Not }), None)
             }
-            pg_sys::NodeTag::T_DropRoleStmt => (Some(RoleReplay::Not), None),
-            pg_sys::NodeTag::T_GrantRoleStmt => (Some(RoleReplay::AsWritten), None),
-            pg_sys::NodeTag::T_RenameStmt
-                if (*utility.cast::<pg_sys::RenameStmt>()).renameType
-                    == pg_sys::ObjectType::OBJECT_ROLE =>
-            {
-                (Some(RoleReplay::AsWritten), None)
+            pg_sys::NodeTag::T_DropRoleStmt | pg_sys::NodeTag::T_DropTableSpaceStmt => {
+                (Some(Not), None)
+            }
+            pg_sys::NodeTag::T_GrantRoleStmt | pg_sys::NodeTag::T_AlterTableSpaceOptionsStmt => {
+                (Some(AsWritten), None)
+            }
+            pg_sys::NodeTag::T_RenameStmt => {
+                let kind = (*utility.cast::<pg_sys::RenameStmt>()).renameType;
+                global_kind(kind)
+            }
+            pg_sys::NodeTag::T_AlterOwnerStmt => {
+                let kind = (*utility.cast::<pg_sys::AlterOwnerStmt>()).objectType;
+                global_kind(kind)
+            }
+            pg_sys::NodeTag::T_GrantStmt => {
+                let grant = utility.cast::<pg_sys::GrantStmt>();
+                let on_tablespace = (*grant).targtype
+                    == pg_sys::GrantTargetType::ACL_TARGET_OBJECT
+                    && (*grant).objtype == pg_sys::ObjectType::OBJECT_TABLESPACE;
+                (on_tablespace.then_some(AsWritten), None)
             }
             _ => (None, None),
         }
     }
+}
+
+/// RENAME / OWNER TO of a role or tablespace replays as written; of anything else, it is
+/// not a statement on shared objects.
+fn global_kind<'a>(kind: pg_sys::ObjectType::Type) -> (Option<GlobalReplay>, Option<&'a [u8]>) {
+    let shared = kind == pg_sys::ObjectType::OBJECT_ROLE
+        || kind == pg_sys::ObjectType::OBJECT_TABLESPACE;
+    (shared.then_some(GlobalReplay::AsWritten), None)
 }
 
 /// Whether a CREATE TABLE is TEMP (or in pg_temp), an ALTER TABLE or CREATE INDEX names a

@@ -15,7 +15,7 @@ use sqlgen::statement::render_comment;
 pub const FORGED: &str = "decoder_sql: refused unauthenticated";
 
 pub fn on_message(out: &mut Output, state: &mut DecoderState, msg: &Message<'_>) {
-    let authenticity = if msg.transactional {
+    let authenticity = {
         let ddl_prefix = state.options.ddl_prefix.as_str();
         let tagged =
             msg.prefix.len() > ddl_prefix.len() && msg.prefix.starts_with(ddl_prefix.as_bytes());
@@ -27,9 +27,11 @@ pub fn on_message(out: &mut Output, state: &mut DecoderState, msg: &Message<'_>)
             Err(_) => None,
         };
         sqlgen::channel::check(key, ddl_prefix, msg.prefix, msg.xid, msg.content)
-    } else {
-        Authenticity::Other
     };
+    if !msg.transactional && authenticity == Authenticity::Authentic {
+        outside_transactions(out, state, msg);
+        return;
+    }
     state.buf.clear();
     if authenticity == Authenticity::Forged {
         let text = format!(
@@ -94,4 +96,27 @@ pub fn on_message(out: &mut Output, state: &mut DecoderState, msg: &Message<'_>)
         // Outside any transaction: no BEGIN, and not part of the transaction being decoded.
         out.write(&state.buf);
     }
+}
+
+/// An authentic message written outside transactions: one statement that cannot run inside
+/// one, on a line of its own marked with its LSN (`sqlgen::txn::render_outside`).
+fn outside_transactions(out: &mut Output, state: &mut DecoderState, msg: &Message<'_>) {
+    state.buf.clear();
+    let sql = msg.content.trim_ascii();
+    let one_line_statement = !sql.contains(&b'\n')
+        && sql.ends_with(b";")
+        && check_verbatim(sql) == Ok(Ending::Complete);
+    if one_line_statement {
+        let statement = sql[..sql.len() - 1].trim_ascii_end();
+        sqlgen::txn::render_outside(&mut state.buf, statement, msg.lsn);
+    } else {
+        let text = format!(
+            "decoder_sql: refused {} message at {}: not one statement on one line; not executed: {}",
+            state.options.ddl_prefix,
+            msg.lsn,
+            String::from_utf8_lossy(sql)
+        );
+        render_comment(&mut state.buf, text.as_bytes());
+    }
+    out.write(&state.buf);
 }

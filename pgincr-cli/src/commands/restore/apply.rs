@@ -46,6 +46,8 @@ pub struct ApplyOptions {
     pub copy_min_rows: u64,
     /// The source database's encoding (the segments hold text in it).
     pub source_encoding: String,
+    /// `--tablespace-map`: tablespaces the stream creates move from OLD to NEW.
+    pub tablespace_map: Vec<(String, String)>,
 }
 
 /// COPY data is handed to the connection in pieces of about this size.
@@ -279,6 +281,9 @@ impl Applier<'_> {
             let content = line.trim_end_matches(['\n', '\r']);
             match parser.step(line, &at).map_err(Error::Repository)? {
                 Step::Outside => {}
+                Step::OutsideStatement { lsn } => {
+                    self.outside_statement(content, lsn, &at).await?;
+                }
                 Step::Stray => {
                     tracing::warn!(
                         "{at}: statement outside any transaction not applied: {content}"
@@ -370,6 +375,38 @@ impl Applier<'_> {
         bar.finish_and_clear();
         self.stats.elapsed_secs = started.elapsed().as_secs_f64();
         Ok(())
+    }
+
+    /// A statement that cannot run inside a transaction (CREATE TABLESPACE), run on its own
+    /// once everything before it is applied. A tablespace the target already has is left as
+    /// it is, as the globals snapshots leave it.
+    async fn outside_statement(&mut self, content: &str, lsn: Lsn, at: &Location) -> Result<()> {
+        let Some((statement, _)) = sqlgen::txn::parse_outside(content) else {
+            return Ok(());
+        };
+        self.send_chunk().await?;
+        let statement = super::base::map_tablespace_locations(statement, &self.options.tablespace_map);
+        let statement = statement.trim();
+        match self.client.batch_execute(statement).await {
+            Ok(()) => {
+                self.stats.outside_statements += 1;
+                tracing::info!("{at}: {statement}");
+                Ok(())
+            }
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT) => {
+                tracing::info!("{at}: already present, left as it is: {statement}");
+                Ok(())
+            }
+            Err(e) => Err(Error::Apply {
+                location: at.to_string(),
+                end_lsn: lsn.to_string(),
+                message: format!(
+                    "{}; {statement} (a tablespace's directory can be moved with \
+                     --tablespace-map OLD=NEW)",
+                    crate::error::describe_pg_error(&e)
+                ),
+            }),
+        }
     }
 
     /// Whether the open transaction's lines are being applied.

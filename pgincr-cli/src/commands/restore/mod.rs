@@ -173,6 +173,7 @@ pub async fn run(command: impl Into<RestoreCommand>, bindir: Option<PathBuf>) ->
         server_version_num,
         copy_min_rows: args.copy_min_rows,
         source_encoding: base.server.encoding.clone(),
+        tablespace_map: args.tablespace_map.clone(),
     };
     let stats = apply::apply_changes(&client, &origin_name, selection, files, options).await?;
     let seqs = sequences::sync_owned_sequences(&client, &stats.sequences).await?;

@@ -23,6 +23,8 @@ pub struct ApplyStats {
     pub bytes: u64,
     /// Rows loaded with COPY (runs of INSERTs into one table).
     pub copied_rows: u64,
+    /// Statements run outside transactions (tablespaces created).
+    pub outside_statements: u64,
     /// End LSN and commit time of the last transaction applied.
     pub last: Option<(Lsn, i64)>,
     /// The restore stopped at the target point (a later transaction exists).
@@ -47,6 +49,12 @@ impl ApplyStats {
             println!(
                 "{} row(s) of runs of INSERTs into one table were loaded with COPY",
                 self.copied_rows
+            );
+        }
+        if self.outside_statements > 0 {
+            println!(
+                "{} tablespace(s) created from the stream",
+                self.outside_statements
             );
         }
         let file = reject_file.map_or(String::new(), |f| format!(" ({})", f.display()));
