@@ -185,9 +185,11 @@ const NOT_SEEN_BY_EVENT_TRIGGERS: &[&str] = &[
     "REVOKE ROLE",
     "CREATE TABLESPACE",
     "ALTER TABLESPACE",
-    // Only on tablespaces: event triggers see those on objects of the database.
+    "ALTER DATABASE",
+    // Only on tablespaces, roles and the database: event triggers see the others.
     "GRANT",
     "REVOKE",
+    "COMMENT",
 ];
 
 /// Whether [`utility_completed`] is needed after a statement with this command tag.
@@ -204,7 +206,7 @@ pub fn utility_completed(stmt: &ActiveStatement) {
     }
     match &stmt.global_replay {
         Some(GlobalReplay::Not) => return,
-        None if matches!(stmt.tag.as_str(), "GRANT" | "REVOKE") => return,
+        None if matches!(stmt.tag.as_str(), "GRANT" | "REVOKE" | "COMMENT") => return,
         _ => {}
     }
     // Only where the capture is installed and running.
@@ -224,22 +226,25 @@ pub fn utility_completed(stmt: &ActiveStatement) {
         None | Some(GlobalReplay::Not | GlobalReplay::CreateTablespace(_)) => text,
         Some(replay) => {
             let Ok(text) = sqlgen::ddl::without_passwords(&text) else {
-                let marker = text_rows(
-                    "SELECT decoder_sql.record_uncaptured($1, $2)",
-                    &[
-                        DatumWithOid::from(stmt.tag.as_str()),
-                        DatumWithOid::from(
-                            "its PASSWORD option could not be told apart from the rest of the \
-                             statement, which is therefore not written",
-                        ),
-                    ],
+                uncaptured(
+                    &stmt.tag,
+                    "its PASSWORD option could not be told apart from the rest of the \
+                     statement, which is therefore not written",
                 );
-                emit_all(&marker);
                 return;
             };
             match replay {
                 GlobalReplay::CreateRoleIfMissing(name) => {
                     sqlgen::ddl::create_role_if_missing(&text, name)
+                }
+                GlobalReplay::OnThisDatabase(name) => {
+                    match sqlgen::ddl::on_current_database(&text, name) {
+                        Some(sql) => sql,
+                        None => {
+                            uncaptured(&stmt.tag, "the database's name was not found in it");
+                            return;
+                        }
+                    }
                 }
                 _ => text,
             }
@@ -254,17 +259,32 @@ pub fn utility_completed(stmt: &ActiveStatement) {
     emit_all(&messages);
 }
 
+/// Records a statement that cannot be written (`decoder_sql.record_uncaptured`), and writes
+/// its marker into the stream.
+fn uncaptured(tag: &str, reason: &str) {
+    let marker = text_rows(
+        "SELECT decoder_sql.record_uncaptured($1, $2)",
+        &[DatumWithOid::from(tag), DatumWithOid::from(reason)],
+    );
+    emit_all(&marker);
+}
+
 /// A created tablespace, as the catalog has it, into the stream outside any transaction:
 /// CREATE TABLESPACE cannot run inside one, so it is written where it can replay on its own.
 fn create_tablespace_completed(name: &str, spelling: crate::pg::server_text::Spelling) {
     let statement = text_rows(
         "SELECT pg_catalog.format('CREATE TABLESPACE %I OWNER %I LOCATION %L%s;',
                 spcname, pg_catalog.pg_get_userbyid(spcowner),
-                pg_catalog.pg_tablespace_location(oid),
+                -- An in-place tablespace (allow_in_place_tablespaces) has LOCATION ''.
+                CASE WHEN pg_catalog.pg_tablespace_location(oid) ~ '^pg_tblspc/' THEN ''
+                     ELSE pg_catalog.pg_tablespace_location(oid) END,
                 CASE WHEN spcoptions IS NULL THEN ''
                      ELSE ' WITH (' || pg_catalog.array_to_string(spcoptions, ', ') || ')' END)
            FROM pg_catalog.pg_tablespace WHERE spcname = $1",
-        &[DatumWithOid::from(ServerText::new(name.to_owned(), spelling))],
+        &[DatumWithOid::from(ServerText::new(
+            name.to_owned(),
+            spelling,
+        ))],
     );
     for s in statement {
         channel::emit_outside_transactions(DEFAULT_DDL_PREFIX, s.as_bytes());

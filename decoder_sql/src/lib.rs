@@ -24,7 +24,7 @@ pub extern "C-unwind" fn _PG_init() {
 
 /// Version of the SQL stream format this library writes (see docs/format.md). A reader refuses
 /// streams of a newer major version than it knows.
-pub const FORMAT_VERSION: i32 = 3;
+pub const FORMAT_VERSION: i32 = 4;
 
 /// `decoder_sql.format_version()`: the stream format version written by the installed plugin.
 #[pgrx::pg_extern(immutable, parallel_safe)]

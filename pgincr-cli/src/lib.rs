@@ -5,6 +5,7 @@ pub mod chain;
 pub mod cli;
 pub mod commands;
 pub mod conninfo;
+pub mod database;
 pub mod error;
 pub mod globals;
 pub mod logging;

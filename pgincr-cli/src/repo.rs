@@ -80,6 +80,10 @@ pub struct ServerInfo {
     pub lc_ctype: String,
     pub extensions: Vec<Extension>,
     pub decoder_sql_format_version: i32,
+    /// The database's owner, privileges, settings and comment (bases taken before they were
+    /// recorded have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<crate::database::DatabaseProperties>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

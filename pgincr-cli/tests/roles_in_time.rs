@@ -138,6 +138,21 @@ async fn an_application_role_migrates_with_roles_made_after_the_base() {
     assert_eq!(location, moved.display().to_string());
 }
 
+/// Owner, privileges, settings (but decoder_sql's preload) and comment of the database.
+async fn database_properties(client: &Client) -> String {
+    query_text(
+        client,
+        "SELECT concat_ws(E'\n', pg_get_userbyid(d.datdba), d.datacl::text,
+                shobj_description(d.oid, 'pg_database'),
+                (SELECT string_agg(coalesce(r.rolname, '*') || ': ' || c, E'\n' ORDER BY 1)
+                   FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole,
+                        unnest(s.setconfig) c
+                  WHERE s.setdatabase = d.oid AND c NOT LIKE '%preload_libraries%'))
+           FROM pg_database d WHERE d.datname = current_database()",
+    )
+    .await
+}
+
 /// The whole repository as text: every segment, decompressed, and the base's globals.
 fn repository_text(repo: &std::path::Path) -> String {
     let out = std::process::Command::new("bash")
@@ -159,7 +174,10 @@ fn repository_text(repo: &std::path::Path) -> String {
 async fn short_lived_roles_and_session_user_replay_from_the_stream() {
     let (cluster, source, repo) = initialised(
         "CREATE ROLE app_owner LOGIN CREATEROLE;
-         CREATE SCHEMA shop AUTHORIZATION app_owner;",
+         CREATE SCHEMA shop AUTHORIZATION app_owner;
+         GRANT CREATE ON DATABASE postgres TO app_owner;
+         ALTER DATABASE postgres SET work_mem = '3MB';
+         COMMENT ON DATABASE postgres IS 'the shop''s database';",
     )
     .await;
     let repo_s = repo.to_str().unwrap();
@@ -218,6 +236,16 @@ async fn short_lived_roles_and_session_user_replay_from_the_stream() {
         .batch_execute("DROP TABLESPACE mid_space_renamed")
         .await
         .unwrap();
+    // The database's own privileges and settings, naming a role made after the base.
+    admin
+        .batch_execute(
+            "GRANT TEMPORARY ON DATABASE postgres TO shop_admin WITH GRANT OPTION;
+             ALTER DATABASE postgres SET statement_timeout = '1h';
+             ALTER ROLE shop_admin IN DATABASE postgres SET search_path = shop, public;
+             ALTER DATABASE postgres RESET work_mem;",
+        )
+        .await
+        .unwrap();
     // SESSION_USER after SET ROLE: the grant goes to the session's login role.
     app.batch_execute(
         "SET ROLE shop_admin;
@@ -264,6 +292,10 @@ async fn short_lived_roles_and_session_user_replay_from_the_stream() {
         database_contents(&restored).await,
     );
     assert!(a == b, "contents differ:\n{}", line_diff(&a, &b));
+    assert_eq!(
+        database_properties(&source).await,
+        database_properties(&restored).await
+    );
     // A restore creates roles but never drops them.
     let kept = query_text(
         &restored,

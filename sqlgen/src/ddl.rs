@@ -135,9 +135,9 @@ pub fn without_passwords(text: &str) -> Result<String, PasswordNotRemovable> {
     let is_word_at = |i: usize, word: &str| {
         bytes.len() >= i + word.len()
             && bytes[i..i + word.len()].eq_ignore_ascii_case(word.as_bytes())
-            && bytes
-                .get(i + word.len())
-                .is_none_or(|&b| !(b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80))
+            && bytes.get(i + word.len()).is_none_or(|&b| {
+                !(b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80)
+            })
     };
     let mut out = String::with_capacity(text.len());
     let mut copied = 0;
@@ -203,22 +203,110 @@ pub fn create_role_if_missing(statement: &str, role: &str) -> String {
     format!("DO {};", dollar_quoted(&body))
 }
 
+/// A statement on the database it runs in (`GRANT … ON DATABASE d`, `ALTER DATABASE d SET …`,
+/// `ALTER DATABASE d OWNER TO …`, `COMMENT ON DATABASE d …`) made to act on whatever database
+/// replays it, which may have another name: the name after `DATABASE` is replaced with
+/// `pg_catalog.current_database()` in a `DO` block. None when no `DATABASE <database>` is
+/// found in the text.
+pub fn on_current_database(statement: &str, database: &str) -> Option<String> {
+    use crate::lexer::{keyword_positions, name_end};
+    let bytes = statement.as_bytes();
+    let (start, end) = keyword_positions(bytes, "DATABASE")
+        .into_iter()
+        .find_map(|at| {
+            let after = at + "DATABASE".len();
+            let start = after + (statement[after..].len() - statement[after..].trim_start().len());
+            let end = name_end(bytes, start)?;
+            (identifier_value(&statement[start..end]) == database).then_some((start, end))
+        })?;
+    let rest = statement[end..].trim_end();
+    let mut rest = rest.strip_suffix(';').unwrap_or(rest).to_owned();
+    if rest
+        .rsplit('\n')
+        .next()
+        .is_some_and(|last| last.contains("--"))
+    {
+        rest.push('\n'); // a trailing comment must not swallow what follows
+    }
+    let template = format!(
+        "{}%I{}",
+        statement[..start].replace('%', "%%"),
+        rest.replace('%', "%%")
+    );
+    let mut literal = Vec::new();
+    crate::literal::push_quoted(&mut literal, template.as_bytes());
+    let literal = String::from_utf8(literal).expect("invariant: quoting keeps UTF-8");
+    let body =
+        format!("BEGIN EXECUTE pg_catalog.format({literal}, pg_catalog.current_database()); END");
+    Some(format!("DO {};", dollar_quoted(&body)))
+}
+
+/// The name an identifier as written stands for: `"A""b"` is `A"b`, `Ab` is `ab`.
+fn identifier_value(written: &str) -> String {
+    match written.strip_prefix('"').and_then(|w| w.strip_suffix('"')) {
+        Some(quoted) => quoted.replace("\"\"", "\""),
+        None => written.to_ascii_lowercase(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn statements_on_this_database_name_the_replaying_one() {
+        assert_eq!(
+            on_current_database("GRANT CREATE ON DATABASE regression TO app", "regression")
+                .as_deref(),
+            Some(
+                "DO $decoder_sql$BEGIN EXECUTE pg_catalog.format('GRANT CREATE ON DATABASE %I TO app', pg_catalog.current_database()); END$decoder_sql$;"
+            )
+        );
+        assert_eq!(
+            on_current_database("alter database \"My\"\"Db\" set x.y = '50%';", "My\"Db")
+                .as_deref(),
+            Some(
+                "DO $decoder_sql$BEGIN EXECUTE pg_catalog.format('alter database %I set x.y = ''50%%''', pg_catalog.current_database()); END$decoder_sql$;"
+            )
+        );
+        // Another database, or none named: nothing to rewrite.
+        assert_eq!(
+            on_current_database("GRANT CREATE ON DATABASE other TO app", "regression"),
+            None
+        );
+        assert_eq!(
+            on_current_database("COMMENT ON DATABASE Regression IS 'x'", "Regression"),
+            None
+        );
+    }
+
+    #[test]
     fn passwords_are_removed_from_role_statements() {
         let cases = [
-            ("CREATE ROLE a LOGIN PASSWORD 'x''y' VALID UNTIL 'infinity'", "CREATE ROLE a LOGIN VALID UNTIL 'infinity'"),
-            ("create user a with encrypted password E'se\\'cret' createdb;", "create user a with createdb;"),
+            (
+                "CREATE ROLE a LOGIN PASSWORD 'x''y' VALID UNTIL 'infinity'",
+                "CREATE ROLE a LOGIN VALID UNTIL 'infinity'",
+            ),
+            (
+                "create user a with encrypted password E'se\\'cret' createdb;",
+                "create user a with createdb;",
+            ),
             ("ALTER ROLE a WITH PASSWORD NULL", "ALTER ROLE a WITH"),
             ("ALTER ROLE a PASSWORD $p$s$p$ LOGIN", "ALTER ROLE a LOGIN"),
-            ("ALTER USER a UNENCRYPTED PASSWORD U&'d\\0061t'", "ALTER USER a"),
+            (
+                "ALTER USER a UNENCRYPTED PASSWORD U&'d\\0061t'",
+                "ALTER USER a",
+            ),
             ("CREATE ROLE password PASSWORD 'x'", "CREATE ROLE password"),
             ("CREATE ROLE password;", "CREATE ROLE password;"),
-            ("ALTER ROLE \"PASSWORD\" LOGIN", "ALTER ROLE \"PASSWORD\" LOGIN"),
-            ("CREATE ROLE a /* password 'no' */ LOGIN", "CREATE ROLE a /* password 'no' */ LOGIN"),
+            (
+                "ALTER ROLE \"PASSWORD\" LOGIN",
+                "ALTER ROLE \"PASSWORD\" LOGIN",
+            ),
+            (
+                "CREATE ROLE a /* password 'no' */ LOGIN",
+                "CREATE ROLE a /* password 'no' */ LOGIN",
+            ),
         ];
         for (input, expected) in cases {
             assert_eq!(without_passwords(input).as_deref(), Ok(expected), "{input}");
@@ -228,7 +316,10 @@ mod tests {
             without_passwords("ALTER ROLE a PASSWORD /* c */ 'x'"),
             Err(PasswordNotRemovable)
         );
-        assert_eq!(without_passwords("ALTER ROLE a PASSWORD 'open"), Err(PasswordNotRemovable));
+        assert_eq!(
+            without_passwords("ALTER ROLE a PASSWORD 'open"),
+            Err(PasswordNotRemovable)
+        );
     }
 
     #[test]

@@ -174,7 +174,11 @@ mod tests {
     #[test]
     fn outside_lines_round_trip() {
         let mut out = Vec::new();
-        render_outside(&mut out, b"CREATE TABLESPACE \"t;s\" OWNER o LOCATION '/x'", Lsn(0x1_0000_00A0));
+        render_outside(
+            &mut out,
+            b"CREATE TABLESPACE \"t;s\" OWNER o LOCATION '/x'",
+            Lsn(0x1_0000_00A0),
+        );
         let line = String::from_utf8(out).unwrap();
         assert_eq!(
             line,
@@ -182,9 +186,15 @@ mod tests {
         );
         assert_eq!(
             parse_outside(&line),
-            Some(("CREATE TABLESPACE \"t;s\" OWNER o LOCATION '/x';", Lsn(0x1_0000_00A0)))
+            Some((
+                "CREATE TABLESPACE \"t;s\" OWNER o LOCATION '/x';",
+                Lsn(0x1_0000_00A0)
+            ))
         );
-        assert_eq!(parse_outside("SELECT 1; -- decoder_sql: outside transactions lsn=x"), None);
+        assert_eq!(
+            parse_outside("SELECT 1; -- decoder_sql: outside transactions lsn=x"),
+            None
+        );
         assert_eq!(parse_outside("COMMIT; -- xid=1 end_lsn=0/1"), None);
     }
 

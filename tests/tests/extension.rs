@@ -27,7 +27,7 @@ async fn create_and_drop_extension() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     db.batch_execute("DROP EXTENSION decoder_sql")
         .await
         .unwrap();

@@ -1,6 +1,7 @@
 //! The client statement being executed, as the portal running it sees it. Used by DDL capture
 //! to copy the exact text of a top-level DDL statement, even from a multi-statement query string.
 
+use super::compat;
 use super::server_text::Spelling;
 use pgrx::pg_sys;
 use std::ffi::CStr;
@@ -48,14 +49,18 @@ pub enum GlobalReplay {
     /// CREATE TABLESPACE of the tablespace named: written from the catalog, outside any
     /// transaction (it cannot run in one), and created at restore only where missing.
     CreateTablespace(String),
+    /// A statement on the database it runs in (GRANT … ON DATABASE, ALTER DATABASE … SET /
+    /// OWNER TO, ALTER ROLE … IN DATABASE … SET, COMMENT ON DATABASE; the database's name):
+    /// replayed on the database that replays it, whatever its name.
+    OnThisDatabase(String),
     /// Replayed as written (passwords removed): ALTER ROLE with options other than a
     /// password, GRANT/REVOKE of roles, ALTER ROLE … RENAME, ALTER ROLE … SET, ALTER
     /// TABLESPACE, GRANT/REVOKE on tablespaces.
     AsWritten,
-    /// Not replayed: DROP ROLE and DROP TABLESPACE (a restore never drops them), a
-    /// password-only ALTER ROLE (passwords come with the globals snapshots), ALTER ROLE … IN
-    /// DATABASE … SET (the target's database may have another name; the globals snapshots
-    /// carry it).
+    /// Not replayed: statements on other databases, ALTER DATABASE … RENAME / WITH / SET
+    /// TABLESPACE and settings of preload libraries (the target may not have them), DROP
+    /// ROLE and DROP TABLESPACE (a restore never drops them), a
+    /// password-only ALTER ROLE (passwords come with the globals snapshots).
     Not,
 }
 
@@ -147,6 +152,9 @@ pub unsafe fn statement_of(
             Some(GlobalReplay::CreateTablespace(_)) => {
                 Some(GlobalReplay::CreateTablespace(take_name()))
             }
+            Some(GlobalReplay::OnThisDatabase(_)) => {
+                Some(GlobalReplay::OnThisDatabase(take_name()))
+            }
             other => other,
         };
         let table_as = if (*utility).type_ == pg_sys::NodeTag::T_CreateTableAsStmt {
@@ -191,7 +199,10 @@ unsafe fn global_replay<'a>(
             (Some(Not), None)
         } else {
             // SAFETY: a NUL-terminated name from the parse tree.
-            (Some(replay), Some(unsafe { CStr::from_ptr(name) }.to_bytes()))
+            (
+                Some(replay),
+                Some(unsafe { CStr::from_ptr(name) }.to_bytes()),
+            )
         }
     };
     // SAFETY: each cast follows the node's tag; option lists hold DefElem nodes, whose names
@@ -208,7 +219,11 @@ unsafe fn global_replay<'a>(
             ),
             pg_sys::NodeTag::T_AlterRoleStmt => {
                 let options = (*utility.cast::<pg_sys::AlterRoleStmt>()).options;
-                let count = if options.is_null() { 0 } else { (*options).length };
+                let count = if options.is_null() {
+                    0
+                } else {
+                    (*options).length
+                };
                 let others = (0..usize::try_from(count).unwrap_or(0))
                     .filter(|&i| {
                         let def = (*(*options).elements.add(i))
@@ -223,7 +238,11 @@ unsafe fn global_replay<'a>(
             }
             pg_sys::NodeTag::T_AlterRoleSetStmt => {
                 let stmt = utility.cast::<pg_sys::AlterRoleSetStmt>();
-                (Some(if (*stmt).database.is_null() { AsWritten } else { Not }), None)
+                if (*stmt).database.is_null() {
+                    (Some(AsWritten), None)
+                } else {
+                    this_database(Some((*stmt).database.cast_const()))
+                }
             }
             pg_sys::NodeTag::T_DropRoleStmt | pg_sys::NodeTag::T_DropTableSpaceStmt => {
                 (Some(Not), None)
@@ -236,27 +255,96 @@ unsafe fn global_replay<'a>(
                 global_kind(kind)
             }
             pg_sys::NodeTag::T_AlterOwnerStmt => {
-                let kind = (*utility.cast::<pg_sys::AlterOwnerStmt>()).objectType;
-                global_kind(kind)
+                let stmt = utility.cast::<pg_sys::AlterOwnerStmt>();
+                if (*stmt).objectType == pg_sys::ObjectType::OBJECT_DATABASE {
+                    this_database(compat::string_node_value((*stmt).object))
+                } else {
+                    global_kind((*stmt).objectType)
+                }
+            }
+            pg_sys::NodeTag::T_CommentStmt => {
+                let stmt = utility.cast::<pg_sys::CommentStmt>();
+                if (*stmt).objtype == pg_sys::ObjectType::OBJECT_DATABASE {
+                    this_database(compat::string_node_value((*stmt).object))
+                } else {
+                    global_kind((*stmt).objtype)
+                }
             }
             pg_sys::NodeTag::T_GrantStmt => {
                 let grant = utility.cast::<pg_sys::GrantStmt>();
-                let on_tablespace = (*grant).targtype
-                    == pg_sys::GrantTargetType::ACL_TARGET_OBJECT
-                    && (*grant).objtype == pg_sys::ObjectType::OBJECT_TABLESPACE;
-                (on_tablespace.then_some(AsWritten), None)
+                let objects = (*grant).objects;
+                if (*grant).targtype != pg_sys::GrantTargetType::ACL_TARGET_OBJECT {
+                    (None, None)
+                } else if (*grant).objtype == pg_sys::ObjectType::OBJECT_TABLESPACE {
+                    (Some(AsWritten), None)
+                } else if (*grant).objtype != pg_sys::ObjectType::OBJECT_DATABASE {
+                    (None, None)
+                } else if objects.is_null() || (*objects).length != 1 {
+                    (Some(Not), None)
+                } else {
+                    let only = (*(*objects).elements).ptr_value.cast::<pg_sys::Node>();
+                    this_database(compat::string_node_value(only))
+                }
             }
+            pg_sys::NodeTag::T_AlterDatabaseSetStmt => {
+                let stmt = utility.cast::<pg_sys::AlterDatabaseSetStmt>();
+                let set = (*stmt).setstmt;
+                let preload = !set.is_null()
+                    && !(*set).name.is_null()
+                    && CStr::from_ptr((*set).name)
+                        .to_bytes()
+                        .ends_with(b"preload_libraries");
+                if preload {
+                    (Some(Not), None)
+                } else {
+                    this_database(Some((*stmt).dbname.cast_const()))
+                }
+            }
+            pg_sys::NodeTag::T_AlterDatabaseStmt => (Some(Not), None),
             _ => (None, None),
         }
     }
 }
 
-/// RENAME / OWNER TO of a role or tablespace replays as written; of anything else, it is
-/// not a statement on shared objects.
+/// RENAME / OWNER TO / COMMENT of a role or tablespace replays as written; RENAME of a
+/// database does not; of anything else, it is not a statement on shared objects.
 fn global_kind<'a>(kind: pg_sys::ObjectType::Type) -> (Option<GlobalReplay>, Option<&'a [u8]>) {
-    let shared = kind == pg_sys::ObjectType::OBJECT_ROLE
-        || kind == pg_sys::ObjectType::OBJECT_TABLESPACE;
-    (shared.then_some(GlobalReplay::AsWritten), None)
+    let replay = if kind == pg_sys::ObjectType::OBJECT_ROLE
+        || kind == pg_sys::ObjectType::OBJECT_TABLESPACE
+    {
+        Some(GlobalReplay::AsWritten)
+    } else if kind == pg_sys::ObjectType::OBJECT_DATABASE {
+        Some(GlobalReplay::Not)
+    } else {
+        None
+    };
+    (replay, None)
+}
+
+/// A statement on the database named `name`: replayed on the replaying database if that is
+/// the database this session is connected to; another database is not this stream's.
+///
+/// # Safety
+/// `name` is None, null or a NUL-terminated string that lives as long as the parse tree.
+unsafe fn this_database<'a>(
+    name: Option<*const std::ffi::c_char>,
+) -> (Option<GlobalReplay>, Option<&'a [u8]>) {
+    let Some(name) = name.filter(|n| !n.is_null()) else {
+        return (Some(GlobalReplay::Not), None);
+    };
+    // SAFETY: per the function contract; get_database_name returns a palloc'd copy (or null)
+    // of this backend's database name, read here only.
+    unsafe {
+        let named = CStr::from_ptr(name).to_bytes();
+        let current = pg_sys::get_database_name(pg_sys::MyDatabaseId);
+        if current.is_null() || CStr::from_ptr(current).to_bytes() != named {
+            return (Some(GlobalReplay::Not), None);
+        }
+        (
+            Some(GlobalReplay::OnThisDatabase(String::new())),
+            Some(named),
+        )
+    }
 }
 
 /// Whether a CREATE TABLE is TEMP (or in pg_temp), an ALTER TABLE or CREATE INDEX names a

@@ -103,9 +103,8 @@ pub fn on_message(out: &mut Output, state: &mut DecoderState, msg: &Message<'_>)
 fn outside_transactions(out: &mut Output, state: &mut DecoderState, msg: &Message<'_>) {
     state.buf.clear();
     let sql = msg.content.trim_ascii();
-    let one_line_statement = !sql.contains(&b'\n')
-        && sql.ends_with(b";")
-        && check_verbatim(sql) == Ok(Ending::Complete);
+    let one_line_statement =
+        !sql.contains(&b'\n') && sql.ends_with(b";") && check_verbatim(sql) == Ok(Ending::Complete);
     if one_line_statement {
         let statement = sql[..sql.len() - 1].trim_ascii_end();
         sqlgen::txn::render_outside(&mut state.buf, statement, msg.lsn);

@@ -124,6 +124,7 @@ pub async fn server_info(client: &Client) -> Result<ServerInfo> {
         lc_ctype: row.get(4),
         extensions,
         decoder_sql_format_version,
+        database: Some(crate::database::read(client).await?),
     })
 }
 

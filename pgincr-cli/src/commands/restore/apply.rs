@@ -385,9 +385,24 @@ impl Applier<'_> {
             return Ok(());
         };
         self.send_chunk().await?;
-        let statement = super::base::map_tablespace_locations(statement, &self.options.tablespace_map);
+        let statement =
+            super::base::map_tablespace_locations(statement, &self.options.tablespace_map);
         let statement = statement.trim();
-        match self.client.batch_execute(statement).await {
+        // An in-place tablespace (a directory inside the data directory) needs this
+        // developer setting, as it did on the source.
+        let in_place = statement.contains(" LOCATION ''");
+        if in_place {
+            self.client
+                .batch_execute("SET allow_in_place_tablespaces = on")
+                .await?;
+        }
+        let result = self.client.batch_execute(statement).await;
+        if in_place {
+            self.client
+                .batch_execute("RESET allow_in_place_tablespaces")
+                .await?;
+        }
+        match result {
             Ok(()) => {
                 self.stats.outside_statements += 1;
                 tracing::info!("{at}: {statement}");

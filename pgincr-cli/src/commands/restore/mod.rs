@@ -77,9 +77,7 @@ pub async fn run(command: impl Into<RestoreCommand>, bindir: Option<PathBuf>) ->
         let selection = report::fresh_selection(base, target, control.skip_transaction);
         return report::dry_run(&repo, base, files, selection);
     };
-    if args.create {
-        target::create_database(&server, &dbname, base).await?;
-    }
+    let created = args.create && target::create_database(&server, &dbname, base).await?;
     let client = if args.create {
         target_db.connect().await?
     } else {
@@ -130,6 +128,9 @@ pub async fn run(command: impl Into<RestoreCommand>, bindir: Option<PathBuf>) ->
             )
             .await?;
             origin::start_at(&client, &origin_name, base.consistent_lsn).await?;
+            if created {
+                target::give_database_properties(&client, &dbname, base).await?;
+            }
             println!("base backup {} restored", base.id);
             base.consistent_lsn
         }

@@ -7,10 +7,10 @@ use sqlgen::ident::quote_ident;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
-/// Creates the target with the source's encoding and locale unless it exists. Another
-/// restore creating the same database at the same moment counts as "exists": the lock taken
-/// next decides which of the two goes on.
-pub async fn create_database(admin: &Client, dbname: &str, base: &Base) -> Result<()> {
+/// Creates the target with the source's encoding and locale unless it exists; true when this
+/// call created it. Another restore creating the same database at the same moment counts as
+/// "exists": the lock taken next decides which of the two goes on.
+pub async fn create_database(admin: &Client, dbname: &str, base: &Base) -> Result<bool> {
     let exists = admin
         .query_opt(
             "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1",
@@ -20,7 +20,7 @@ pub async fn create_database(admin: &Client, dbname: &str, base: &Base) -> Resul
         .is_some();
     if exists {
         println!("database \"{dbname}\" exists; restoring into it");
-        return Ok(());
+        return Ok(false);
     }
     let server = &base.server;
     let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
@@ -34,14 +34,42 @@ pub async fn create_database(admin: &Client, dbname: &str, base: &Base) -> Resul
         ))
         .await;
     match created {
-        Ok(()) => println!("created database \"{dbname}\""),
+        Ok(()) => {
+            println!("created database \"{dbname}\"");
+            Ok(true)
+        }
         Err(e)
             if e.code() == Some(&SqlState::DUPLICATE_DATABASE)
                 || e.code() == Some(&SqlState::UNIQUE_VIOLATION) =>
         {
             println!("database \"{dbname}\" was created by another session; restoring into it");
+            Ok(false)
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Gives a database this restore created the source database's owner, privileges, settings
+/// and comment, as far as the target's roles allow (a missing role is reported, not fatal).
+pub async fn give_database_properties(client: &Client, dbname: &str, base: &Base) -> Result<()> {
+    let Some(props) = &base.server.database else {
+        return Ok(());
+    };
+    let mut failed = Vec::new();
+    for statement in crate::database::statements(props, dbname) {
+        if let Err(e) = client.batch_execute(&statement).await {
+            failed.push(format!(
+                "{statement}: {}",
+                crate::error::describe_pg_error(&e)
+            ));
+        }
+    }
+    if failed.is_empty() {
+        println!("database \"{dbname}\" has the source database's owner, privileges and settings");
+    } else {
+        for f in &failed {
+            tracing::warn!("database property not restored: {f}");
+        }
     }
     Ok(())
 }
