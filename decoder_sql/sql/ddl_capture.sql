@@ -95,11 +95,17 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     some_temp boolean;
 BEGIN
-    SELECT pg_catalog.bool_and(is_temporary),
-           pg_catalog.bool_or(is_temporary) FILTER (WHERE original),
-           pg_catalog.string_agg(object_identity, ', ') FILTER (WHERE original AND NOT is_temporary)
+    -- Objects without a schema of their own (a view's or table's rules, triggers, policies,
+    -- constraints, defaults) are temporary when the table they belong to is: the first of
+    -- their address names is its schema.
+    SELECT pg_catalog.bool_and(temp),
+           pg_catalog.bool_or(temp) FILTER (WHERE original),
+           pg_catalog.string_agg(object_identity, ', ') FILTER (WHERE original AND NOT temp)
       INTO temp_only, some_temp, permanent
-      FROM pg_catalog.pg_event_trigger_dropped_objects();
+      FROM (SELECT o.original, o.object_identity,
+                   o.is_temporary
+                   OR COALESCE(o.address_names[1] ~ '^pg_temp(_[0-9]+)?$', false) AS temp
+              FROM pg_catalog.pg_event_trigger_dropped_objects() o) AS dropped;
     temp_only := COALESCE(temp_only, false);
     -- DROP of temporary and permanent objects at once: only the permanent ones replay.
     IF NOT (some_temp AND NOT temp_only) THEN

@@ -315,7 +315,7 @@ fn capture_statement(command_tag: &str) -> Option<ServerText> {
 }
 
 /// For a top-level CREATE TABLE AS: the statement in its WITH NO DATA form (its rows are
-/// decoded as INSERTs). An empty string for a temporary table (nothing to capture). NULL when
+/// decoded as INSERTs), with the query of a prepared statement in place of `EXECUTE name`. An empty string for a temporary table (nothing to capture). NULL when
 /// it cannot be captured (nested in another statement in a session without the utility hook,
 /// or a SELECT INTO whose INTO clause cannot be found). SELECT INTO becomes CREATE TABLE AS.
 #[pgrx::pg_extern(volatile, parallel_unsafe)]
@@ -329,6 +329,11 @@ fn create_table_as_statement(command_tag: &str) -> Option<ServerText> {
     let text = in_stream_strings(stmt.text);
     let statement = if table_as.select_into {
         sqlgen::ddl::select_into_as_create_table(&text)?
+    } else if table_as.executes {
+        // The prepared statement exists only in this session: its query takes its place.
+        let prepared = table_as.prepared?;
+        let query = in_stream_strings(prepared.text);
+        sqlgen::ddl::table_as_prepared(&text, &query, &prepared.parameter_types)?
     } else {
         sqlgen::ddl::create_table_as_without_data(&text)
     };

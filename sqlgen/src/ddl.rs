@@ -249,9 +249,105 @@ fn identifier_value(written: &str) -> String {
     }
 }
 
+/// A `CREATE TABLE … AS EXECUTE name[(args)]` (the prepared statement exists only in the
+/// source's session) with the prepared query in place of `EXECUTE …`, its parameters as
+/// typed NULLs (`(NULL::integer)`), in its `WITH NO DATA` form: the table's columns depend on
+/// the parameters' types only, and its rows follow as INSERTs. `prepared` is the query, or
+/// the whole `PREPARE name[(types)] AS query` statement; `parameter_types` are SQL type
+/// names. None when the parts cannot be found.
+pub fn table_as_prepared(
+    statement: &str,
+    prepared: &str,
+    parameter_types: &[String],
+) -> Option<String> {
+    use crate::lexer::{
+        keyword_positions_with_depth, matching_paren, name_end, replace_parameters,
+    };
+    let bytes = statement.as_bytes();
+    let execute = keyword_positions_with_depth(bytes, "EXECUTE")
+        .into_iter()
+        .find(|&(at, depth)| {
+            depth == 0
+                && statement[..at]
+                    .trim_end()
+                    .to_ascii_uppercase()
+                    .ends_with(" AS")
+        })?
+        .0;
+    let name_start = execute
+        + "EXECUTE".len()
+        + (statement[execute + "EXECUTE".len()..].len()
+            - statement[execute + "EXECUTE".len()..].trim_start().len());
+    let mut end = name_end(bytes, name_start)?;
+    let after_name = statement[end..].trim_start();
+    if after_name.starts_with('(') {
+        // The arguments, up to the parenthesis that closes the first one.
+        let open = statement.len() - after_name.len();
+        let close = matching_paren(bytes, open)?;
+        end = close + 1;
+    }
+    let query = if prepared
+        .trim_start()
+        .to_ascii_uppercase()
+        .starts_with("PREPARE")
+    {
+        let (as_at, _) = keyword_positions_with_depth(prepared.as_bytes(), "AS")
+            .into_iter()
+            .find(|&(_, depth)| depth == 0)?;
+        &prepared[as_at + "AS".len()..]
+    } else {
+        prepared
+    };
+    let query = query.trim();
+    let query = query.strip_suffix(';').unwrap_or(query).trim_end();
+    let query = replace_parameters(query, |n| {
+        let ty = parameter_types.get(n.checked_sub(1)?)?;
+        Some(format!("(NULL::{ty})"))
+    })?;
+    let separator = if query.rsplit('\n').next().is_some_and(|l| l.contains("--")) {
+        "\n"
+    } else {
+        ""
+    };
+    let table_as = format!(
+        "{}({query}{separator}){}",
+        &statement[..execute],
+        &statement[end..]
+    );
+    Some(create_table_as_without_data(&table_as))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn create_table_as_execute_gets_the_prepared_query() {
+        let types = vec!["integer".to_owned(), "text".to_owned()];
+        assert_eq!(
+            table_as_prepared(
+                "CREATE TABLE t TABLESPACE s AS EXECUTE sel(2, 'a)') WITH DATA",
+                "PREPARE sel(int, text) AS SELECT $1 AS a, $2 || '$1' AS b, $10x",
+                &types,
+            ),
+            None, // $10 has no type
+        );
+        assert_eq!(
+            table_as_prepared(
+                "CREATE TABLE t TABLESPACE s AS EXECUTE sel(2, ')') WITH DATA",
+                "PREPARE sel(int, text) AS SELECT $1 AS a, $2 || '$1' AS \"$2\";",
+                &types,
+            )
+            .as_deref(),
+            Some(
+                "CREATE TABLE t TABLESPACE s AS (SELECT (NULL::integer) AS a, (NULL::text) || '$1' AS \"$2\") WITH NO DATA;"
+            )
+        );
+        assert_eq!(
+            table_as_prepared("create table u (x) as execute p", "SELECT 1", &[]).as_deref(),
+            Some("create table u (x) as (SELECT 1) WITH NO DATA;")
+        );
+    }
 
     #[test]
     fn statements_on_this_database_name_the_replaying_one() {

@@ -440,6 +440,64 @@ pub fn string_constant_end(text: &[u8], at: usize) -> Option<usize> {
     None
 }
 
+/// `text` with each parameter reference (`$1`, `$2`, … outside quotes and comments) replaced
+/// by `replacement(n)`. None when a parameter has no replacement.
+pub fn replace_parameters(
+    text: &str,
+    replacement: impl Fn(usize) -> Option<String>,
+) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut lexer = Lexer::new();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let at_parameter = bytes[i] == b'$'
+            && lexer.mode == Mode::Code
+            && lexer.pending == 0
+            && lexer.pending_dollar.is_none()
+            && !is_ident_byte(lexer.prev)
+            && bytes.get(i + 1).is_some_and(u8::is_ascii_digit);
+        if at_parameter {
+            let end = (i + 1..bytes.len())
+                .find(|&j| !bytes[j].is_ascii_digit())
+                .unwrap_or(bytes.len());
+            let n: usize = text[i + 1..end].parse().ok()?;
+            out.push_str(&text[copied..i]);
+            out.push_str(&replacement(n)?);
+            copied = end;
+            // The lexer sees a harmless stand-in of the same shape.
+            lexer.feed(b"0");
+            i = end;
+            continue;
+        }
+        lexer.feed(&bytes[i..=i]);
+        i += 1;
+    }
+    out.push_str(&text[copied..]);
+    Some(out)
+}
+
+/// The `)` that closes the `(` at `open`, outside quotes and comments.
+pub fn matching_paren(text: &[u8], open: usize) -> Option<usize> {
+    let mut lexer = Lexer::new();
+    let mut depth = 0u32;
+    for (i, &b) in text.iter().enumerate().skip(open) {
+        let in_code =
+            lexer.mode == Mode::Code && lexer.pending == 0 && lexer.pending_dollar.is_none();
+        if in_code && b == b'(' {
+            depth += 1;
+        } else if in_code && b == b')' {
+            depth = depth.checked_sub(1)?;
+            if depth == 0 {
+                return Some(i);
+            }
+        }
+        lexer.feed(&[b]);
+    }
+    None
+}
+
 /// Text written for `standard_conforming_strings = off` in the form that means the same with
 /// it on: every plain `'…'` literal (where a backslash escapes) becomes `E'…'`. Literals that
 /// already have a prefix (`E`, `B`, `X`, `N`, `U&`), quoted identifiers, dollar quotes and

@@ -179,7 +179,10 @@ async fn temporary_objects_are_not_captured() {
     s.src
         .batch_execute(
             "CREATE TEMP TABLE scratch (i int); CREATE INDEX ON scratch (i); ALTER TABLE scratch ADD COLUMN j int;
-             INSERT INTO scratch VALUES (1, 2); INSERT INTO kept SELECT i FROM scratch; DROP TABLE scratch;",
+             INSERT INTO scratch VALUES (1, 2); INSERT INTO kept SELECT i FROM scratch;
+             CREATE TEMP VIEW scratch_view AS SELECT i FROM scratch;
+             CREATE RULE scratch_rule AS ON UPDATE TO scratch DO ALSO NOTHING;
+             DROP RULE scratch_rule ON scratch; DROP VIEW scratch_view; DROP TABLE scratch;",
         )
         .await
         .unwrap();
@@ -403,6 +406,35 @@ async fn select_into_is_created_empty_before_its_rows() {
         .position(|l| l.starts_with("INSERT INTO public.selected"))
         .unwrap();
     assert!(create < first_row);
+}
+
+/// CREATE TABLE … AS EXECUTE names a prepared statement only the source's session has: the
+/// stream holds its query instead, with the parameters as typed NULLs, and the rows as
+/// INSERTs.
+#[tokio::test]
+async fn create_table_as_execute_replays_without_the_prepared_statement() {
+    let s = scenario(
+        "CREATE TABLE base (i int, t varchar(5)); INSERT INTO base VALUES (1, 'a'), (2, 'b');",
+    )
+    .await;
+    s.src
+        .batch_execute(
+            "PREPARE pick(int, text) AS SELECT i, t, $2 || t AS tagged, $1 * i AS scaled
+               FROM base WHERE i >= $1;
+             CREATE TABLE picked (i, t, tagged) AS EXECUTE pick(1, '$1'')');",
+        )
+        .await
+        .unwrap();
+    let lines = s.replay_and_compare().await;
+    assert!(
+        lines.iter().any(|l| l
+            .starts_with("CREATE TABLE picked (i, t, tagged) AS (SELECT i, t, (NULL::text) || t")),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("NOT CAPTURED")),
+        "{lines:#?}"
+    );
 }
 
 #[tokio::test]

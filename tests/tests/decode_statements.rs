@@ -339,7 +339,15 @@ world');
     .await
     .unwrap();
     let out = e2e::decode::peek_changes(&db, "s", &[]).await;
-    assert_eq!(out.len(), 9, "{out:#?}");
+    assert_eq!(out.len(), 10, "{out:#?}");
+    // Outside any transaction as inside one.
+    assert!(
+        out[0].starts_with("-- decoder_sql: refused unauthenticated ddl message at ")
+            && out[0].ends_with("not executed: DROP TABLE t;"),
+        "{}",
+        out[0]
+    );
+    let out = &out[1..];
     assert_eq!(out[0], "INSERT INTO public.t (id) VALUES (1);");
     for (line, text) in [
         (&out[1], "ALTER TABLE t ADD COLUMN x int"),

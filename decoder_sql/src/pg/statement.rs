@@ -7,10 +7,22 @@ use pgrx::pg_sys;
 use std::ffi::CStr;
 
 /// What a CREATE TABLE AS / SELECT INTO / CREATE MATERIALIZED VIEW creates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableAs {
     pub temporary: bool,
     pub select_into: bool,
+    /// It is `… AS EXECUTE name`.
+    pub executes: bool,
+    /// For `… AS EXECUTE name`: the prepared statement (its `PREPARE` text, or its query when
+    /// it was prepared through the protocol) and its parameters' types, which only the
+    /// source's session has. None when it cannot be read in the statement's spelling.
+    pub prepared: Option<Prepared>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    pub text: String,
+    pub parameter_types: Vec<String>,
 }
 
 /// The statement of the active portal: the top-level statement the client sent.
@@ -163,9 +175,30 @@ pub unsafe fn statement_of(
             let temporary = !into.is_null()
                 && !(*into).rel.is_null()
                 && (*(*into).rel).relpersistence as u8 == pg_sys::RELPERSISTENCE_TEMP;
+            // Parse analysis wraps the EXECUTE in a utility Query.
+            let mut query = (*ctas).query;
+            if !query.is_null() && (*query).type_ == pg_sys::NodeTag::T_Query {
+                query = (*query.cast::<pg_sys::Query>()).utilityStmt;
+            }
+            let executes = !query.is_null() && (*query).type_ == pg_sys::NodeTag::T_ExecuteStmt;
+            let prepared = if executes {
+                prepared_statement(query.cast())
+                    .map(|(bytes, parameter_types)| {
+                        (super::server_text::read(&bytes), parameter_types)
+                    })
+                    .filter(|((_, s), _)| *s == spelling)
+                    .map(|((text, _), parameter_types)| Prepared {
+                        text,
+                        parameter_types,
+                    })
+            } else {
+                None
+            };
             Some(TableAs {
                 temporary,
                 select_into: (*ctas).is_select_into,
+                executes,
+                prepared,
             })
         } else {
             None
@@ -344,6 +377,49 @@ unsafe fn this_database<'a>(
             Some(GlobalReplay::OnThisDatabase(String::new())),
             Some(named),
         )
+    }
+}
+
+/// The text (its own statement within the query string that prepared it) and parameter types
+/// of the prepared statement an EXECUTE names, if this session has it.
+///
+/// # Safety
+/// `execute` is a valid ExecuteStmt.
+unsafe fn prepared_statement(execute: *mut pg_sys::ExecuteStmt) -> Option<(Vec<u8>, Vec<String>)> {
+    // SAFETY: a prepared statement and its plan source live in the session's hash table while
+    // this statement runs; the raw statement's location and length are byte offsets into its
+    // query string; format_type_be returns a palloc'd NUL-terminated name.
+    unsafe {
+        if (*execute).name.is_null() {
+            return None;
+        }
+        let prepared = pg_sys::FetchPreparedStatement((*execute).name, false);
+        if prepared.is_null() || (*prepared).plansource.is_null() {
+            return None;
+        }
+        let source = (*prepared).plansource;
+        let raw = (*source).raw_parse_tree;
+        if (*source).query_string.is_null() || raw.is_null() {
+            return None;
+        }
+        let query = CStr::from_ptr((*source).query_string).to_bytes();
+        let start = usize::try_from((*raw).stmt_location)
+            .unwrap_or(0)
+            .min(query.len());
+        let len = usize::try_from((*raw).stmt_len).unwrap_or(0);
+        let end = if len == 0 {
+            query.len()
+        } else {
+            (start + len).min(query.len())
+        };
+        let count = usize::try_from((*source).num_params).unwrap_or(0);
+        let types = (0..count)
+            .map(|i| {
+                let name = pg_sys::format_type_be(*(*source).param_types.add(i));
+                CStr::from_ptr(name).to_string_lossy().into_owned()
+            })
+            .collect();
+        Some((query[start..end].to_vec(), types))
     }
 }
 
