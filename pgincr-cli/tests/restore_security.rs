@@ -229,3 +229,52 @@ async fn a_trigger_enabled_always_does_not_fire_at_restore() {
     .await;
     assert_eq!(state, "A");
 }
+
+/// A role with CREATEROLE creates, on the source, roles named like roles the restore target
+/// already has, and grants them to itself. Statements on roles replay as their author: on the
+/// target the author cannot alter or join the target's own superuser, so nothing changes
+/// there (the transactions are reported as left out), and the role of that name is not
+/// created again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_role_that_creates_roles_cannot_take_the_targets_roles() {
+    let (cluster, _source, repo) = initialised("CREATE ROLE mallory LOGIN CREATEROLE;").await;
+    let repo_s = repo.to_str().unwrap();
+    let mallory = cluster.connect_as("postgres", "mallory").await;
+    mallory
+        .batch_execute(
+            "CREATE ROLE ops_admin NOLOGIN;
+             GRANT ops_admin TO mallory;
+             ALTER ROLE ops_admin LOGIN CONNECTION LIMIT 3;",
+        )
+        .await
+        .unwrap();
+    catch_up(&cluster, repo_s);
+
+    let target = e2e::TestCluster::start();
+    let admin = target.connect("postgres").await;
+    admin
+        .batch_execute("CREATE ROLE ops_admin SUPERUSER NOLOGIN")
+        .await
+        .unwrap();
+    let out = pgincr(&target)
+        .args(["restore", "-r", repo_s, "-t", "dbname=restored", "--create"])
+        .args(["--on-error=skip", "--reject-file"])
+        .arg(target.scratch_dir("rejects").join("rejects.sql"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "restore: {}", describe(&out));
+    let state = query_text(
+        &admin,
+        "SELECT format('super=%s login=%s limit=%s members=%s', r.rolsuper, r.rolcanlogin,
+                r.rolconnlimit, (SELECT count(*) FROM pg_auth_members m WHERE m.roleid = r.oid))
+           FROM pg_roles r WHERE r.rolname = 'ops_admin'",
+    )
+    .await;
+    assert_eq!(state, "super=t login=f limit=-1 members=0");
+    assert!(!is_superuser(&admin, "mallory").await);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("failed and were not applied"),
+        "{}",
+        describe(&out)
+    );
+}

@@ -23,9 +23,11 @@ use std::process::Stdio;
 use tokio::io::AsyncWriteExt;
 use tokio_postgres::Client;
 
-/// Globals with the CREATE/ALTER ROLE lines of roles in `leave_alone` left out, the CREATE
-/// ROLE lines of roles in `present` left out (and the `\restrict` guards for a psql that
-/// predates them). Returns the lines kept and the roles of `leave_alone` met.
+/// Globals with the lines that would change roles in `leave_alone` left out (their CREATE
+/// ROLE, every ALTER ROLE and COMMENT ON ROLE of them, and grants of membership *in* them,
+/// which would hand their rights to roles of the backup), the CREATE ROLE lines of roles in
+/// `present` left out (and the `\restrict` guards for a psql that predates them). Returns the
+/// lines kept and the roles of `leave_alone` met.
 pub fn filter_globals(
     sql: &str,
     leave_alone: &[String],
@@ -34,23 +36,42 @@ pub fn filter_globals(
 ) -> (String, Vec<String>) {
     let mut kept = String::with_capacity(sql.len());
     let mut skipped = Vec::new();
-    let names = |rest: &str, roles: &[String]| -> Option<String> {
+    // The role named at the start of `rest`, if it is one of `roles` and followed by one of
+    // `next`.
+    let named = |rest: &str, roles: &[String], next: &[&str]| -> Option<String> {
         roles
             .iter()
             .find(|r| {
                 let q = quote_ident(r);
                 rest.strip_prefix(q.as_str())
-                    .is_some_and(|after| after.starts_with(';') || after.starts_with(" WITH "))
+                    .is_some_and(|after| next.iter().any(|n| after.starts_with(n)))
             })
             .cloned()
     };
+    let names = |rest: &str, roles: &[String]| named(rest, roles, &[";", " WITH "]);
     for line in sql.lines() {
         if is_restrict_guard(line) && !psql_knows_restrict {
             continue;
         }
         let create = line.strip_prefix("CREATE ROLE ");
         let role_line = create.or_else(|| line.strip_prefix("ALTER ROLE "));
-        if let Some(r) = role_line.and_then(|rest| names(rest, leave_alone)) {
+        // `ALTER ROLE r SET …`, `ALTER ROLE r IN DATABASE …`, `COMMENT ON ROLE r IS …`,
+        // `GRANT r TO member …` (a membership grant names no object with ON).
+        let other_change = line
+            .strip_prefix("ALTER ROLE ")
+            .and_then(|rest| named(rest, leave_alone, &[" "]))
+            .or_else(|| {
+                line.strip_prefix("COMMENT ON ROLE ")
+                    .and_then(|rest| named(rest, leave_alone, &[" IS "]))
+            })
+            .or_else(|| {
+                line.strip_prefix("GRANT ")
+                    .and_then(|rest| named(rest, leave_alone, &[" TO "]))
+            });
+        if let Some(r) = role_line
+            .and_then(|rest| names(rest, leave_alone))
+            .or(other_change)
+        {
             if !skipped.contains(&r) {
                 skipped.push(r);
             }
@@ -485,6 +506,25 @@ mod tests {
             "ALTER ROLE app WITH LOGIN;\nCREATE ROLE postgres_ro;\nGRANT app TO postgres;\n"
         );
         assert_eq!(skipped, ["postgres", "Mixed"]);
+    }
+
+    /// A backup's role must not become a member of a role the target already had (a superuser,
+    /// say), nor change that role's settings or comment.
+    #[test]
+    fn existing_roles_gain_no_members_settings_or_comments() {
+        let sql = "CREATE ROLE mallory;\nALTER ROLE mallory WITH LOGIN;\nGRANT ops_admin TO mallory GRANTED BY postgres;\n\
+                   GRANT \"Ops\" TO mallory WITH INHERIT TRUE GRANTED BY postgres;\n\
+                   ALTER ROLE ops_admin SET search_path TO 'evil';\nALTER ROLE ops_admin IN DATABASE db SET x TO '1';\n\
+                   COMMENT ON ROLE ops_admin IS 'x';\nGRANT mallory TO ops_admin GRANTED BY postgres;\n\
+                   GRANT ops_admin_x TO mallory;\nGRANT ALL ON TABLESPACE ops_admin TO mallory;\n";
+        let roles: Vec<String> = ["ops_admin".into(), "Ops".into()].into();
+        let (kept, skipped) = filter_globals(sql, &roles, &roles, true);
+        assert_eq!(
+            kept,
+            "CREATE ROLE mallory;\nALTER ROLE mallory WITH LOGIN;\nGRANT mallory TO ops_admin GRANTED BY postgres;\n\
+             GRANT ops_admin_x TO mallory;\nGRANT ALL ON TABLESPACE ops_admin TO mallory;\n"
+        );
+        assert_eq!(skipped, ["ops_admin", "Ops"]);
     }
 
     #[test]
