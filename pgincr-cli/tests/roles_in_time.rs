@@ -114,21 +114,11 @@ async fn an_application_role_migrates_with_roles_made_after_the_base() {
         log.contains("applied 2 later snapshot(s) of roles and tablespaces"),
         "{log}"
     );
-    let restored = target.connect("restored").await;
-    let (a, b) = (
-        schema_dump_with(cluster.bindir(), &cluster, "postgres", &[]),
-        schema_dump_with(cluster.bindir(), &target, "restored", &[]),
-    );
-    assert!(a == b, "schemas differ:\n{}", line_diff(&a, &b));
+    let (restored, schema) = assert_restored_equal(&cluster, &source, &target).await;
     assert!(
-        a.contains("ALTER TABLE shop.items OWNER TO app_owner;"),
-        "{a}"
+        schema.contains("ALTER TABLE shop.items OWNER TO app_owner;"),
+        "{schema}"
     );
-    let (a, b) = (
-        database_contents(&source).await,
-        database_contents(&restored).await,
-    );
-    assert!(a == b, "contents differ:\n{}", line_diff(&a, &b));
     assert_eq!(roles(&source).await, roles(&restored).await);
     let location = query_text(
         &restored,
@@ -136,6 +126,27 @@ async fn an_application_role_migrates_with_roles_made_after_the_base() {
     )
     .await;
     assert_eq!(location, moved.display().to_string());
+}
+
+/// Asserts that database `restored` of `target` equals `postgres` of `cluster` in schema
+/// (owners, ACLs, default privileges) and contents; returns a connection to it and the schema.
+async fn assert_restored_equal(
+    cluster: &TestCluster,
+    source: &Client,
+    target: &TestCluster,
+) -> (Client, String) {
+    let restored = target.connect("restored").await;
+    let (a, b) = (
+        schema_dump_with(cluster.bindir(), cluster, "postgres", &[]),
+        schema_dump_with(cluster.bindir(), target, "restored", &[]),
+    );
+    assert!(a == b, "schemas differ:\n{}", line_diff(&a, &b));
+    let (c, d) = (
+        database_contents(source).await,
+        database_contents(&restored).await,
+    );
+    assert!(c == d, "contents differ:\n{}", line_diff(&c, &d));
+    (restored, a)
 }
 
 /// Owner, privileges, settings (but decoder_sql's preload) and comment of the database.
@@ -277,21 +288,11 @@ async fn short_lived_roles_and_session_user_replay_from_the_stream() {
         "{}",
         describe(&out)
     );
-    let restored = target.connect("restored").await;
-    let (a, b) = (
-        schema_dump_with(cluster.bindir(), &cluster, "postgres", &[]),
-        schema_dump_with(cluster.bindir(), &target, "restored", &[]),
-    );
-    assert!(a == b, "schemas differ:\n{}", line_diff(&a, &b));
+    let (restored, schema) = assert_restored_equal(&cluster, &source, &target).await;
     assert!(
-        a.contains("GRANT SELECT ON TABLE shop.by_admin TO app_owner;"),
-        "{a}"
+        schema.contains("GRANT SELECT ON TABLE shop.by_admin TO app_owner;"),
+        "{schema}"
     );
-    let (a, b) = (
-        database_contents(&source).await,
-        database_contents(&restored).await,
-    );
-    assert!(a == b, "contents differ:\n{}", line_diff(&a, &b));
     assert_eq!(
         database_properties(&source).await,
         database_properties(&restored).await

@@ -69,13 +69,7 @@ pub fn on_message(out: &mut Output, state: &mut DecoderState, msg: &Message<'_>)
                         format!("contains transaction control ({word})")
                     }
                 };
-                let text = format!(
-                    "decoder_sql: refused {} message at {}: it {why}; not executed: {}",
-                    state.options.ddl_prefix,
-                    msg.lsn,
-                    String::from_utf8_lossy(sql)
-                );
-                render_comment(&mut state.buf, text.as_bytes());
+                refuse(state, msg, &format!("it {why}"), sql);
             }
         }
     } else if state.options.include_messages {
@@ -109,13 +103,18 @@ fn outside_transactions(out: &mut Output, state: &mut DecoderState, msg: &Messag
         let statement = sql[..sql.len() - 1].trim_ascii_end();
         sqlgen::txn::render_outside(&mut state.buf, statement, msg.lsn);
     } else {
-        let text = format!(
-            "decoder_sql: refused {} message at {}: not one statement on one line; not executed: {}",
-            state.options.ddl_prefix,
-            msg.lsn,
-            String::from_utf8_lossy(sql)
-        );
-        render_comment(&mut state.buf, text.as_bytes());
+        refuse(state, msg, "not one statement on one line", sql);
     }
     out.write(&state.buf);
+}
+
+/// An authentic message that cannot be written as it is: one inert comment saying why.
+fn refuse(state: &mut DecoderState, msg: &Message<'_>, why: &str, sql: &[u8]) {
+    let text = format!(
+        "decoder_sql: refused {} message at {}: {why}; not executed: {}",
+        state.options.ddl_prefix,
+        msg.lsn,
+        String::from_utf8_lossy(sql)
+    );
+    render_comment(&mut state.buf, text.as_bytes());
 }
