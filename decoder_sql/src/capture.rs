@@ -209,12 +209,7 @@ pub fn utility_completed(stmt: &ActiveStatement) {
         None if matches!(stmt.tag.as_str(), "GRANT" | "REVOKE" | "COMMENT") => return,
         _ => {}
     }
-    // Only where the capture is installed and running.
-    let enabled = pgrx::Spi::get_one::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger
-                         WHERE evtname = 'decoder_sql_ddl_capture' AND evtenabled <> 'D')",
-    );
-    if !matches!(enabled, Ok(Some(true))) {
+    if !capture_enabled() {
         return;
     }
     if let Some(GlobalReplay::CreateTablespace(name)) = &stmt.global_replay {
@@ -257,6 +252,69 @@ pub fn utility_completed(stmt: &ActiveStatement) {
         &[DatumWithOid::from(text)],
     );
     emit_all(&messages);
+}
+
+/// Whether the capture is installed in this database and running.
+fn capture_enabled() -> bool {
+    let enabled = pgrx::Spi::get_one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger
+                         WHERE evtname = 'decoder_sql_ddl_capture' AND evtenabled <> 'D')",
+    );
+    matches!(enabled, Ok(Some(true)))
+}
+
+/// Whether [`utility_starting`] is needed before a statement with this command tag.
+pub fn wants_starting(tag: &[u8]) -> bool {
+    tag == b"EXPLAIN"
+}
+
+/// Called by the utility hook before a statement [`wants_starting`] runs: `EXPLAIN ANALYZE`
+/// of CREATE TABLE AS / SELECT INTO / CREATE MATERIALIZED VIEW creates its table, for which
+/// no event trigger fires, and writes its rows before it ends; the table goes into the
+/// stream first. (If the statement fails, its transaction takes the message with it.)
+pub fn utility_starting(stmt: &ActiveStatement) {
+    let Some(table_as) = stmt.table_as.as_ref().filter(|t| t.explained) else {
+        return;
+    };
+    if table_as.temporary || creating_extension() || !capture_enabled() {
+        return;
+    }
+    let statement = sqlgen::ddl::explained_statement(&stmt.text)
+        .and_then(|inner| table_as_text(in_stream_strings(inner.to_owned()), table_as));
+    let Some(statement) = statement else {
+        uncaptured(
+            &stmt.tag,
+            "the statement EXPLAIN ANALYZE runs could not be read",
+        );
+        return;
+    };
+    let messages = text_rows(
+        "SELECT m FROM decoder_sql.statement_messages($1, \
+         pg_catalog.current_setting('search_path')) AS m",
+        &[DatumWithOid::from(ServerText::new(
+            statement,
+            stmt.spelling,
+        ))],
+    );
+    emit_all(&messages);
+}
+
+/// A CREATE TABLE AS in the form the stream replays before its rows: `WITH NO DATA` (SELECT
+/// INTO as CREATE TABLE AS, a prepared statement's query in place of `EXECUTE`); a
+/// materialized view as it is (its rows are not decoded: the replay computes them).
+fn table_as_text(text: String, table_as: &crate::pg::statement::TableAs) -> Option<String> {
+    Some(if table_as.materialized && table_as.explained {
+        sqlgen::ddl::terminate_statement(&text)
+    } else if table_as.select_into {
+        sqlgen::ddl::select_into_as_create_table(&text)?
+    } else if table_as.executes {
+        // The prepared statement exists only in this session: its query takes its place.
+        let prepared = table_as.prepared.clone()?;
+        let query = in_stream_strings(prepared.text);
+        sqlgen::ddl::table_as_prepared(&text, &query, &prepared.parameter_types)?
+    } else {
+        sqlgen::ddl::create_table_as_without_data(&text)
+    })
 }
 
 /// Records a statement that cannot be written (`decoder_sql.record_uncaptured`), and writes
@@ -326,17 +384,7 @@ fn create_table_as_statement(command_tag: &str) -> Option<ServerText> {
     if table_as.temporary {
         return Some(ServerText::new(String::new(), spelling));
     }
-    let text = in_stream_strings(stmt.text);
-    let statement = if table_as.select_into {
-        sqlgen::ddl::select_into_as_create_table(&text)?
-    } else if table_as.executes {
-        // The prepared statement exists only in this session: its query takes its place.
-        let prepared = table_as.prepared?;
-        let query = in_stream_strings(prepared.text);
-        sqlgen::ddl::table_as_prepared(&text, &query, &prepared.parameter_types)?
-    } else {
-        sqlgen::ddl::create_table_as_without_data(&text)
-    };
+    let statement = table_as_text(in_stream_strings(stmt.text), &table_as)?;
     Some(ServerText::new(statement, spelling))
 }
 

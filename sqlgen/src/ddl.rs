@@ -317,9 +317,54 @@ pub fn table_as_prepared(
     Some(create_table_as_without_data(&table_as))
 }
 
+/// The statement an `EXPLAIN` runs: what follows `EXPLAIN` and its options, either a
+/// parenthesized list or the old `ANALYZE`/`VERBOSE` words. None when nothing follows.
+pub fn explained_statement(text: &str) -> Option<&str> {
+    let rest = text.trim_start();
+    if !rest.get(..7)?.eq_ignore_ascii_case("EXPLAIN") {
+        return None;
+    }
+    let mut rest = rest[7..].trim_start();
+    if rest.starts_with('(') {
+        let close = crate::lexer::matching_paren(rest.as_bytes(), 0)?;
+        rest = rest[close + 1..].trim_start();
+    } else {
+        loop {
+            let word_len = rest
+                .find(|c: char| !c.is_ascii_alphabetic())
+                .unwrap_or(rest.len());
+            let word = &rest[..word_len];
+            let option = ["ANALYZE", "ANALYSE", "VERBOSE"]
+                .iter()
+                .any(|w| w.eq_ignore_ascii_case(word));
+            if !option {
+                break;
+            }
+            rest = rest[word_len..].trim_start();
+        }
+    }
+    (!rest.is_empty()).then_some(rest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_statement_an_explain_runs() {
+        assert_eq!(
+            explained_statement(
+                "EXPLAIN (ANALYZE, COSTS OFF, FORMAT 'json') CREATE TABLE t AS SELECT 1"
+            ),
+            Some("CREATE TABLE t AS SELECT 1")
+        );
+        assert_eq!(
+            explained_statement("explain analyze verbose\n select * into t from x"),
+            Some("select * into t from x")
+        );
+        assert_eq!(explained_statement("EXPLAIN"), None);
+        assert_eq!(explained_statement("SELECT 1"), None);
+    }
 
     #[test]
     fn create_table_as_execute_gets_the_prepared_query() {

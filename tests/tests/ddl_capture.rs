@@ -408,6 +408,49 @@ async fn select_into_is_created_empty_before_its_rows() {
     assert!(create < first_row);
 }
 
+/// EXPLAIN ANALYZE of CREATE TABLE AS, SELECT INTO and CREATE MATERIALIZED VIEW creates the
+/// table with no event trigger firing; the utility hook writes it before its rows (also from
+/// inside a DO block). A plain EXPLAIN creates nothing and writes nothing.
+#[tokio::test]
+async fn explain_analyze_of_create_table_as_is_captured() {
+    let s = scenario("CREATE TABLE base (i int); INSERT INTO base VALUES (1), (2), (3);").await;
+    s.src
+        .batch_execute(
+            "EXPLAIN (ANALYZE, COSTS OFF) CREATE TABLE ea AS SELECT i, i * 2 AS d FROM base;
+             EXPLAIN ANALYZE SELECT i INTO ea2 FROM base WHERE i > 1;
+             DO $$ BEGIN
+               EXECUTE 'EXPLAIN ANALYZE CREATE MATERIALIZED VIEW ea_mv AS SELECT count(*) AS n FROM base';
+             END $$;
+             EXPLAIN CREATE TABLE not_run AS SELECT 1;
+             EXPLAIN (ANALYZE) CREATE TEMP TABLE ea_temp AS SELECT 1;
+             DROP TABLE ea_temp;",
+        )
+        .await
+        .unwrap();
+    let lines = s.replay_and_compare().await;
+    let pos = |p: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(p))
+            .unwrap_or_else(|| panic!("{p} not in {lines:#?}"))
+    };
+    assert!(
+        pos("CREATE TABLE ea AS SELECT i, i * 2 AS d FROM base WITH NO DATA;")
+            < pos("INSERT INTO public.ea ")
+    );
+    assert!(
+        pos("CREATE TABLE ea2 AS SELECT i FROM base WHERE i > 1 WITH NO DATA;")
+            < pos("INSERT INTO public.ea2 ")
+    );
+    pos("CREATE MATERIALIZED VIEW ea_mv AS SELECT count(*) AS n FROM base;");
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("not_run") || l.contains("ea_temp")),
+        "{lines:#?}"
+    );
+}
+
 /// CREATE TABLE … AS EXECUTE names a prepared statement only the source's session has: the
 /// stream holds its query instead, with the parameters as typed NULLs, and the rows as
 /// INSERTs.

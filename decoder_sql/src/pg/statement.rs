@@ -13,6 +13,10 @@ pub struct TableAs {
     pub select_into: bool,
     /// It is `… AS EXECUTE name`.
     pub executes: bool,
+    /// It runs inside `EXPLAIN ANALYZE`, for which no event trigger fires.
+    pub explained: bool,
+    /// It creates a materialized view.
+    pub materialized: bool,
     /// For `… AS EXECUTE name`: the prepared statement (its `PREPARE` text, or its query when
     /// it was prepared through the protocol) and its parameters' types, which only the
     /// source's session has. None when it cannot be read in the statement's spelling.
@@ -169,8 +173,10 @@ pub unsafe fn statement_of(
             }
             other => other,
         };
-        let table_as = if (*utility).type_ == pg_sys::NodeTag::T_CreateTableAsStmt {
-            let ctas = utility.cast::<pg_sys::CreateTableAsStmt>();
+        let (ctas, explained) = table_as_of(utility);
+        let table_as = if ctas.is_null() {
+            None
+        } else {
             let into = (*ctas).into;
             let temporary = !into.is_null()
                 && !(*into).rel.is_null()
@@ -199,9 +205,9 @@ pub unsafe fn statement_of(
                 select_into: (*ctas).is_select_into,
                 executes,
                 prepared,
+                explained,
+                materialized: (*ctas).objtype == pg_sys::ObjectType::OBJECT_MATVIEW,
             })
-        } else {
-            None
         };
         let (concurrent, detaches) = concurrency(utility);
         Some(ActiveStatement {
@@ -377,6 +383,52 @@ unsafe fn this_database<'a>(
             Some(GlobalReplay::OnThisDatabase(String::new())),
             Some(named),
         )
+    }
+}
+
+/// The CREATE TABLE AS (SELECT INTO, CREATE MATERIALIZED VIEW) a utility statement is or,
+/// for EXPLAIN ANALYZE, runs (then true); null for anything else.
+///
+/// # Safety
+/// `utility` is a valid utility statement node.
+unsafe fn table_as_of(utility: *mut pg_sys::Node) -> (*mut pg_sys::CreateTableAsStmt, bool) {
+    // SAFETY: each cast follows the node's tag; EXPLAIN's options are DefElem nodes, and its
+    // query has been through parse analysis (a utility Query around the CREATE TABLE AS).
+    unsafe {
+        match (*utility).type_ {
+            pg_sys::NodeTag::T_CreateTableAsStmt => (utility.cast(), false),
+            pg_sys::NodeTag::T_ExplainStmt => {
+                let explain = utility.cast::<pg_sys::ExplainStmt>();
+                let options = (*explain).options;
+                let count = if options.is_null() {
+                    0
+                } else {
+                    (*options).length
+                };
+                let analyze = (0..usize::try_from(count).unwrap_or(0)).any(|i| {
+                    let def = (*(*options).elements.add(i))
+                        .ptr_value
+                        .cast::<pg_sys::DefElem>();
+                    !def.is_null()
+                        && !(*def).defname.is_null()
+                        && CStr::from_ptr((*def).defname).to_bytes() == b"analyze"
+                        && pg_sys::defGetBoolean(def)
+                });
+                let mut query = (*explain).query;
+                if !query.is_null() && (*query).type_ == pg_sys::NodeTag::T_Query {
+                    query = (*query.cast::<pg_sys::Query>()).utilityStmt;
+                }
+                if analyze
+                    && !query.is_null()
+                    && (*query).type_ == pg_sys::NodeTag::T_CreateTableAsStmt
+                {
+                    (query.cast(), true)
+                } else {
+                    (std::ptr::null_mut(), false)
+                }
+            }
+            _ => (std::ptr::null_mut(), false),
+        }
     }
 }
 

@@ -74,6 +74,15 @@ pub unsafe fn around(
     top_level: bool,
     next: impl FnOnce(Option<pg_sys::ProcessUtility_hook_type>),
 ) {
+    // SAFETY: per the function contract.
+    let starting = unsafe { command_tag(pstmt) }.is_some_and(crate::capture::wants_starting);
+    if starting {
+        // (Dropped before `next` runs.)
+        // SAFETY: as above.
+        if let Some(stmt) = unsafe { statement_of(pstmt, query) } {
+            crate::capture::utility_starting(&stmt);
+        }
+    }
     RUNNING.with(|r| {
         let mut r = r.borrow_mut();
         if top_level {
