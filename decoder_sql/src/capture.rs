@@ -311,7 +311,12 @@ fn table_as_text(text: String, table_as: &crate::pg::statement::TableAs) -> Opti
         // The prepared statement exists only in this session: its query takes its place.
         let prepared = table_as.prepared.clone()?;
         let query = in_stream_strings(prepared.text);
-        sqlgen::ddl::table_as_prepared(&text, &query, &prepared.parameter_types)?
+        sqlgen::ddl::table_as_prepared(
+            &text,
+            &query,
+            &prepared.parameter_types,
+            &prepared.column_names,
+        )?
     } else {
         sqlgen::ddl::create_table_as_without_data(&text)
     })

@@ -254,11 +254,14 @@ fn identifier_value(written: &str) -> String {
 /// typed NULLs (`(NULL::integer)`), in its `WITH NO DATA` form: the table's columns depend on
 /// the parameters' types only, and its rows follow as INSERTs. `prepared` is the query, or
 /// the whole `PREPARE name[(types)] AS query` statement; `parameter_types` are SQL type
-/// names. None when the parts cannot be found.
+/// names. The table's columns are named after `column_names` (the prepared statement's
+/// result columns) unless the statement names them: a column that was `$1` would otherwise
+/// be named after the NULL's type. None when the parts cannot be found.
 pub fn table_as_prepared(
     statement: &str,
     prepared: &str,
     parameter_types: &[String],
+    column_names: &[String],
 ) -> Option<String> {
     use crate::lexer::{
         keyword_positions_with_depth, matching_paren, name_end, replace_parameters,
@@ -309,12 +312,36 @@ pub fn table_as_prepared(
     } else {
         ""
     };
-    let table_as = format!(
-        "{}({query}{separator}){}",
-        &statement[..execute],
-        &statement[end..]
-    );
+    let head = with_column_names(&statement[..execute], column_names)?;
+    let table_as = format!("{head}({query}{separator}){}", &statement[end..]);
     Some(create_table_as_without_data(&table_as))
+}
+
+/// `CREATE [...] TABLE [IF NOT EXISTS] name …` with `(names)` after the table's name when it
+/// has no column list of its own.
+fn with_column_names(head: &str, names: &[String]) -> Option<String> {
+    use crate::lexer::{keyword_positions, name_end};
+    if names.is_empty() {
+        return Some(head.to_owned());
+    }
+    let bytes = head.as_bytes();
+    let table = *keyword_positions(bytes, "TABLE").first()? + "TABLE".len();
+    let mut start = table + (head[table..].len() - head[table..].trim_start().len());
+    let upper = head[start..].to_ascii_uppercase();
+    if upper.starts_with("IF NOT EXISTS") {
+        start += "IF NOT EXISTS".len();
+        start += head[start..].len() - head[start..].trim_start().len();
+    }
+    let end = name_end(bytes, start)?;
+    if head[end..].trim_start().starts_with('(') {
+        return Some(head.to_owned());
+    }
+    let list = names
+        .iter()
+        .map(|n| crate::ident::quote_ident(n))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(format!("{} ({list}){}", &head[..end], &head[end..]))
 }
 
 /// The statement an `EXPLAIN` runs: what follows `EXPLAIN` and its options, either a
@@ -374,6 +401,7 @@ mod tests {
                 "CREATE TABLE t TABLESPACE s AS EXECUTE sel(2, 'a)') WITH DATA",
                 "PREPARE sel(int, text) AS SELECT $1 AS a, $2 || '$1' AS b, $10x",
                 &types,
+                &[],
             ),
             None, // $10 has no type
         );
@@ -382,15 +410,34 @@ mod tests {
                 "CREATE TABLE t TABLESPACE s AS EXECUTE sel(2, ')') WITH DATA",
                 "PREPARE sel(int, text) AS SELECT $1 AS a, $2 || '$1' AS \"$2\";",
                 &types,
+                &["a".to_owned(), "$2".to_owned()],
             )
             .as_deref(),
             Some(
-                "CREATE TABLE t TABLESPACE s AS (SELECT (NULL::integer) AS a, (NULL::text) || '$1' AS \"$2\") WITH NO DATA;"
+                "CREATE TABLE t (a, \"$2\") TABLESPACE s AS (SELECT (NULL::integer) AS a, (NULL::text) || '$1' AS \"$2\") WITH NO DATA;"
             )
         );
         assert_eq!(
-            table_as_prepared("create table u (x) as execute p", "SELECT 1", &[]).as_deref(),
+            table_as_prepared(
+                "create table u (x) as execute p",
+                "SELECT 1",
+                &[],
+                &["y".into()]
+            )
+            .as_deref(),
             Some("create table u (x) as (SELECT 1) WITH NO DATA;")
+        );
+        assert_eq!(
+            table_as_prepared(
+                "CREATE UNLOGGED TABLE IF NOT EXISTS s.\"U\" AS EXECUTE p(1)",
+                "PREPARE p(int) AS SELECT $1",
+                &["integer".into()],
+                &["?column?".into()]
+            )
+            .as_deref(),
+            Some(
+                "CREATE UNLOGGED TABLE IF NOT EXISTS s.\"U\" (\"?column?\") AS (SELECT (NULL::integer)) WITH NO DATA;"
+            )
         );
     }
 

@@ -464,7 +464,9 @@ async fn create_table_as_execute_replays_without_the_prepared_statement() {
         .batch_execute(
             "PREPARE pick(int, text) AS SELECT i, t, $2 || t AS tagged, $1 * i AS scaled
                FROM base WHERE i >= $1;
-             CREATE TABLE picked (i, t, tagged) AS EXECUTE pick(1, '$1'')');",
+             CREATE TABLE picked (i, t, tagged) AS EXECUTE pick(1, '$1'')');
+             PREPARE one(int) AS SELECT $1;
+             CREATE TABLE just_one AS EXECUTE one(7);",
         )
         .await
         .unwrap();

@@ -27,6 +27,8 @@ pub struct TableAs {
 pub struct Prepared {
     pub text: String,
     pub parameter_types: Vec<String>,
+    /// The names of its result columns, which the table's columns take.
+    pub column_names: Vec<String>,
 }
 
 /// The statement of the active portal: the top-level statement the client sent.
@@ -189,13 +191,18 @@ pub unsafe fn statement_of(
             let executes = !query.is_null() && (*query).type_ == pg_sys::NodeTag::T_ExecuteStmt;
             let prepared = if executes {
                 prepared_statement(query.cast())
-                    .map(|(bytes, parameter_types)| {
-                        (super::server_text::read(&bytes), parameter_types)
+                    .map(|(bytes, parameter_types, column_names)| {
+                        (
+                            super::server_text::read(&bytes),
+                            parameter_types,
+                            column_names,
+                        )
                     })
-                    .filter(|((_, s), _)| *s == spelling)
-                    .map(|((text, _), parameter_types)| Prepared {
+                    .filter(|((_, s), _, _)| *s == spelling)
+                    .map(|((text, _), parameter_types, column_names)| Prepared {
                         text,
                         parameter_types,
+                        column_names,
                     })
             } else {
                 None
@@ -432,12 +439,15 @@ unsafe fn table_as_of(utility: *mut pg_sys::Node) -> (*mut pg_sys::CreateTableAs
     }
 }
 
-/// The text (its own statement within the query string that prepared it) and parameter types
-/// of the prepared statement an EXECUTE names, if this session has it.
+/// The text (its own statement within the query string that prepared it), parameter types
+/// and result column names of the prepared statement an EXECUTE names, if this session has
+/// it.
 ///
 /// # Safety
 /// `execute` is a valid ExecuteStmt.
-unsafe fn prepared_statement(execute: *mut pg_sys::ExecuteStmt) -> Option<(Vec<u8>, Vec<String>)> {
+unsafe fn prepared_statement(
+    execute: *mut pg_sys::ExecuteStmt,
+) -> Option<(Vec<u8>, Vec<String>, Vec<String>)> {
     // SAFETY: a prepared statement and its plan source live in the session's hash table while
     // this statement runs; the raw statement's location and length are byte offsets into its
     // query string; format_type_be returns a palloc'd NUL-terminated name.
@@ -471,7 +481,21 @@ unsafe fn prepared_statement(execute: *mut pg_sys::ExecuteStmt) -> Option<(Vec<u
                 CStr::from_ptr(name).to_string_lossy().into_owned()
             })
             .collect();
-        Some((query[start..end].to_vec(), types))
+        let result = pg_sys::FetchPreparedStatementResultDesc(prepared);
+        let columns = if result.is_null() {
+            Vec::new()
+        } else {
+            compat::tuple_desc_attrs(result)
+                .iter()
+                .filter(|a| !a.attisdropped)
+                .map(|a| {
+                    CStr::from_ptr(a.attname.data.as_ptr())
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .collect()
+        };
+        Some((query[start..end].to_vec(), types, columns))
     }
 }
 
