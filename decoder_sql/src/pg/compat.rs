@@ -400,3 +400,18 @@ pub unsafe fn detach_concurrently(cmd: *mut pg_sys::AlterTableCmd) -> bool {
         }
     }
 }
+
+/// Whether a CREATE TABLE AS creates a materialized view. PostgreSQL 13 calls the field
+/// `relkind`; 14 renamed it `objtype`.
+///
+/// # Safety
+/// `ctas` is a valid CreateTableAsStmt.
+pub unsafe fn creates_materialized_view(ctas: *const pg_sys::CreateTableAsStmt) -> bool {
+    #[cfg(feature = "pg13")]
+    // SAFETY: valid per the caller.
+    let kind = unsafe { (*ctas).relkind };
+    #[cfg(not(feature = "pg13"))]
+    // SAFETY: valid per the caller.
+    let kind = unsafe { (*ctas).objtype };
+    kind == pg_sys::ObjectType::OBJECT_MATVIEW
+}

@@ -213,7 +213,7 @@ pub unsafe fn statement_of(
                 executes,
                 prepared,
                 explained,
-                materialized: (*ctas).objtype == pg_sys::ObjectType::OBJECT_MATVIEW,
+                materialized: compat::creates_materialized_view(ctas),
             })
         };
         let (concurrent, detaches) = concurrency(utility);
