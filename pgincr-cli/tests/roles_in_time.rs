@@ -100,16 +100,7 @@ async fn an_application_role_migrates_with_roles_made_after_the_base() {
         "one globals snapshot per change: {manifest:#}"
     );
 
-    let target = TestCluster::start();
-    let moved = target.server_dir("app_space_moved");
-    let map = format!("{}={}", space.display(), moved.display());
-    let out = pgincr(&target)
-        .args(["restore", "-r", repo_s, "-t", "dbname=restored", "--create"])
-        .args(["--tablespace-map", &map])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "restore: {}", describe(&out));
-    let log = String::from_utf8_lossy(&out.stdout);
+    let (target, moved, log) = restore_moving_tablespace(repo_s, &space);
     assert!(
         log.contains("applied 2 later snapshot(s) of roles and tablespaces"),
         "{log}"
@@ -126,6 +117,26 @@ async fn an_application_role_migrates_with_roles_made_after_the_base() {
     )
     .await;
     assert_eq!(location, moved.display().to_string());
+}
+
+/// `pgincr restore --create` of the repository into database `restored` of a fresh cluster,
+/// with the tablespace directory `space` moved into that cluster's own directory; returns the
+/// cluster, the new directory and the restore's output.
+fn restore_moving_tablespace(
+    repo: &str,
+    space: &std::path::Path,
+) -> (TestCluster, std::path::PathBuf, String) {
+    let target = TestCluster::start();
+    let moved = target.server_dir("space_moved");
+    let map = format!("{}={}", space.display(), moved.display());
+    let out = pgincr(&target)
+        .args(["restore", "-r", repo, "-t", "dbname=restored", "--create"])
+        .args(["--tablespace-map", &map])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "restore: {}", describe(&out));
+    let log = String::from_utf8_lossy(&out.stdout).into_owned();
+    (target, moved, log)
 }
 
 /// Asserts that database `restored` of `target` equals `postgres` of `cluster` in schema
@@ -274,19 +285,10 @@ async fn short_lived_roles_and_session_user_replay_from_the_stream() {
         "a password reached the repository"
     );
 
-    let target = TestCluster::start();
-    let moved = target.server_dir("mid_space_moved");
-    let map = format!("{}={}", space.display(), moved.display());
-    let out = pgincr(&target)
-        .args(["restore", "-r", repo_s, "-t", "dbname=restored", "--create"])
-        .args(["--tablespace-map", &map])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "restore: {}", describe(&out));
+    let (target, moved, log) = restore_moving_tablespace(repo_s, &space);
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("1 tablespace(s) created from the stream"),
-        "{}",
-        describe(&out)
+        log.contains("1 tablespace(s) created from the stream"),
+        "{log}"
     );
     let (restored, schema) = assert_restored_equal(&cluster, &source, &target).await;
     assert!(
