@@ -316,6 +316,7 @@ mod tests {
             bases: vec![],
             segments,
             globals: vec![],
+            prune_history: vec![],
         }
     }
 

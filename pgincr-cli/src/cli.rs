@@ -213,8 +213,36 @@ pub struct StatusArgs {
     /// inactive or lagging.
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     pub critical_age: Duration,
+    /// WARNING when the repository's filesystem is this full (percent).
+    #[arg(long, default_value_t = 80.0, value_parser = parse_percent)]
+    pub fs_warn: f64,
+    /// CRITICAL when the repository's filesystem is this full (percent).
+    #[arg(long, default_value_t = 95.0, value_parser = parse_percent)]
+    pub fs_critical: f64,
+    /// WARNING when the newest base backup is older than this (the base schedule has
+    /// stopped).
+    #[arg(long, default_value = "8d", value_parser = parse_duration)]
+    pub base_max_age: Duration,
+    /// WARNING when `pgincr prune` last ran longer ago than this (or never, in a repository
+    /// older than this).
+    #[arg(long, default_value = "8d", value_parser = parse_duration)]
+    pub prune_max_age: Duration,
     #[arg(long, value_enum, default_value = "text")]
     pub format: StatusFormat,
+}
+
+/// A percentage between 0 and 100 (`80` or `80%`).
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{s:?} is not a percentage (e.g. 80 or 80%)"))?;
+    if (0.0..=100.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{s:?} is not between 0 and 100"))
+    }
 }
 
 #[derive(Debug, Args)]

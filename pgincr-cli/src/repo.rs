@@ -44,6 +44,29 @@ pub struct Manifest {
     /// first (see [`crate::globals`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub globals: Vec<crate::globals::GlobalsSnapshot>,
+    /// `pgincr prune` runs, oldest first (the newest [`PRUNE_HISTORY`] kept): what each removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prune_history: Vec<PruneRun>,
+}
+
+/// How many prune runs the manifest remembers.
+pub const PRUNE_HISTORY: usize = 100;
+
+/// One `pgincr prune` run (not `--dry-run`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PruneRun {
+    /// When it ran (RFC 3339).
+    pub at: String,
+    /// Ids of the base backups it deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bases: Vec<String>,
+    /// Segments it deleted: how many, and the LSN range they covered.
+    pub segments: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segments_upto: Option<String>,
+    /// Globals snapshots it deleted.
+    pub globals: usize,
+    pub bytes: u64,
 }
 
 /// The database being backed up.
@@ -761,6 +784,7 @@ mod tests {
             bases: vec![],
             segments: vec![],
             globals: vec![],
+            prune_history: vec![],
         };
         repo.store(&m).unwrap();
         let mode = fs::metadata(repo.manifest_path())

@@ -464,6 +464,7 @@ async fn status_reports_the_slot_as_the_server_sees_it() {
     let status = |extra: &[&str]| {
         pgincr(&cluster)
             .args(["status", "-d", "dbname=postgres", "-r", repo_s])
+            .args(["--fs-warn", "100", "--fs-critical", "100"])
             .args(extra)
             .output()
             .unwrap()

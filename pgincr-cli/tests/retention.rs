@@ -86,9 +86,86 @@ async fn prune_explains_itself_and_waits_for_restores() {
     assert_eq!(manifest()["bases"].as_array().unwrap().len(), 2);
     drop(lock);
 
+    // Before any prune ran: a repository "older" than the limit warns about it.
+    // The machine's own disk does not count here unless a test asks (--fs-warn).
+    let status = |extra: &[&str]| {
+        let mut cmd = pgincr(&cluster);
+        cmd.args(["status", "-d", "dbname=postgres", "-r", repo_s])
+            .args(extra);
+        if !extra.contains(&"--fs-warn") {
+            cmd.args(["--fs-warn", "100", "--fs-critical", "100"]);
+        }
+        cmd.output().unwrap()
+    };
+    // (No stream runs here: status always warns that the slot is inactive.)
+    let out = status(&["--prune-max-age", "0s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("pgincr prune has never run"),
+        "{}",
+        describe(&out)
+    );
+    let out = status(&[]);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("prune has never run"),
+        "{}",
+        describe(&out)
+    );
+
     let out = run_ok(&cluster, &["prune", "-r", repo_s, "--keep-bases", "1"]);
     assert!(out.contains("deleted 1 base backup(s)"), "{out}");
     assert!(!repo.join("bases").join(&bases[0]).exists());
+    // The manifest remembers what prune removed; status sees when it ran.
+    let history = manifest()["prune_history"].clone();
+    assert_eq!(history.as_array().map_or(0, Vec::len), 1, "{history:#}");
+    assert_eq!(
+        history[0]["bases"],
+        serde_json::json!([bases[0]]),
+        "{history:#}"
+    );
+    let out = status(&["--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        json["problems"],
+        serde_json::json!(["slot is not active: is `pgincr stream` running?"]),
+        "{json:#}"
+    );
+    assert!(
+        json["last_prune_age_seconds"]
+            .as_u64()
+            .is_some_and(|s| s < 600),
+        "{json:#}"
+    );
+    assert!(
+        json["newest_base_age_seconds"].as_u64().is_some(),
+        "{json:#}"
+    );
+    let used = json["filesystem_used_percent"]
+        .as_f64()
+        .expect("filesystem usage");
+    assert!((0.0..=100.0).contains(&used), "{json:#}");
+    // Thresholds below what is there: warnings, with Nagios' exit code.
+    let out = status(&[
+        "--fs-warn",
+        "0",
+        "--base-max-age",
+        "0s",
+        "--format",
+        "prometheus",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let prom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        prom.contains("pgincr_status{slot=\"pgincr\"} 1\n"),
+        "{prom}"
+    );
+    assert!(prom.contains("pgincr_filesystem_used_ratio{"), "{prom}");
+    let out = status(&["--fs-warn", "0", "--base-max-age", "0s"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("filesystem is") && text.contains("the newest base backup is"),
+        "{text}"
+    );
     run_ok(&cluster, &["verify", "-r", repo_s]);
     restore_into(&cluster, repo_s, "dbname=after_prune", &[]);
     assert_same_database(&cluster, &source, "after_prune").await;

@@ -418,6 +418,7 @@ async fn the_skip_policy_counts_what_it_skips() {
     assert_eq!(skipped, 3, "{manifest}");
     let status = pgincr(&cluster)
         .args(["status", "-d", "dbname=postgres", "-r", &repo_s])
+        .args(["--fs-warn", "100", "--fs-critical", "100"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&status.stdout);

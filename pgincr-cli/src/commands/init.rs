@@ -290,6 +290,7 @@ pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
         bases: vec![base.clone()],
         segments: vec![],
         globals: vec![],
+        prune_history: vec![],
     };
     repo.store(&manifest)?;
     let _ = std::fs::remove_file(repo.path(INIT_MARKER));

@@ -246,6 +246,16 @@ pub async fn run(args: PruneArgs) -> Result<()> {
             .collect();
         m.globals
             .retain(|g| !doomed.contains(&g.file.path.as_str()));
+        m.prune_history.push(repo::PruneRun {
+            at: repo::now_rfc3339(),
+            bases: doomed_bases.iter().map(|b| b.id.clone()).collect(),
+            segments: doomed_segments.len(),
+            segments_upto: doomed_segments.last().map(|s| s.end_lsn.to_string()),
+            globals: doomed_globals.len(),
+            bytes,
+        });
+        let excess = m.prune_history.len().saturating_sub(repo::PRUNE_HISTORY);
+        m.prune_history.drain(..excess);
         Ok(())
     })?;
     for g in &doomed_globals {

@@ -1,7 +1,8 @@
 //! `pgincr status`: is the backup keeping up? Slot state and lag from the server, the
 //! failure `pgincr stream` keeps running into (from `stream-state.json`), the age of the
-//! newest committed change the repository holds and its size, with Nagios exit codes
-//! (0 OK, 1 WARNING, 2 CRITICAL) and text, JSON or Prometheus output.
+//! newest committed change the repository holds and its size, how full its filesystem is, how
+//! old the newest base backup and the last prune are, with Nagios exit codes (0 OK,
+//! 1 WARNING, 2 CRITICAL) and text, JSON or Prometheus output.
 
 use crate::cli::{StatusArgs, StatusFormat};
 use crate::pg::Endpoint;
@@ -39,6 +40,22 @@ pub struct Status {
     pub segments: Option<usize>,
     /// UPDATEs and DELETEs skipped for want of a replica identity (`--missing-identity skip`).
     pub skipped_changes: Option<u64>,
+    /// How full the repository's filesystem is, in percent (as `df` counts it).
+    pub filesystem_used_percent: Option<f64>,
+    /// Server time since the newest base backup finished.
+    pub newest_base_age_seconds: Option<u64>,
+    /// Server time since `pgincr prune` last ran; None if it never did.
+    pub last_prune_age_seconds: Option<u64>,
+    /// Server time since the repository was created.
+    pub repository_age_seconds: Option<u64>,
+}
+
+/// How full the filesystem holding `path` is, in percent of what its users can have.
+fn filesystem_used_percent(path: &std::path::Path) -> Option<f64> {
+    let fs = nix::sys::statvfs::statvfs(path).ok()?;
+    let used = fs.blocks().saturating_sub(fs.blocks_free()) as f64;
+    let usable = used + fs.blocks_available() as f64;
+    (usable > 0.0).then(|| used * 100.0 / usable)
 }
 
 pub async fn run(args: StatusArgs, bindir: Option<PathBuf>) -> Result<()> {
@@ -105,6 +122,16 @@ pub async fn run(args: StatusArgs, bindir: Option<PathBuf>) -> Result<()> {
             m.segments.iter().map(|s| s.skipped_changes).sum::<u64>()
                 + open.as_ref().map_or(0, |o| o.skipped_changes)
         }),
+        filesystem_used_percent: repo.as_ref().and_then(|r| filesystem_used_percent(&r.root)),
+        newest_base_age_seconds: manifest
+            .as_ref()
+            .and_then(|m| m.bases.last())
+            .and_then(|b| age_at(&b.finished)),
+        last_prune_age_seconds: manifest
+            .as_ref()
+            .and_then(|m| m.prune_history.last())
+            .and_then(|p| age_at(&p.at)),
+        repository_age_seconds: manifest.as_ref().and_then(|m| age_at(&m.created)),
     };
     let code = evaluate(&mut st, &args);
     match args.format {
@@ -198,6 +225,48 @@ pub fn evaluate(st: &mut Status, args: &StatusArgs) -> u8 {
             ),
         ));
     }
+    if let Some(used) = st.filesystem_used_percent
+        && used >= args.fs_warn.min(args.fs_critical)
+    {
+        let level = if used >= args.fs_critical {
+            CRITICAL
+        } else {
+            WARNING
+        };
+        found.push((
+            level,
+            format!("the repository's filesystem is {used:.0}% full"),
+        ));
+    }
+    let days = |secs: u64| humantime::format_duration(Duration::from_secs(secs / 60 * 60));
+    if let Some(age) = st.newest_base_age_seconds
+        && age >= args.base_max_age.as_secs()
+    {
+        found.push((
+            WARNING,
+            format!(
+                "the newest base backup is {} old: is `pgincr base` still scheduled?",
+                days(age)
+            ),
+        ));
+    }
+    match (st.last_prune_age_seconds, st.repository_age_seconds) {
+        (Some(age), _) if age >= args.prune_max_age.as_secs() => found.push((
+            WARNING,
+            format!(
+                "pgincr prune last ran {} ago: the repository only grows",
+                days(age)
+            ),
+        )),
+        (None, Some(age)) if age >= args.prune_max_age.as_secs() => found.push((
+            WARNING,
+            format!(
+                "pgincr prune has never run in this repository ({} old): it only grows",
+                days(age)
+            ),
+        )),
+        _ => {}
+    }
     let code = found.iter().map(|(level, _)| *level).max().unwrap_or(0);
     st.problems = found.into_iter().map(|(_, msg)| msg).collect();
     st.state = ["OK", "WARNING", "CRITICAL"][code as usize];
@@ -258,11 +327,22 @@ fn print_text(st: &Status) {
     }
     if let Some(b) = st.repository_bytes {
         println!(
-            "repository: {}, {} base backup(s), {} closed segment(s)",
+            "repository: {}, {} base backup(s), {} closed segment(s){}",
             human_bytes(b),
             st.base_backups.unwrap_or(0),
-            st.segments.unwrap_or(0)
+            st.segments.unwrap_or(0),
+            st.filesystem_used_percent
+                .map_or(String::new(), |p| format!(", filesystem {p:.0}% full"))
         );
+    }
+    let ago = |secs: u64| humantime::format_duration(Duration::from_secs(secs));
+    if let Some(age) = st.newest_base_age_seconds {
+        println!("newest base backup: finished {} ago", ago(age));
+    }
+    match st.last_prune_age_seconds {
+        Some(age) => println!("last prune: {} ago", ago(age)),
+        None if st.repository_age_seconds.is_some() => println!("last prune: never"),
+        None => {}
     }
 }
 
@@ -330,6 +410,21 @@ pub fn prometheus(st: &Status) -> String {
             "size of the repository on disk",
             uint(st.repository_bytes),
         ),
+        (
+            "filesystem_used_ratio",
+            "how full the repository's filesystem is (0 to 1)",
+            st.filesystem_used_percent.map(|p| p / 100.0),
+        ),
+        (
+            "newest_base_age_seconds",
+            "time since the newest base backup finished",
+            uint(st.newest_base_age_seconds),
+        ),
+        (
+            "last_prune_age_seconds",
+            "time since pgincr prune last ran (absent if it never did)",
+            uint(st.last_prune_age_seconds),
+        ),
     ];
     for (name, help, value) in gauges {
         if let Some(v) = value {
@@ -373,6 +468,10 @@ mod tests {
             warn_lag: 1 << 30,
             critical_lag: 10 << 30,
             critical_age: Duration::from_secs(86_400),
+            fs_warn: 80.0,
+            fs_critical: 95.0,
+            base_max_age: Duration::from_secs(8 * 86_400),
+            prune_max_age: Duration::from_secs(8 * 86_400),
             format: StatusFormat::Text,
         }
     }
@@ -398,7 +497,57 @@ mod tests {
             base_backups: None,
             segments: None,
             skipped_changes: Some(0),
+            filesystem_used_percent: Some(40.0),
+            newest_base_age_seconds: Some(3_600),
+            last_prune_age_seconds: Some(3_600),
+            repository_age_seconds: Some(30 * 86_400),
         }
+    }
+
+    #[test]
+    fn a_full_filesystem_an_old_base_and_no_prune_are_reported() {
+        let mut st = healthy();
+        assert_eq!(evaluate(&mut st, &args()), 0, "{:?}", st.problems);
+        st.filesystem_used_percent = Some(85.0);
+        assert_eq!(evaluate(&mut st, &args()), 1);
+        assert_eq!(st.problems, ["the repository's filesystem is 85% full"]);
+        st.filesystem_used_percent = Some(97.0);
+        assert_eq!(evaluate(&mut st, &args()), 2);
+        st.filesystem_used_percent = Some(10.0);
+        st.newest_base_age_seconds = Some(9 * 86_400);
+        assert_eq!(evaluate(&mut st, &args()), 1);
+        assert!(
+            st.problems[0].starts_with("the newest base backup is 9days old"),
+            "{:?}",
+            st.problems
+        );
+        st.newest_base_age_seconds = Some(60);
+        st.last_prune_age_seconds = None;
+        assert_eq!(evaluate(&mut st, &args()), 1);
+        assert!(
+            st.problems[0].starts_with("pgincr prune has never run"),
+            "{:?}",
+            st.problems
+        );
+        // A young repository that was never pruned is fine.
+        st.repository_age_seconds = Some(86_400);
+        assert_eq!(evaluate(&mut st, &args()), 0);
+        st.last_prune_age_seconds = Some(10 * 86_400);
+        assert_eq!(evaluate(&mut st, &args()), 1);
+        assert!(
+            st.problems[0].starts_with("pgincr prune last ran 10days ago"),
+            "{:?}",
+            st.problems
+        );
+        let prom = prometheus(&st);
+        assert!(
+            prom.contains("pgincr_filesystem_used_ratio{slot=\"pgincr\"} 0.1\n"),
+            "{prom}"
+        );
+        assert!(
+            prom.contains("pgincr_last_prune_age_seconds{slot=\"pgincr\"} 864000\n"),
+            "{prom}"
+        );
     }
 
     #[test]
