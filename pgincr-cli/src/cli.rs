@@ -33,6 +33,13 @@ pub struct GlobalArgs {
     /// Directory of pg_dump, pg_dumpall, psql and pg_recvlogical (default: found on PATH).
     #[arg(long, global = true, env = "PGINCR_PG_BINDIR", value_name = "DIR")]
     pub pg_bindir: Option<PathBuf>,
+    /// Configuration file (default: /etc/pgincr/pgincr.toml when it exists); its settings
+    /// apply where neither an option nor a PGINCR_* variable sets them.
+    #[arg(long, global = true, env = "PGINCR_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The configuration file's [database.NAME] section to use.
+    #[arg(long, global = true, env = "PGINCR_DATABASE", value_name = "NAME")]
+    pub database: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,6 +63,16 @@ pub enum Command {
     /// List the replication origins restores left in a target cluster; drop those of
     /// databases that no longer exist.
     Origins(OriginsArgs),
+    /// The configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check the configuration file (line and column of any mistake) and print the effective
+    /// settings of each database, passwords masked.
+    Check,
 }
 
 #[derive(Debug, Args)]
@@ -156,10 +173,10 @@ pub struct StreamArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
     /// Close the open segment when it reaches this size.
-    #[arg(long, default_value = "64MB", value_parser = parse_size)]
+    #[arg(long, env = "PGINCR_SEGMENT_SIZE", default_value = "64MB", value_parser = parse_size)]
     pub segment_size: u64,
     /// Close the open segment when it is this old and not empty.
-    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, env = "PGINCR_SEGMENT_AGE", default_value = "1h", value_parser = parse_duration)]
     pub segment_age: Duration,
     /// Compression of closed segments (zstd files open with the standard `zstd` tool).
     #[arg(long, value_enum, default_value = "zstd")]
@@ -171,12 +188,12 @@ pub struct StreamArgs {
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub fsync_interval: Duration,
     /// How often the current values of all sequences are written into the stream (0 = never).
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, env = "PGINCR_SEQUENCE_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub sequence_interval: Duration,
     /// How often roles, memberships, role settings and tablespaces are compared with the
     /// newest copy in the repository, which gets a new `pg_dumpall --globals-only` when they
     /// changed (0 = never).
-    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    #[arg(long, env = "PGINCR_GLOBALS_INTERVAL", default_value = "1m", value_parser = parse_duration)]
     pub globals_interval: Duration,
     /// Longest wait between restarts of pg_recvlogical after failures.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
@@ -204,35 +221,35 @@ pub struct StatusArgs {
     #[arg(long)]
     pub slot: Option<String>,
     /// WARNING when the slot holds back this much WAL.
-    #[arg(long, default_value = "1GB", value_parser = parse_size)]
+    #[arg(long, env = "PGINCR_WARN_LAG", default_value = "1GB", value_parser = parse_size)]
     pub warn_lag: u64,
     /// CRITICAL when the slot holds back this much WAL.
-    #[arg(long, default_value = "10GB", value_parser = parse_size)]
+    #[arg(long, env = "PGINCR_CRITICAL_LAG", default_value = "10GB", value_parser = parse_size)]
     pub critical_lag: u64,
     /// CRITICAL when no change has reached the repository for this long while the slot is
     /// inactive or lagging.
-    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    #[arg(long, env = "PGINCR_CRITICAL_AGE", default_value = "24h", value_parser = parse_duration)]
     pub critical_age: Duration,
     /// WARNING when the repository's filesystem is this full (percent).
-    #[arg(long, default_value_t = 80.0, value_parser = parse_percent)]
+    #[arg(long, env = "PGINCR_FS_WARN", default_value_t = 80.0, value_parser = parse_percent)]
     pub fs_warn: f64,
     /// CRITICAL when the repository's filesystem is this full (percent).
-    #[arg(long, default_value_t = 95.0, value_parser = parse_percent)]
+    #[arg(long, env = "PGINCR_FS_CRITICAL", default_value_t = 95.0, value_parser = parse_percent)]
     pub fs_critical: f64,
     /// WARNING when the newest base backup is older than this (the base schedule has
     /// stopped).
-    #[arg(long, default_value = "8d", value_parser = parse_duration)]
+    #[arg(long, env = "PGINCR_BASE_MAX_AGE", default_value = "8d", value_parser = parse_duration)]
     pub base_max_age: Duration,
     /// WARNING when `pgincr prune` last ran longer ago than this (or never, in a repository
     /// older than this).
-    #[arg(long, default_value = "8d", value_parser = parse_duration)]
+    #[arg(long, env = "PGINCR_PRUNE_MAX_AGE", default_value = "8d", value_parser = parse_duration)]
     pub prune_max_age: Duration,
     #[arg(long, value_enum, default_value = "text")]
     pub format: StatusFormat,
 }
 
 /// A percentage between 0 and 100 (`80` or `80%`).
-fn parse_percent(s: &str) -> Result<f64, String> {
+pub fn parse_percent(s: &str) -> Result<f64, String> {
     let v: f64 = s
         .trim()
         .trim_end_matches('%')
@@ -367,18 +384,18 @@ pub struct PruneArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
     /// Keep this many newest base backups.
-    #[arg(long)]
+    #[arg(long, env = "PGINCR_KEEP_BASES")]
     pub keep_bases: Option<usize>,
     /// Keep base backups younger than this (e.g. "30d"); the newest base is always kept.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, env = "PGINCR_KEEP_AGE", value_parser = parse_duration)]
     pub keep_age: Option<Duration>,
     /// Also keep the newest base backup of each of the last N calendar months (UTC) that have
     /// one: grandfather-father-son retention with --keep-age.
-    #[arg(long, value_name = "N")]
+    #[arg(long, env = "PGINCR_KEEP_MONTHLY", value_name = "N")]
     pub keep_monthly: Option<usize>,
     /// Keep change segments closed within this time even if no kept base needs them (e.g.
     /// "7d"), so that recent points in time stay restorable from a base that is kept.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, env = "PGINCR_KEEP_SEGMENTS_AGE", value_parser = parse_duration)]
     pub keep_segments_age: Option<Duration>,
     /// Show what would be deleted and why each base is kept or deleted.
     #[arg(long)]

@@ -4,6 +4,7 @@
 pub mod chain;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod conninfo;
 pub mod database;
 pub mod error;
@@ -20,6 +21,9 @@ pub use error::{Error, Result};
 
 /// Runs the parsed command line.
 pub fn run(cli: cli::Cli) -> Result<()> {
+    if let cli::Command::Config(cli::ConfigCommand::Check) = cli.command {
+        return commands::config::check(cli.global.config);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -37,6 +41,7 @@ pub fn run(cli: cli::Cli) -> Result<()> {
             Command::Verify(args) => commands::verify::run(args, bindir).await,
             Command::Prune(args) => commands::prune::run(args).await,
             Command::Origins(args) => commands::origins::run(args, bindir).await,
+            Command::Config(_) => unreachable!("handled above"),
         }
     })
 }

@@ -2,6 +2,7 @@
 
 pub mod base;
 pub mod check;
+pub mod config;
 pub mod init;
 pub mod origins;
 pub mod prune;

@@ -17,6 +17,9 @@ pub fn pgincr(cluster: &TestCluster) -> Command {
         .env_remove("PGINCR_DSN")
         .env_remove("PGINCR_REPO")
         .env_remove("PGDATABASE")
+        // Not the machine's /etc/pgincr/pgincr.toml.
+        .env("PGINCR_CONFIG", "/dev/null")
+        .env_remove("PGINCR_DATABASE")
         .env("RUST_BACKTRACE", "0")
         .stdin(Stdio::null());
     cmd
