@@ -245,11 +245,16 @@ pub fn utility_completed(stmt: &ActiveStatement) {
             }
         }
     };
-    let text = ServerText::new(sqlgen::ddl::terminate_statement(&text), stmt.spelling);
+    emit_as_author(sqlgen::ddl::terminate_statement(&text), stmt);
+}
+
+/// Writes `text`, a statement the hook captured, with the search_path and roles it ran with
+/// (`decoder_sql.statement_messages`, as for statements event triggers capture).
+fn emit_as_author(text: String, stmt: &ActiveStatement) {
     let messages = text_rows(
         "SELECT m FROM decoder_sql.statement_messages($1, \
          pg_catalog.current_setting('search_path')) AS m",
-        &[DatumWithOid::from(text)],
+        &[DatumWithOid::from(ServerText::new(text, stmt.spelling))],
     );
     emit_all(&messages);
 }
@@ -288,15 +293,7 @@ pub fn utility_starting(stmt: &ActiveStatement) {
         );
         return;
     };
-    let messages = text_rows(
-        "SELECT m FROM decoder_sql.statement_messages($1, \
-         pg_catalog.current_setting('search_path')) AS m",
-        &[DatumWithOid::from(ServerText::new(
-            statement,
-            stmt.spelling,
-        ))],
-    );
-    emit_all(&messages);
+    emit_as_author(statement, stmt);
 }
 
 /// A CREATE TABLE AS in the form the stream replays before its rows: `WITH NO DATA` (SELECT
@@ -378,8 +375,9 @@ fn capture_statement(command_tag: &str) -> Option<ServerText> {
 }
 
 /// For a top-level CREATE TABLE AS: the statement in its WITH NO DATA form (its rows are
-/// decoded as INSERTs), with the query of a prepared statement in place of `EXECUTE name`. An empty string for a temporary table (nothing to capture). NULL when
-/// it cannot be captured (nested in another statement in a session without the utility hook,
+/// decoded as INSERTs), with the query of a prepared statement in place of `EXECUTE name`.
+/// An empty string for a temporary table (nothing to capture). NULL when it cannot be
+/// captured (nested in another statement in a session without the utility hook,
 /// or a SELECT INTO whose INTO clause cannot be found). SELECT INTO becomes CREATE TABLE AS.
 #[pgrx::pg_extern(volatile, parallel_unsafe)]
 fn create_table_as_statement(command_tag: &str) -> Option<ServerText> {

@@ -74,9 +74,10 @@ pub unsafe fn around(
     top_level: bool,
     next: impl FnOnce(Option<pg_sys::ProcessUtility_hook_type>),
 ) {
-    // SAFETY: per the function contract.
-    let starting = unsafe { command_tag(pstmt) }.is_some_and(crate::capture::wants_starting);
-    if starting {
+    // SAFETY: per the function contract. Command tag names are static strings: the tag
+    // outlives the statement.
+    let tag = unsafe { command_tag(pstmt) };
+    if tag.is_some_and(crate::capture::wants_starting) {
         // (Dropped before `next` runs.)
         // SAFETY: as above.
         if let Some(stmt) = unsafe { statement_of(pstmt, query) } {
@@ -99,9 +100,7 @@ pub unsafe fn around(
         }
     });
     // Only the few commands the capture wants afterwards pay for their text being copied.
-    // SAFETY: per the function contract, still valid after the statement ran.
-    let wanted = unsafe { command_tag(pstmt) }.is_some_and(crate::capture::wants_completed);
-    if !wanted {
+    if !tag.is_some_and(crate::capture::wants_completed) {
         return;
     }
     // SAFETY: as above.
