@@ -187,17 +187,15 @@ fn open_segment_position(repo: &Repo, manifest: &Manifest) -> Result<ChainPositi
 /// before them left open.
 pub fn transaction_left_open(repo: &Repo, segments: &[Segment]) -> Result<Option<Option<Lsn>>> {
     for seg in segments.iter().rev() {
+        if let Some(recorded) = seg.open_at_end {
+            return Ok(Some(recorded.transaction_end));
+        }
         let path = repo.path(&seg.file.path);
         if !path.exists() {
             return Ok(None);
         }
         let s = summarize(vec![(path, seg.file.path.clone())])?;
-        let transparent = s.transactions == 0
-            && s.repeated == 0
-            && s.superseded == 0
-            && s.unfinished_end_lsn.is_none()
-            && s.continued_transaction_end.is_none();
-        if !transparent {
+        if !s.leaves_open_as_before() {
             return Ok(Some(s.unfinished_end_lsn));
         }
     }
@@ -290,6 +288,7 @@ mod tests {
                 sha256: String::new(),
                 sql_bytes: 0,
                 compression: "none".into(),
+                encryption: None,
             },
             start_lsn: Lsn(start),
             end_lsn: Lsn(end),
@@ -298,6 +297,7 @@ mod tests {
             last_commit_time: None,
             closed: String::new(),
             skipped_changes: 0,
+            open_at_end: None,
         }
     }
 
@@ -317,6 +317,7 @@ mod tests {
             segments,
             globals: vec![],
             prune_history: vec![],
+            encryption: None,
         }
     }
 

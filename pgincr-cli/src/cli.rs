@@ -135,6 +135,16 @@ pub struct InitArgs {
     /// them as they are and skips their UPDATEs and DELETEs, counted in `status`.
     #[arg(long, value_enum, default_value = "full")]
     pub missing_identity: crate::repo::MissingIdentity,
+    /// Encrypt every file of the repository to this age recipient (`age1…`, from
+    /// `age-keygen`; repeatable). Only the public key is needed here; restore and
+    /// verify --content take the private one with --identity. Chosen once, at init.
+    #[arg(
+        long = "encrypt-to",
+        env = "PGINCR_ENCRYPT_TO",
+        value_name = "RECIPIENT",
+        value_delimiter = ','
+    )]
+    pub encrypt_to: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -266,6 +276,9 @@ pub fn parse_percent(s: &str) -> Result<f64, String> {
 pub struct RestoreArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
+    /// age identity file (written by age-keygen) that reads an encrypted repository.
+    #[arg(long, env = "PGINCR_IDENTITY", value_name = "FILE")]
+    pub identity: Option<PathBuf>,
     /// Connection string of the target database: new and empty, or one this restore
     /// already started (it then resumes).
     #[arg(long, short = 't', env = "PGINCR_TARGET", default_value = "")]
@@ -374,6 +387,9 @@ fn parse_skip_request(s: &str) -> Result<crate::commands::restore::plan::SkipReq
 pub struct VerifyArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
+    /// age identity file (written by age-keygen) that reads an encrypted repository.
+    #[arg(long, env = "PGINCR_IDENTITY", value_name = "FILE")]
+    pub identity: Option<PathBuf>,
     /// Also restore into this (new, empty) database to prove the backup loads.
     #[arg(long, value_name = "CONNINFO")]
     pub restore_test: Option<String>,

@@ -53,6 +53,10 @@ pub struct Settings {
     pub fs_critical: Option<f64>,
     pub base_max_age: Option<String>,
     pub prune_max_age: Option<String>,
+    /// age recipients (`age1…`) an `init` encrypts the repository to.
+    pub encrypt_to: Option<Vec<String>>,
+    /// age identity file `restore` and `verify --content` decrypt with.
+    pub identity: Option<PathBuf>,
 }
 
 impl Settings {
@@ -79,7 +83,9 @@ impl Settings {
             fs_warn,
             fs_critical,
             base_max_age,
-            prune_max_age
+            prune_max_age,
+            encrypt_to,
+            identity
         )
     }
 
@@ -108,6 +114,8 @@ impl Settings {
             ("PGINCR_FS_CRITICAL", real(self.fs_critical)),
             ("PGINCR_BASE_MAX_AGE", text(&self.base_max_age)),
             ("PGINCR_PRUNE_MAX_AGE", text(&self.prune_max_age)),
+            ("PGINCR_ENCRYPT_TO", self.encrypt_to.as_ref().map(|r| r.join(","))),
+            ("PGINCR_IDENTITY", path(&self.identity)),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))
@@ -158,6 +166,10 @@ fn check_value(var: &str, value: &str) -> Result<(), String> {
         | "PGINCR_BASE_MAX_AGE"
         | "PGINCR_PRUNE_MAX_AGE" => parse_duration(value).map(drop),
         "PGINCR_FS_WARN" | "PGINCR_FS_CRITICAL" => crate::cli::parse_percent(value).map(drop),
+        "PGINCR_ENCRYPT_TO" => {
+            let list: Vec<String> = value.split(',').map(str::to_owned).collect();
+            crate::crypt::parse_recipients(&list).map(drop).map_err(|e| e.to_string())
+        }
         _ => Ok(()),
     }
 }

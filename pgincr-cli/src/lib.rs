@@ -6,6 +6,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod conninfo;
+pub mod crypt;
 pub mod database;
 pub mod error;
 pub mod globals;

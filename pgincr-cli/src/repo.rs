@@ -13,9 +13,14 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 pub const MANIFEST: &str = "manifest.json";
-pub const FORMAT: u32 = 1;
+/// The newest manifest format this pgincr reads. 1: plaintext repositories; 2: encrypted
+/// ones (see [`Encryption`]), which an older pgincr must not write plaintext into.
+pub const FORMAT: u32 = 2;
+/// The format of a repository without encryption.
+pub const FORMAT_PLAIN: u32 = 1;
 pub const BASES_DIR: &str = "bases";
 pub const SEGMENTS_DIR: &str = "segments";
 /// The segment pg_recvlogical is writing to.
@@ -47,6 +52,25 @@ pub struct Manifest {
     /// `pgincr prune` runs, oldest first (the newest [`PRUNE_HISTORY`] kept): what each removed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prune_history: Vec<PruneRun>,
+    /// Set at `init` for an encrypted repository: what every stored file is encrypted to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
+}
+
+/// Encryption at rest (see [`crate::crypt`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Encryption {
+    /// "age".
+    pub method: String,
+    /// Public age X25519 recipients (`age1…`): any of their identities decrypts.
+    pub recipients: Vec<String>,
+}
+
+impl Manifest {
+    /// The format number a manifest with these contents has.
+    pub fn format_for(encryption: &Option<Encryption>) -> u32 {
+        if encryption.is_some() { FORMAT } else { FORMAT_PLAIN }
+    }
 }
 
 /// How many prune runs the manifest remembers.
@@ -208,6 +232,19 @@ pub struct Segment {
     /// UPDATEs and DELETEs skipped for want of a replica identity (`--missing-identity skip`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub skipped_changes: u64,
+    /// The transaction still open after this segment, recorded when it closed, so that the
+    /// stream need not read closed segments again (it cannot, when they are encrypted).
+    /// Absent in segments written by older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_at_end: Option<OpenAtEnd>,
+}
+
+/// What the chain leaves open after a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenAtEnd {
+    /// End LSN of the transaction begun and not yet committed, if any.
+    #[serde(with = "opt_lsn_text")]
+    pub transaction_end: Option<Lsn>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -269,6 +306,9 @@ pub struct FileEntry {
     pub sql_bytes: u64,
     /// "zstd" or "none".
     pub compression: String,
+    /// "age" for an encrypted file (see [`crate::crypt`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<String>,
 }
 
 /// Serialises an LSN as PostgreSQL spells it ("16/B374D848").
@@ -308,11 +348,46 @@ pub mod opt_lsn_text {
 #[derive(Debug, Clone)]
 pub struct Repo {
     pub root: PathBuf,
+    /// What new files are encrypted to, read from the manifest on first use.
+    recipients: Arc<OnceLock<Vec<age::x25519::Recipient>>>,
 }
 
 impl Repo {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Repo { root: root.into() }
+        Repo {
+            root: root.into(),
+            recipients: Arc::default(),
+        }
+    }
+
+    /// The age recipients new files are encrypted to; empty for a plaintext repository.
+    pub fn recipients(&self) -> Result<&[age::x25519::Recipient]> {
+        if let Some(r) = self.recipients.get() {
+            return Ok(r);
+        }
+        let recipients = match self.load()?.encryption {
+            Some(e) => crate::crypt::parse_recipients(&e.recipients)?,
+            None => Vec::new(),
+        };
+        Ok(self.recipients.get_or_init(|| recipients))
+    }
+
+    /// Sets what new files are encrypted to, before the manifest that records it exists.
+    pub fn encrypt_to(&self, recipients: Vec<age::x25519::Recipient>) {
+        let _ = self.recipients.set(recipients);
+    }
+
+    /// The name a file written as `rel` is stored under: `.zst` when compressed, `.age` when
+    /// the repository is encrypted.
+    pub fn stored_rel(&self, rel: &str, compress: bool) -> Result<String> {
+        let mut name = rel.to_owned();
+        if compress {
+            name.push_str(".zst");
+        }
+        if !self.recipients()?.is_empty() {
+            name.push_str(crate::crypt::SUFFIX);
+        }
+        Ok(name)
     }
 
     pub fn path(&self, rel: impl AsRef<Path>) -> PathBuf {
@@ -603,15 +678,23 @@ impl Repo {
     }
 }
 
-/// Opens a repository file for reading as SQL text, decompressing zstd transparently.
+/// Opens a repository file for reading as SQL text, decrypting (`.age`, see
+/// [`crate::crypt::load_identities`]) and decompressing (`.zst`) transparently.
 pub fn open_sql(path: &Path) -> Result<Box<dyn Read + Send>> {
     let f = File::open(path).map_err(Error::io(format!("opening {}", path.display())))?;
-    if path.extension().is_some_and(|e| e == "zst") {
-        let dec = zstd::stream::read::Decoder::new(f)
+    let (stored, name): (Box<dyn Read + Send>, String) = if crate::crypt::is_encrypted(path) {
+        let name = path.to_string_lossy();
+        let name = name[..name.len() - crate::crypt::SUFFIX.len()].to_owned();
+        (crate::crypt::decrypt(f, path)?, name)
+    } else {
+        (Box::new(f), path.to_string_lossy().into_owned())
+    };
+    if name.ends_with(".zst") {
+        let dec = zstd::stream::read::Decoder::new(stored)
             .map_err(Error::io(format!("reading {}", path.display())))?;
         Ok(Box::new(dec))
     } else {
-        Ok(Box::new(f))
+        Ok(stored)
     }
 }
 
@@ -672,8 +755,8 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// Writes SQL text into a repository file, optionally zstd-compressed, and returns its
-/// manifest entry once the file is durable.
+/// Writes SQL text into a repository file, optionally zstd-compressed, encrypted when the
+/// repository is, and returns its manifest entry once the file is durable.
 pub struct SqlFileWriter {
     path: PathBuf,
     rel: String,
@@ -682,8 +765,39 @@ pub struct SqlFileWriter {
 }
 
 enum Sink {
-    Plain(HashingWriter<File>),
-    Zstd(zstd::stream::write::Encoder<'static, HashingWriter<File>>),
+    Plain(Cipher),
+    Zstd(zstd::stream::write::Encoder<'static, Cipher>),
+}
+
+/// The layer under compression: the file itself, or age encryption into it.
+enum Cipher {
+    None(HashingWriter<File>),
+    Age(age::stream::StreamWriter<HashingWriter<File>>),
+}
+
+impl Write for Cipher {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Cipher::None(w) => w.write(buf),
+            Cipher::Age(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Cipher::None(w) => w.flush(),
+            Cipher::Age(w) => w.flush(),
+        }
+    }
+}
+
+impl Cipher {
+    fn finish(self) -> std::io::Result<HashingWriter<File>> {
+        match self {
+            Cipher::None(w) => Ok(w),
+            Cipher::Age(w) => w.finish(),
+        }
+    }
 }
 
 impl Write for SqlFileWriter {
@@ -708,15 +822,17 @@ impl Write for SqlFileWriter {
 const ZSTD_LEVEL: i32 = 3;
 
 impl SqlFileWriter {
-    /// `rel` is the path relative to the repository root, `.zst` added when compressing.
+    /// `rel` is the path relative to the repository root, stored as [`Repo::stored_rel`].
     pub fn create(repo: &Repo, rel: &str, compress: bool) -> Result<Self> {
-        let rel = if compress {
-            format!("{rel}.zst")
-        } else {
-            rel.to_owned()
-        };
+        let recipients = repo.recipients()?;
+        let rel = repo.stored_rel(rel, compress)?;
         let path = repo.path(&rel);
         let file = HashingWriter::new(create_private_file(&path)?);
+        let file = if recipients.is_empty() {
+            Cipher::None(file)
+        } else {
+            Cipher::Age(crate::crypt::encrypt_to(recipients, file, &path)?)
+        };
         let sink = if compress {
             let mut enc = zstd::stream::write::Encoder::new(file, ZSTD_LEVEL)
                 .map_err(Error::io(format!("compressing {}", path.display())))?;
@@ -743,10 +859,12 @@ impl SqlFileWriter {
     /// Flushes, fsyncs and describes the file.
     pub fn finish(self) -> Result<FileEntry> {
         let ctx = format!("writing {}", self.path.display());
-        let (hashing, compression) = match self.sink {
+        let (cipher, compression) = match self.sink {
             Sink::Plain(w) => (w, "none"),
             Sink::Zstd(enc) => (enc.finish().map_err(Error::io(ctx.clone()))?, "zstd"),
         };
+        let encryption = matches!(cipher, Cipher::Age(_)).then(|| "age".to_owned());
+        let hashing = cipher.finish().map_err(Error::io(ctx.clone()))?;
         let (file, sha256, bytes) = hashing.finish();
         file.sync_all().map_err(Error::io(ctx))?;
         Ok(FileEntry {
@@ -755,6 +873,7 @@ impl SqlFileWriter {
             sha256,
             sql_bytes: self.sql_bytes,
             compression: compression.to_owned(),
+            encryption,
         })
     }
 }
@@ -771,7 +890,7 @@ mod tests {
         let mode = fs::metadata(&repo.root).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
         let m = Manifest {
-            format: FORMAT,
+            format: FORMAT_PLAIN,
             created: now_rfc3339(),
             source: Source {
                 system_identifier: "1".into(),
@@ -785,6 +904,7 @@ mod tests {
             segments: vec![],
             globals: vec![],
             prune_history: vec![],
+            encryption: None,
         };
         repo.store(&m).unwrap();
         let mode = fs::metadata(repo.manifest_path())

@@ -473,6 +473,17 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Whether the chain leaves open after this segment what it left open before it: the
+    /// segment has neither a BEGIN nor a COMMIT of its own (wholly inside a transaction, or
+    /// empty).
+    pub fn leaves_open_as_before(&self) -> bool {
+        self.transactions == 0
+            && self.repeated == 0
+            && self.superseded == 0
+            && self.unfinished_end_lsn.is_none()
+            && self.continued_transaction_end.is_none()
+    }
+
     /// How the input begins, for continuity checks.
     pub fn start(&self) -> SegmentStart {
         SegmentStart {

@@ -30,7 +30,7 @@ pub async fn run(args: BaseArgs, bindir: Option<PathBuf>) -> Result<()> {
             manifest.source.database, manifest.source.system_identifier
         )));
     }
-    check_dump_args(&args.dump)?;
+    check_dump_args(&args.dump, manifest.encryption.is_some())?;
     let slot = format!("pgincr_base_{}", std::process::id());
     let base = take_base(&repo, &source, &client, &slot, true, args.dump).await?;
     repo.update(|m| {
@@ -61,7 +61,14 @@ pub fn report(base: &Base) {
 }
 
 /// Refuses option combinations pg_dump would refuse later, after the slot was made.
-pub fn check_dump_args(args: &DumpArgs) -> Result<()> {
+pub fn check_dump_args(args: &DumpArgs, encrypted: bool) -> Result<()> {
+    if encrypted && args.format == DumpFormat::Directory {
+        return Err(Error::Invalid(
+            "an encrypted repository takes plain base dumps only: pg_dump writes the files of \
+             --format directory itself, unencrypted"
+                .into(),
+        ));
+    }
     if args.jobs > 1 && args.format != DumpFormat::Directory {
         return Err(Error::Invalid(
             "--jobs needs --format directory: a plain dump is one SQL script written by one \
@@ -383,6 +390,7 @@ fn describe_dump_dir(repo: &Repo, rel: &str) -> Result<(repo::FileEntry, Vec<rep
                 "none"
             }
             .to_owned(),
+            encryption: None,
         };
         if name == "toc.dat" {
             toc = Some(entry);

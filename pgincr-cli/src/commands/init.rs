@@ -105,7 +105,8 @@ async fn drop_slot_if_idle(client: &Client, slot: &str) -> Result<bool> {
 }
 
 pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
-    base::check_dump_args(&args.dump)?;
+    let recipients = crate::crypt::parse_recipients(&args.encrypt_to)?;
+    base::check_dump_args(&args.dump, !recipients.is_empty())?;
     let repo = Repo::new(&args.repo.repo);
     let source = Endpoint::new(&args.conn.dsn, bindir)?;
     let client = source.connect().await?;
@@ -231,6 +232,19 @@ pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
             .as_bytes(),
     )?;
     repo.create_dirs()?;
+    let encrypted = !recipients.is_empty();
+    // Before the manifest exists: the base below is written encrypted, or not.
+    repo.encrypt_to(recipients);
+    if encrypted {
+        println!(
+            "encrypting the repository to {} age recipient(s): restore needs --identity",
+            args.encrypt_to.len()
+        );
+    }
+    let encryption = (!args.encrypt_to.is_empty()).then(|| repo::Encryption {
+        method: "age".into(),
+        recipients: args.encrypt_to.iter().map(|r| r.trim().to_owned()).collect(),
+    });
 
     let created: bool = client
         .query_one(
@@ -277,7 +291,7 @@ pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
         }
     };
     let manifest = Manifest {
-        format: repo::FORMAT,
+        format: Manifest::format_for(&encryption),
         created: repo::now_rfc3339(),
         source: Source {
             system_identifier,
@@ -291,6 +305,7 @@ pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
         segments: vec![],
         globals: vec![],
         prune_history: vec![],
+        encryption,
     };
     repo.store(&manifest)?;
     let _ = std::fs::remove_file(repo.path(INIT_MARKER));

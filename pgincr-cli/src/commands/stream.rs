@@ -595,9 +595,15 @@ impl OpenSegment {
             if known.contains(&rel.as_str()) || name == repo::OPEN_SEGMENT {
                 continue;
             }
-            if name.ends_with(".sql") && known.contains(&format!("{rel}.zst").as_str()) {
-                // The text of a segment already compressed and registered: this process's
-                // own copy, which the run that wrote it did not get to remove.
+            let stored_as = |rel: &str| {
+                known.iter().any(|k| {
+                    k.strip_prefix(rel)
+                        .is_some_and(|suffix| suffix.starts_with('.'))
+                })
+            };
+            if name.ends_with(".sql") && stored_as(&rel) {
+                // The text of a segment already compressed (or encrypted) and registered:
+                // this process's own copy, which the run that wrote it did not get to remove.
                 let path = repo.segments_dir().join(&name);
                 fs::remove_file(&path)
                     .map_err(Error::io(format!("removing {}", path.display())))?;
@@ -619,13 +625,17 @@ impl OpenSegment {
                 continue;
             }
             tracing::info!("finishing segment {name} left by an earlier run");
-            let compressed = repo.segments_dir().join(format!("{name}.zst"));
-            if others.iter().any(|o| *o == format!("{name}.zst")) {
+            let unfinished_copy = |o: &String| {
+                o.strip_prefix(name.as_str())
+                    .is_some_and(|suffix| suffix.starts_with('.'))
+            };
+            for other in others.iter().filter(|o| unfinished_copy(o)) {
                 // A compression of this segment that did not finish; done again below.
-                fs::remove_file(&compressed)
-                    .map_err(Error::io(format!("removing {}", compressed.display())))?;
-                others.retain(|o| *o != format!("{name}.zst"));
+                let copy = repo.segments_dir().join(other);
+                fs::remove_file(&copy)
+                    .map_err(Error::io(format!("removing {}", copy.display())))?;
             }
+            others.retain(|o| !unfinished_copy(o));
             let unfinished = summarize(vec![(path.clone(), name)])?.unfinished_end_lsn;
             seg.finish(&path)?;
             seg.unfinished_end_lsn = seg.unfinished_end_lsn.max(unfinished);
@@ -903,12 +913,21 @@ impl OpenSegmentFinisher {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let summary = summarize(vec![(path.to_owned(), name.clone())])?;
+        let open_at_end = if summary.leaves_open_as_before() {
+            chain::transaction_left_open(&self.repo, &self.repo.load()?.segments)?
+        } else {
+            Some(summary.unfinished_end_lsn)
+        }
+        .map(|transaction_end| repo::OpenAtEnd { transaction_end });
         let rel = format!("{}/{name}", repo::SEGMENTS_DIR);
-        let compressed = self.repo.path(format!("{rel}.zst"));
-        let file = match self.compression {
-            Compression::Zstd => {
+        let compress = self.compression == Compression::Zstd;
+        // The text file is the segment itself only when neither compressed nor encrypted.
+        let rewrite = compress || !self.repo.recipients()?.is_empty();
+        let stored = self.repo.path(self.repo.stored_rel(&rel, compress)?);
+        let file = match rewrite {
+            true => {
                 let written = (|| {
-                    let mut out = SqlFileWriter::create(&self.repo, &rel, true)?;
+                    let mut out = SqlFileWriter::create(&self.repo, &rel, compress)?;
                     let mut input = fs::File::open(path)
                         .map_err(Error::io(format!("opening {}", path.display())))?;
                     std::io::copy(&mut input, &mut out)
@@ -920,12 +939,12 @@ impl OpenSegmentFinisher {
                 match written {
                     Ok(file) => file,
                     Err(e) => {
-                        let _ = fs::remove_file(&compressed);
+                        let _ = fs::remove_file(&stored);
                         return Err(e);
                     }
                 }
             }
-            Compression::None => {
+            false => {
                 let (sha256, bytes) = repo::hash_file(path)?;
                 fs::File::open(path)
                     .and_then(|f| f.sync_all())
@@ -936,6 +955,7 @@ impl OpenSegmentFinisher {
                     sha256,
                     sql_bytes: bytes,
                     compression: "none".into(),
+                    encryption: None,
                 }
             }
         };
@@ -953,6 +973,7 @@ impl OpenSegmentFinisher {
                 .map(sqlgen::txn::format_pg_timestamp),
             closed: repo::now_rfc3339(),
             skipped_changes: summary.skipped_changes,
+            open_at_end,
         };
         let registered = self.repo.update(|m| {
             m.segments.push(segment.clone());
@@ -965,13 +986,13 @@ impl OpenSegmentFinisher {
                 .load()
                 .is_ok_and(|m| m.segments.iter().any(|s| s.file.path == segment.file.path));
             if !in_manifest {
-                if self.compression == Compression::Zstd {
-                    let _ = fs::remove_file(&compressed);
+                if rewrite {
+                    let _ = fs::remove_file(&stored);
                 }
                 return Err(e);
             }
         }
-        if self.compression == Compression::Zstd
+        if rewrite
             && let Err(e) = fs::remove_file(path)
         {
             // Registered already; the next run removes the redundant text file.

@@ -3,6 +3,8 @@
 //! chain of segments for gaps, both in the manifest and in the files' contents (each file's
 //! header and first transaction continue its predecessor), and whether the open segment
 //! continues the chain. With `--restore-test`, a full restore into a scratch database.
+//! An encrypted repository's files are checked against their checksums without the key;
+//! their contents are read too when `--identity` is given.
 
 use crate::chain::{self, ChainPosition};
 use crate::cli::{RepoArgs, RestoreArgs, VerifyArgs};
@@ -14,6 +16,11 @@ use std::path::PathBuf;
 pub async fn run(args: VerifyArgs, bindir: Option<PathBuf>) -> Result<()> {
     let repo = Repo::new(&args.repo.repo);
     let manifest = repo.load()?;
+    if let Some(identity) = &args.identity {
+        crate::crypt::load_identities(identity)?;
+    }
+    // Without the key, an encrypted repository's checksums and chain are still checked.
+    let read_contents = manifest.encryption.is_none() || args.identity.is_some();
     let mut problems: Vec<String> = Vec::new();
     let mut checked = 0usize;
     let mut refused = 0u64;
@@ -21,14 +28,14 @@ pub async fn run(args: VerifyArgs, bindir: Option<PathBuf>) -> Result<()> {
     for base in &manifest.bases {
         for f in base.files() {
             checked += 1;
-            if let Err(p) = check_file(&repo, f) {
+            if let Err(p) = check_file(&repo, f, read_contents) {
                 problems.push(format!("base {}: {p}", base.id));
             }
         }
     }
     for g in &manifest.globals {
         checked += 1;
-        if let Err(p) = check_file(&repo, &g.file) {
+        if let Err(p) = check_file(&repo, &g.file, read_contents) {
             problems.push(format!("globals taken at {}: {p}", g.lsn));
         }
     }
@@ -38,8 +45,11 @@ pub async fn run(args: VerifyArgs, bindir: Option<PathBuf>) -> Result<()> {
     for seg in &manifest.segments {
         checked += 1;
         let before = previous.take();
-        if let Err(p) = check_file(&repo, &seg.file) {
+        if let Err(p) = check_file(&repo, &seg.file, read_contents) {
             problems.push(format!("segment {}: {p}", seg.seq));
+            continue;
+        }
+        if !read_contents {
             continue;
         }
         match summarize(vec![(repo.path(&seg.file.path), seg.file.path.clone())]) {
@@ -110,6 +120,12 @@ pub async fn run(args: VerifyArgs, bindir: Option<PathBuf>) -> Result<()> {
              executed on restore (lines beginning `-- decoder_sql: refused`)"
         );
     }
+    if !read_contents {
+        println!(
+            "NOTE the repository is encrypted: sizes and checksums checked; give --identity \
+             FILE to also decrypt every file and check its contents"
+        );
+    }
     println!(
         "checked {checked} file(s), {} base backup(s), {} segment(s): {}",
         manifest.bases.len(),
@@ -134,6 +150,7 @@ pub async fn run(args: VerifyArgs, bindir: Option<PathBuf>) -> Result<()> {
             repo: RepoArgs {
                 repo: args.repo.repo.clone(),
             },
+            identity: args.identity.clone(),
             target,
             create: true,
             to_time: None,
@@ -152,8 +169,13 @@ pub async fn run(args: VerifyArgs, bindir: Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// Size, checksum and (for compressed files) full decompression.
-fn check_file(repo: &Repo, f: &FileEntry) -> std::result::Result<(), String> {
+/// Size, checksum and (for compressed or encrypted files, when `read_contents`) full
+/// decompression.
+fn check_file(
+    repo: &Repo,
+    f: &FileEntry,
+    read_contents: bool,
+) -> std::result::Result<(), String> {
     match repo.stored_file_problem(f).map_err(|e| e.to_string())? {
         None => {}
         Some(FileProblem::Missing) => return Err(format!("{} is missing", f.path)),
@@ -163,6 +185,9 @@ fn check_file(repo: &Repo, f: &FileEntry) -> std::result::Result<(), String> {
                 f.path, f.sha256, f.bytes
             ));
         }
+    }
+    if !read_contents {
+        return Ok(());
     }
     let mut reader = repo::open_sql(&repo.path(&f.path)).map_err(|e| e.to_string())?;
     let total = std::io::copy(&mut reader, &mut std::io::sink())

@@ -20,6 +20,8 @@ pub fn pgincr(cluster: &TestCluster) -> Command {
         // Not the machine's /etc/pgincr/pgincr.toml.
         .env("PGINCR_CONFIG", "/dev/null")
         .env_remove("PGINCR_DATABASE")
+        .env_remove("PGINCR_ENCRYPT_TO")
+        .env_remove("PGINCR_IDENTITY")
         .env("RUST_BACKTRACE", "0")
         .stdin(Stdio::null());
     cmd

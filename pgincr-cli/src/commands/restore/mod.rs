@@ -31,7 +31,7 @@ use crate::repo::Repo;
 use crate::{Error, Result};
 use plan::{Selection, Target};
 use sqlgen::txn::format_pg_timestamp;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tokio_postgres::error::SqlState;
 
 pub async fn run(command: impl Into<RestoreCommand>, bindir: Option<PathBuf>) -> Result<()> {
@@ -40,6 +40,7 @@ pub async fn run(command: impl Into<RestoreCommand>, bindir: Option<PathBuf>) ->
     // Prune waits for this restore (and this restore for a running prune).
     let _reading = repo.lock_file_shared(crate::repo::READERS_LOCK)?;
     let manifest = repo.load()?;
+    unlock(&repo, &manifest, args.identity.as_deref())?;
     let target_db = Endpoint::new(&args.target, bindir)?;
     let dbname = target_db.dbname()?;
     // Everything is checked before the target is touched. A dry run needs the server only
@@ -216,4 +217,23 @@ fn peak_memory_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Loads the identities that read an encrypted repository, and proves on one of its files
+/// that they do, before the target is touched.
+fn unlock(repo: &Repo, manifest: &crate::repo::Manifest, identity: Option<&Path>) -> Result<()> {
+    if manifest.encryption.is_none() {
+        return Ok(());
+    }
+    let Some(identity) = identity else {
+        return Err(Error::Invalid(format!(
+            "{} is encrypted: give the age identity file that reads it with --identity FILE",
+            repo.root.display()
+        )));
+    };
+    crate::crypt::load_identities(identity)?;
+    if let Some(file) = manifest.bases.last().map(|b| &b.dump) {
+        crate::repo::open_sql(&repo.path(&file.path))?;
+    }
+    Ok(())
 }
