@@ -52,6 +52,9 @@ pub enum Command {
     Base(BaseArgs),
     /// Receive changes continuously into compressed, checksummed segment files.
     Stream(StreamArgs),
+    /// Run `stream` for every database of the configuration file, restarting any that
+    /// fails, and their scheduled base backups and prunes (base_every or base_at).
+    Supervise(SuperviseArgs),
     /// Report slot lag and backup freshness with Nagios exit codes (0 ok, 1 warning, 2 critical).
     Status(StatusArgs),
     /// Restore into a new, empty database: latest state or a point in time.
@@ -116,7 +119,7 @@ pub struct CheckArgs {
     pub yes: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 pub struct InitArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
@@ -145,6 +148,11 @@ pub struct InitArgs {
         value_delimiter = ','
     )]
     pub encrypt_to: Vec<String>,
+    /// Enrol every database of the server that is not a template: each into its own
+    /// repository REPO/<name> with its own slot <slot>_<name>; prints the configuration
+    /// file sections for `pgincr supervise`. A database that fails does not stop the others.
+    #[arg(long)]
+    pub all_databases: bool,
 }
 
 #[derive(Debug, Args)]
@@ -213,6 +221,18 @@ pub struct StreamArgs {
     pub catch_up: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct SuperviseArgs {
+    /// Stream every database once until it has caught up with its server, then exit
+    /// (non-zero, naming them, if any failed).
+    #[arg(long)]
+    pub catch_up: bool,
+    /// Wait this long before restarting a failed stream, doubling after each failure (up to
+    /// 5 min).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub restart_delay: Duration,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StatusFormat {
     Text,
@@ -256,6 +276,10 @@ pub struct StatusArgs {
     pub prune_max_age: Duration,
     #[arg(long, value_enum, default_value = "text")]
     pub format: StatusFormat,
+    /// Every database of the configuration file, each with its own section's settings;
+    /// the exit code is the worst of them.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// A percentage between 0 and 100 (`80` or `80%`).

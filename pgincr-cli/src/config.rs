@@ -57,6 +57,12 @@ pub struct Settings {
     pub encrypt_to: Option<Vec<String>>,
     /// age identity file `restore` and `verify --content` decrypt with.
     pub identity: Option<PathBuf>,
+    /// `pgincr supervise`: take a base backup this often (e.g. "1d")...
+    pub base_every: Option<String>,
+    /// ... or every day at this UTC time ("HH:MM").
+    pub base_at: Option<String>,
+    /// `pgincr supervise`: prune after each scheduled base (default true).
+    pub prune_after_base: Option<bool>,
 }
 
 impl Settings {
@@ -85,7 +91,10 @@ impl Settings {
             base_max_age,
             prune_max_age,
             encrypt_to,
-            identity
+            identity,
+            base_every,
+            base_at,
+            prune_after_base
         )
     }
 
@@ -114,8 +123,14 @@ impl Settings {
             ("PGINCR_FS_CRITICAL", real(self.fs_critical)),
             ("PGINCR_BASE_MAX_AGE", text(&self.base_max_age)),
             ("PGINCR_PRUNE_MAX_AGE", text(&self.prune_max_age)),
-            ("PGINCR_ENCRYPT_TO", self.encrypt_to.as_ref().map(|r| r.join(","))),
+            (
+                "PGINCR_ENCRYPT_TO",
+                self.encrypt_to.as_ref().map(|r| r.join(",")),
+            ),
             ("PGINCR_IDENTITY", path(&self.identity)),
+            // Read by `supervise` from the file itself; as variables only to be checked.
+            ("PGINCR_BASE_EVERY", text(&self.base_every)),
+            ("PGINCR_BASE_AT", text(&self.base_at)),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))
@@ -164,13 +179,29 @@ fn check_value(var: &str, value: &str) -> Result<(), String> {
         | "PGINCR_KEEP_SEGMENTS_AGE"
         | "PGINCR_CRITICAL_AGE"
         | "PGINCR_BASE_MAX_AGE"
-        | "PGINCR_PRUNE_MAX_AGE" => parse_duration(value).map(drop),
+        | "PGINCR_PRUNE_MAX_AGE"
+        | "PGINCR_BASE_EVERY" => parse_duration(value).map(drop),
+        "PGINCR_BASE_AT" => parse_time_of_day(value).map(drop),
         "PGINCR_FS_WARN" | "PGINCR_FS_CRITICAL" => crate::cli::parse_percent(value).map(drop),
         "PGINCR_ENCRYPT_TO" => {
             let list: Vec<String> = value.split(',').map(str::to_owned).collect();
-            crate::crypt::parse_recipients(&list).map(drop).map_err(|e| e.to_string())
+            crate::crypt::parse_recipients(&list)
+                .map(drop)
+                .map_err(|e| e.to_string())
         }
         _ => Ok(()),
+    }
+}
+
+/// "HH:MM" as minutes after midnight.
+pub fn parse_time_of_day(text: &str) -> Result<u32, String> {
+    let bad = || format!("{text:?} is not a time of day (HH:MM, UTC)");
+    let (h, m) = text.trim().split_once(':').ok_or_else(bad)?;
+    let (h, m): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h < 24 && m < 60 {
+        Ok(h * 60 + m)
+    } else {
+        Err(bad())
     }
 }
 
@@ -278,17 +309,51 @@ pub fn apply_to_environment(args: &[String]) -> Result<(), String> {
         return Ok(());
     }
     let config = load(&path)?;
-    let database = option("database").or_else(|| std::env::var("PGINCR_DATABASE").ok());
-    let settings = config
-        .effective(database.as_deref())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    // Commands over every configured database take only the defaults; each database's own
+    // process (see crate::fleet) reads its section.
+    let settings = if is_fleet_command(args) {
+        config.defaults.clone()
+    } else {
+        let database = option("database").or_else(|| std::env::var("PGINCR_DATABASE").ok());
+        config
+            .effective(database.as_deref())
+            .map_err(|e| format!("{}: {e}", path.display()))?
+    };
+    let mut applied = Vec::new();
     for (var, value) in settings.variables() {
         if std::env::var_os(var).is_none() {
             // SAFETY: called from main before the runtime or any other thread starts.
             unsafe { std::env::set_var(var, value) };
+            applied.push(var);
         }
     }
+    let _ = APPLIED.set(applied);
     Ok(())
+}
+
+/// The variables [`apply_to_environment`] set from the file: a child process for one
+/// database must not inherit them, or they would hide its own section's settings.
+pub fn applied_variables() -> &'static [&'static str] {
+    APPLIED.get().map_or(&[], Vec::as_slice)
+}
+
+static APPLIED: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+
+/// `supervise`, `status --all`, `init --all-databases`: commands over every database.
+fn is_fleet_command(args: &[String]) -> bool {
+    args.iter()
+        .skip(1)
+        .any(|a| a == "supervise" || a == "--all" || a == "--all-databases")
+}
+
+/// The configuration file in use: `--config`, `PGINCR_CONFIG`, or the default path if present.
+pub fn path_in_use(named: Option<&Path>) -> Option<PathBuf> {
+    match named {
+        Some(p) => Some(p.to_owned()),
+        None => Path::new(DEFAULT_PATH)
+            .exists()
+            .then(|| PathBuf::from(DEFAULT_PATH)),
+    }
 }
 
 #[cfg(test)]

@@ -50,16 +50,17 @@ static KEYRING: OnceLock<Keyring> = OnceLock::new();
 /// Reads an age identity file (age-keygen's format: `AGE-SECRET-KEY-1…` lines, `#` comments)
 /// for the rest of the process. The key itself never reaches an error message or a log.
 pub fn load_identities(file: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(file)
-        .map_err(Error::io(format!("reading the identity file {}", file.display())))?;
-    let identities = parse_identities(&text)
-        .map_err(|line| {
-            Error::Invalid(format!(
-                "line {line} of {} is not an age X25519 identity (AGE-SECRET-KEY-1…, as \
+    let text = std::fs::read_to_string(file).map_err(Error::io(format!(
+        "reading the identity file {}",
+        file.display()
+    )))?;
+    let identities = parse_identities(&text).map_err(|line| {
+        Error::Invalid(format!(
+            "line {line} of {} is not an age X25519 identity (AGE-SECRET-KEY-1…, as \
                  written by age-keygen)",
-                file.display()
-            ))
-        })?;
+            file.display()
+        ))
+    })?;
     if identities.is_empty() {
         return Err(Error::Invalid(format!(
             "{} holds no age identity (AGE-SECRET-KEY-1…)",
@@ -109,8 +110,12 @@ pub fn decrypt(file: File, path: &Path) -> Result<Box<dyn Read + Send>> {
             path.display()
         )));
     };
-    let decryptor = age::Decryptor::new_buffered(BufReader::new(file))
-        .map_err(|e| Error::Repository(format!("{} is not a readable age file: {e}", path.display())))?;
+    let decryptor = age::Decryptor::new_buffered(BufReader::new(file)).map_err(|e| {
+        Error::Repository(format!(
+            "{} is not a readable age file: {e}",
+            path.display()
+        ))
+    })?;
     let identities = keyring.identities.iter().map(|i| i as &dyn age::Identity);
     match decryptor.decrypt(identities) {
         Ok(reader) => Ok(Box::new(reader)),
@@ -136,10 +141,16 @@ mod tests {
     fn identities_and_recipients_parse_and_round_trip() {
         let identity = x25519::Identity::generate();
         let secret = identity.to_string().expose_secret().to_owned();
-        let text = format!("# created: today\n# public key: {}\n\n{secret}\n", identity.to_public());
+        let text = format!(
+            "# created: today\n# public key: {}\n\n{secret}\n",
+            identity.to_public()
+        );
         let parsed = parse_identities(&text).unwrap();
         assert_eq!(parsed.len(), 1);
-        assert_eq!(parse_identities("# c\nAGE-SECRET-KEY-1NOTAKEY\n").err(), Some(2));
+        assert_eq!(
+            parse_identities("# c\nAGE-SECRET-KEY-1NOTAKEY\n").err(),
+            Some(2)
+        );
         assert!(parse_recipients(&["age1nope".into()]).is_err());
         let recipients = parse_recipients(&[identity.to_public().to_string()]).unwrap();
 

@@ -9,6 +9,7 @@ pub mod conninfo;
 pub mod crypt;
 pub mod database;
 pub mod error;
+pub mod fleet;
 pub mod globals;
 pub mod logging;
 pub mod pg;
@@ -30,6 +31,7 @@ pub fn run(cli: cli::Cli) -> Result<()> {
         .build()?;
     progress::set_quiet(cli.global.quiet);
     let bindir = cli.global.pg_bindir;
+    let config = cli.global.config;
     runtime.block_on(async move {
         use cli::Command;
         match cli.command {
@@ -37,7 +39,9 @@ pub fn run(cli: cli::Cli) -> Result<()> {
             Command::Init(args) => commands::init::run(args, bindir).await,
             Command::Base(args) => commands::base::run(args, bindir).await,
             Command::Stream(args) => commands::stream::run(args, bindir).await,
+            Command::Supervise(args) => commands::supervise::run(args, config).await,
             Command::Restore(args) => commands::restore::run(args, bindir).await,
+            Command::Status(args) if args.all => commands::status::run_all(args, config).await,
             Command::Status(args) => commands::status::run(args, bindir).await,
             Command::Verify(args) => commands::verify::run(args, bindir).await,
             Command::Prune(args) => commands::prune::run(args).await,

@@ -69,7 +69,11 @@ pub struct Encryption {
 impl Manifest {
     /// The format number a manifest with these contents has.
     pub fn format_for(encryption: &Option<Encryption>) -> u32 {
-        if encryption.is_some() { FORMAT } else { FORMAT_PLAIN }
+        if encryption.is_some() {
+            FORMAT
+        } else {
+            FORMAT_PLAIN
+        }
     }
 }
 

@@ -75,13 +75,29 @@ async fn encrypted_repository_round_trip_with_pgincr_and_by_hand() {
             &recipient,
         ],
     );
-    assert!(out.contains("encrypting the repository to 1 age recipient"), "{out}");
+    assert!(
+        out.contains("encrypting the repository to 1 age recipient"),
+        "{out}"
+    );
     // Parallel dumps are written by pg_dump itself, unencrypted: refused.
     let (_, err) = run_err(
         &cluster,
-        &["base", "-d", "dbname=postgres", "-r", repo_s, "--format", "directory", "--jobs", "2"],
+        &[
+            "base",
+            "-d",
+            "dbname=postgres",
+            "-r",
+            repo_s,
+            "--format",
+            "directory",
+            "--jobs",
+            "2",
+        ],
     );
-    assert!(err.contains("encrypted repository takes plain base dumps only"), "{err}");
+    assert!(
+        err.contains("encrypted repository takes plain base dumps only"),
+        "{err}"
+    );
 
     // Changes of every kind, a role among them, so that globals are written too.
     source
@@ -108,7 +124,14 @@ async fn encrypted_repository_round_trip_with_pgincr_and_by_hand() {
         .await
         .unwrap();
     let out = pgincr(&cluster)
-        .args(["stream", "-d", "dbname=postgres", "-r", repo_s, "--catch-up"])
+        .args([
+            "stream",
+            "-d",
+            "dbname=postgres",
+            "-r",
+            repo_s,
+            "--catch-up",
+        ])
         .args(["--segment-size", "1MB"])
         .output()
         .unwrap();
@@ -128,14 +151,20 @@ async fn encrypted_repository_round_trip_with_pgincr_and_by_hand() {
     // No file but the manifest and the lock and state files holds any text of the source.
     let mut encrypted = 0;
     for file in files_under(&repo) {
-        let name = file.strip_prefix(&repo).unwrap().to_string_lossy().into_owned();
+        let name = file
+            .strip_prefix(&repo)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let bytes = std::fs::read(&file).unwrap();
         let text = String::from_utf8_lossy(&bytes);
         assert!(
             !text.contains("plaintext-marker") && !text.contains("plaintext_marker_role"),
             "{name} holds plaintext of the source"
         );
-        if name.starts_with("bases/") || name.starts_with("segments/") || name.starts_with("globals/")
+        if name.starts_with("bases/")
+            || name.starts_with("segments/")
+            || name.starts_with("globals/")
         {
             assert!(
                 name.ends_with(".age") || name.ends_with(".lock"),
@@ -154,21 +183,42 @@ async fn encrypted_repository_round_trip_with_pgincr_and_by_hand() {
 
     // Verify checks sizes and checksums without the key, and contents with it.
     let out = run_ok(&cluster, &["verify", "-r", repo_s]);
-    assert!(out.contains("NOTE the repository is encrypted") && out.contains("all good"), "{out}");
-    let out = run_ok(&cluster, &["verify", "-r", repo_s, "--identity", key.to_str().unwrap()]);
+    assert!(
+        out.contains("NOTE the repository is encrypted") && out.contains("all good"),
+        "{out}"
+    );
+    let out = run_ok(
+        &cluster,
+        &["verify", "-r", repo_s, "--identity", key.to_str().unwrap()],
+    );
     assert!(out.contains("all good") && !out.contains("NOTE"), "{out}");
     let (_, err) = run_err(
         &cluster,
-        &["verify", "-r", repo_s, "--identity", other_key.to_str().unwrap()],
+        &[
+            "verify",
+            "-r",
+            repo_s,
+            "--identity",
+            other_key.to_str().unwrap(),
+        ],
     );
     assert!(
-        err.contains(&format!("no identity in {} can decrypt", other_key.display())),
+        err.contains(&format!(
+            "no identity in {} can decrypt",
+            other_key.display()
+        )),
         "{err}"
     );
 
     // Restore without a key, or with the wrong one: a clear error, and no target created.
-    let (_, err) = run_err(&cluster, &["restore", "-r", repo_s, "-t", "dbname=nokey", "--create"]);
-    assert!(err.contains("is encrypted") && err.contains("--identity FILE"), "{err}");
+    let (_, err) = run_err(
+        &cluster,
+        &["restore", "-r", repo_s, "-t", "dbname=nokey", "--create"],
+    );
+    assert!(
+        err.contains("is encrypted") && err.contains("--identity FILE"),
+        "{err}"
+    );
     let (_, err) = run_err(
         &cluster,
         &[
@@ -183,10 +233,16 @@ async fn encrypted_repository_round_trip_with_pgincr_and_by_hand() {
         ],
     );
     assert!(
-        err.contains(&format!("no identity in {} can decrypt", other_key.display())),
+        err.contains(&format!(
+            "no identity in {} can decrypt",
+            other_key.display()
+        )),
         "{err}"
     );
-    assert!(!err.contains("AGE-SECRET-KEY"), "a key in the output: {err}");
+    assert!(
+        !err.contains("AGE-SECRET-KEY"),
+        "a key in the output: {err}"
+    );
     for db in ["nokey", "wrongkey"] {
         let n: i32 = source
             .query_one(&database_exists_query(db), &[])

@@ -105,6 +105,9 @@ async fn drop_slot_if_idle(client: &Client, slot: &str) -> Result<bool> {
 }
 
 pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
+    if args.all_databases {
+        return enrol_every_database(args, bindir).await;
+    }
     let recipients = crate::crypt::parse_recipients(&args.encrypt_to)?;
     base::check_dump_args(&args.dump, !recipients.is_empty())?;
     let repo = Repo::new(&args.repo.repo);
@@ -243,7 +246,11 @@ pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
     }
     let encryption = (!args.encrypt_to.is_empty()).then(|| repo::Encryption {
         method: "age".into(),
-        recipients: args.encrypt_to.iter().map(|r| r.trim().to_owned()).collect(),
+        recipients: args
+            .encrypt_to
+            .iter()
+            .map(|r| r.trim().to_owned())
+            .collect(),
     });
 
     let created: bool = client
@@ -418,4 +425,85 @@ async fn set_missing_identity_policy(
         }
     }
     Ok(())
+}
+
+/// `init --all-databases`: [`run`] for each database that is not a template, into
+/// REPO/<name> with slot <slot>_<name> (the oid stands for a name unfit for either).
+async fn enrol_every_database(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
+    let client = Endpoint::new(&args.conn.dsn, bindir.clone())?
+        .connect()
+        .await?;
+    let rows = client
+        .query(
+            "SELECT datname::text, oid::int8 FROM pg_catalog.pg_database
+              WHERE NOT datistemplate AND datallowconn ORDER BY datname",
+            &[],
+        )
+        .await?;
+    let mut sections = String::new();
+    let mut failed = Vec::new();
+    for row in rows {
+        let (name, oid): (String, i64) = (row.get(0), row.get(1));
+        let plain = plain_name(&name);
+        let mut one = args.clone();
+        one.all_databases = false;
+        one.conn.dsn =
+            crate::conninfo::with_param(&args.conn.dsn, "dbname", &name).map_err(Error::Invalid)?;
+        one.repo.repo = args
+            .repo
+            .repo
+            .join(plain.clone().unwrap_or_else(|| format!("db_{oid}")));
+        one.slot = truncated_slot(&format!(
+            "{}_{}",
+            args.slot,
+            plain.unwrap_or_else(|| oid.to_string())
+        ));
+        println!("== database {name}");
+        let repo = one.repo.repo.clone();
+        let dsn = one.conn.dsn.clone();
+        match Box::pin(run(one, bindir.clone())).await {
+            Ok(()) => sections.push_str(&format!(
+                "\n[database.{}]\ndsn = {}\nrepo = {}\n",
+                toml_string(&name),
+                toml_string(&crate::config::masked_dsn(&dsn)),
+                toml_string(&repo.display().to_string())
+            )),
+            Err(e) => {
+                eprintln!("pgincr: database {name}: {e}");
+                failed.push(name);
+            }
+        }
+    }
+    println!(
+        "\nconfiguration file sections for these databases (pgincr supervise, status --all):\n{sections}"
+    );
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "could not enrol {} (see above); the others are enrolled",
+            failed.join(", ")
+        )))
+    }
+}
+
+/// `name` when it is fit for a directory and a slot name as it is (lower-case letters,
+/// digits, `_`).
+fn plain_name(name: &str) -> Option<String> {
+    (!name.is_empty()
+        && name.len() <= 40
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+    .then(|| name.to_owned())
+}
+
+/// A slot name within PostgreSQL's 63 bytes, lower case as slot names must be.
+fn truncated_slot(slot: &str) -> String {
+    slot.to_ascii_lowercase().chars().take(63).collect()
+}
+
+/// A TOML basic string.
+fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
 }

@@ -9,4 +9,5 @@ pub mod prune;
 pub mod restore;
 pub mod status;
 pub mod stream;
+pub mod supervise;
 pub mod verify;

@@ -449,6 +449,152 @@ pub fn prometheus(st: &Status) -> String {
 }
 
 /// A Prometheus label value: backslash, double quote and newline escaped.
+/// `status --all`: one `pgincr status` per configured database, run at once, and their
+/// reports together.
+pub async fn run_all(args: StatusArgs, config: Option<PathBuf>) -> Result<()> {
+    let (path, databases) = crate::fleet::databases(config.as_deref())?;
+    let format = match args.format {
+        StatusFormat::Text => "text",
+        StatusFormat::Json => "json",
+        StatusFormat::Prometheus => "prometheus",
+    };
+    let mut running = Vec::new();
+    for (name, _) in &databases {
+        let mut cmd = crate::fleet::command(&path, name, &["status", "--format", format])?;
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let child = cmd
+            .spawn()
+            .map_err(Error::io(format!("starting pgincr status for {name}")))?;
+        running.push((name.clone(), child));
+    }
+    let mut reports = Vec::new();
+    for (name, child) in running {
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(Error::io(format!("running pgincr status for {name}")))?;
+        let code = out
+            .status
+            .code()
+            .map_or(3, |c| u8::try_from(c).unwrap_or(3));
+        reports.push(Report {
+            database: name,
+            code,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    let worst = crate::fleet::worst_exit_code(&reports.iter().map(|r| r.code).collect::<Vec<_>>());
+    match args.format {
+        StatusFormat::Text => {
+            for r in &reports {
+                println!("== database {} ({})", r.database, verdict(r.code));
+                print!("{}", r.stdout);
+                for line in r.stderr.lines() {
+                    println!("   {line}");
+                }
+            }
+            println!("all databases: {}", verdict(worst));
+        }
+        StatusFormat::Json => {
+            let mut each = serde_json::Map::new();
+            for r in &reports {
+                let value = serde_json::from_str(&r.stdout).unwrap_or_else(
+                    |_| serde_json::json!({ "status": verdict(r.code), "error": r.stderr }),
+                );
+                each.insert(r.database.clone(), value);
+            }
+            let all = serde_json::json!({ "status": verdict(worst), "databases": each });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&all).expect("JSON serialises")
+            );
+        }
+        StatusFormat::Prometheus => {
+            let parts: Vec<(String, String)> = reports
+                .iter()
+                .map(|r| (r.database.clone(), r.stdout.clone()))
+                .collect();
+            print!("{}", merge_prometheus(&parts));
+            for r in reports.iter().filter(|r| r.stdout.trim().is_empty()) {
+                eprintln!("{}: {}", r.database, r.stderr);
+            }
+        }
+    }
+    match worst {
+        0 => Ok(()),
+        code => Err(Error::Status(code)),
+    }
+}
+
+/// One database's `pgincr status` run.
+struct Report {
+    database: String,
+    code: u8,
+    stdout: String,
+    stderr: String,
+}
+
+fn verdict(code: u8) -> &'static str {
+    match code {
+        0 => "OK",
+        1 => "WARNING",
+        2 => "CRITICAL",
+        _ => "UNKNOWN",
+    }
+}
+
+/// Prometheus texts of several databases as one exposition: each metric family once, its
+/// samples labelled with their database.
+fn merge_prometheus(parts: &[(String, String)]) -> String {
+    // Family name -> (HELP and TYPE lines, samples), in first-seen order.
+    let mut families: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+    for (database, text) in parts {
+        let label = format!("database=\"{}\"", label_value(database));
+        for line in text.lines() {
+            let (family, is_comment) = match line
+                .strip_prefix("# HELP ")
+                .or(line.strip_prefix("# TYPE "))
+            {
+                Some(rest) => (rest.split(' ').next().unwrap_or_default().to_owned(), true),
+                None => (
+                    line.split(['{', ' ']).next().unwrap_or_default().to_owned(),
+                    false,
+                ),
+            };
+            if family.is_empty() {
+                continue;
+            }
+            let index = match families.iter().position(|(f, _, _)| *f == family) {
+                Some(i) => i,
+                None => {
+                    families.push((family.clone(), Vec::new(), Vec::new()));
+                    families.len() - 1
+                }
+            };
+            let entry = &mut families[index];
+            if is_comment {
+                if !entry.1.contains(&line.to_owned()) {
+                    entry.1.push(line.to_owned());
+                }
+            } else if let Some((name, rest)) = line.split_once('{') {
+                entry.2.push(format!("{name}{{{label},{rest}"));
+            } else if let Some((name, value)) = line.split_once(' ') {
+                entry.2.push(format!("{name}{{{label}}} {value}"));
+            }
+        }
+    }
+    let mut out = String::new();
+    for (_, comments, samples) in families {
+        for line in comments.iter().chain(&samples) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 fn label_value(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -473,6 +619,7 @@ mod tests {
             base_max_age: Duration::from_secs(8 * 86_400),
             prune_max_age: Duration::from_secs(8 * 86_400),
             format: StatusFormat::Text,
+            all: false,
         }
     }
 
@@ -591,6 +738,22 @@ mod tests {
         assert!(
             prom.contains("kind=\"disk full\"") && prom.contains("No space left on device"),
             "{prom}"
+        );
+    }
+
+    #[test]
+    fn prometheus_of_several_databases_merges_families() {
+        let one = "# HELP pgincr_status s\n# TYPE pgincr_status gauge\npgincr_status{slot=\"pgincr\"} 0\n";
+        let two = "# HELP pgincr_status s\n# TYPE pgincr_status gauge\npgincr_status{slot=\"p\"} 2\n\
+                   # HELP pgincr_skipped_changes k\n# TYPE pgincr_skipped_changes gauge\npgincr_skipped_changes{slot=\"p\"} 1\n";
+        let merged = merge_prometheus(&[("app".into(), one.into()), ("sh\"op".into(), two.into())]);
+        assert_eq!(
+            merged,
+            "# HELP pgincr_status s\n# TYPE pgincr_status gauge\n\
+             pgincr_status{database=\"app\",slot=\"pgincr\"} 0\n\
+             pgincr_status{database=\"sh\\\"op\",slot=\"p\"} 2\n\
+             # HELP pgincr_skipped_changes k\n# TYPE pgincr_skipped_changes gauge\n\
+             pgincr_skipped_changes{database=\"sh\\\"op\",slot=\"p\"} 1\n"
         );
     }
 

@@ -992,9 +992,7 @@ impl OpenSegmentFinisher {
                 return Err(e);
             }
         }
-        if rewrite
-            && let Err(e) = fs::remove_file(path)
-        {
+        if rewrite && let Err(e) = fs::remove_file(path) {
             // Registered already; the next run removes the redundant text file.
             tracing::warn!("removing {}: {e}", path.display());
         }

@@ -171,11 +171,7 @@ pub async fn run(args: VerifyArgs, bindir: Option<PathBuf>) -> Result<()> {
 
 /// Size, checksum and (for compressed or encrypted files, when `read_contents`) full
 /// decompression.
-fn check_file(
-    repo: &Repo,
-    f: &FileEntry,
-    read_contents: bool,
-) -> std::result::Result<(), String> {
+fn check_file(repo: &Repo, f: &FileEntry, read_contents: bool) -> std::result::Result<(), String> {
     match repo.stored_file_problem(f).map_err(|e| e.to_string())? {
         None => {}
         Some(FileProblem::Missing) => return Err(format!("{} is missing", f.path)),
