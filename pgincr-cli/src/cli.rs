@@ -37,6 +37,10 @@ pub struct GlobalArgs {
     /// apply where neither an option nor a PGINCR_* variable sets them.
     #[arg(long, global = true, env = "PGINCR_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// zstd level of the segments and base dumps written (1 fast ... 19 small).
+    #[arg(long, global = true, env = "PGINCR_COMPRESSION_LEVEL", default_value = "3",
+          value_parser = clap::value_parser!(i32).range(1..=19), value_name = "N")]
+    pub compression_level: i32,
     /// The configuration file's [database.NAME] section to use.
     #[arg(long, global = true, env = "PGINCR_DATABASE", value_name = "NAME")]
     pub database: Option<String>,
@@ -126,7 +130,7 @@ pub struct InitArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
     /// Name of the logical replication slot to create.
-    #[arg(long, default_value = "pgincr")]
+    #[arg(long, env = "PGINCR_SLOT", default_value = "pgincr")]
     pub slot: String,
     /// Start over: empty an existing repository directory and recreate the slot.
     #[arg(long)]
@@ -248,7 +252,7 @@ pub struct StatusArgs {
     #[arg(long, short = 'r', env = "PGINCR_REPO", value_name = "DIR")]
     pub repo: Option<PathBuf>,
     /// Slot name (default: the repository's, else "pgincr").
-    #[arg(long)]
+    #[arg(long, env = "PGINCR_SLOT")]
     pub slot: Option<String>,
     /// WARNING when the slot holds back this much WAL.
     #[arg(long, env = "PGINCR_WARN_LAG", default_value = "1GB", value_parser = parse_size)]

@@ -37,6 +37,10 @@ pub struct Config {
 pub struct Settings {
     pub dsn: Option<String>,
     pub repo: Option<PathBuf>,
+    /// The replication slot (`init`, `status`).
+    pub slot: Option<String>,
+    /// zstd level of segments and base dumps.
+    pub compression_level: Option<u32>,
     pub pg_bindir: Option<PathBuf>,
     pub segment_size: Option<String>,
     pub segment_age: Option<String>,
@@ -74,6 +78,8 @@ impl Settings {
         pick!(
             dsn,
             repo,
+            slot,
+            compression_level,
             pg_bindir,
             segment_size,
             segment_age,
@@ -107,6 +113,8 @@ impl Settings {
         [
             ("PGINCR_DSN", text(&self.dsn)),
             ("PGINCR_REPO", path(&self.repo)),
+            ("PGINCR_SLOT", text(&self.slot)),
+            ("PGINCR_COMPRESSION_LEVEL", num(self.compression_level)),
             ("PGINCR_PG_BINDIR", path(&self.pg_bindir)),
             ("PGINCR_SEGMENT_SIZE", text(&self.segment_size)),
             ("PGINCR_SEGMENT_AGE", text(&self.segment_age)),
@@ -183,6 +191,10 @@ fn check_value(var: &str, value: &str) -> Result<(), String> {
         | "PGINCR_BASE_EVERY" => parse_duration(value).map(drop),
         "PGINCR_BASE_AT" => parse_time_of_day(value).map(drop),
         "PGINCR_FS_WARN" | "PGINCR_FS_CRITICAL" => crate::cli::parse_percent(value).map(drop),
+        "PGINCR_COMPRESSION_LEVEL" => match value.parse::<u32>() {
+            Ok(1..=19) => Ok(()),
+            _ => Err(format!("{value} is not a zstd level from 1 to 19")),
+        },
         "PGINCR_ENCRYPT_TO" => {
             let list: Vec<String> = value.split(',').map(str::to_owned).collect();
             crate::crypt::parse_recipients(&list)
@@ -404,6 +416,32 @@ mod tests {
         assert!(e.starts_with("FILE: [database.app] keep_age: "), "{e}");
         let e = parse("[database.app]\nfs_warn = 120\n").unwrap_err();
         assert!(e.contains("fs_warn"), "{e}");
+    }
+
+    #[test]
+    fn schedule_encryption_and_level_are_checked() {
+        let ok = parse(
+            "[database.app]\nbase_at = \"02:00\"\ncompression_level = 9\nslot = \"s\"\n\
+             encrypt_to = [\"age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq\"]\n",
+        );
+        let settings = ok.unwrap().effective(None).unwrap();
+        assert!(
+            settings
+                .variables()
+                .contains(&("PGINCR_COMPRESSION_LEVEL", "9".into()))
+        );
+        for (text, error) in [
+            ("base_at = \"25:00\"", "not a time of day"),
+            ("base_every = \"often\"", "base_every"),
+            ("compression_level = 22", "not a zstd level"),
+            (
+                "encrypt_to = [\"ssh-rsa AAAA\"]",
+                "not an age X25519 recipient",
+            ),
+        ] {
+            let e = parse(&format!("[database.app]\n{text}\n")).unwrap_err();
+            assert!(e.contains(error), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -57,15 +57,23 @@ pub async fn fingerprint(client: &Client) -> std::result::Result<String, tokio_p
 
 /// `pg_dumpall --globals-only` of `source` into `rel` (relative to the repository root).
 pub async fn dump(repo: &Repo, source: &Endpoint, rel: &str) -> Result<FileEntry> {
-    let sql = source
+    write(repo, rel, &dump_text(source).await?)
+}
+
+/// The text of `pg_dumpall --globals-only` of `source`.
+async fn dump_text(source: &Endpoint) -> Result<Vec<u8>> {
+    Ok(source
         .tools
         .command("pg_dumpall")
         .args(["--globals-only", "--no-password", "-d"])
         .arg(&source.public_dsn)
         .output()
-        .await?;
+        .await?)
+}
+
+fn write(repo: &Repo, rel: &str, sql: &[u8]) -> Result<FileEntry> {
     let mut out = SqlFileWriter::create(repo, rel, false)?;
-    out.append(&sql)?;
+    out.append(sql)?;
     out.finish()
 }
 
@@ -94,10 +102,29 @@ pub async fn snapshot_if_changed(
     client: &Client,
 ) -> Result<Option<GlobalsSnapshot>> {
     let now = fingerprint(client).await?;
-    let manifest = repo.load()?;
-    if newest_fingerprint(&manifest) == Some(now.as_str()) {
+    if newest_fingerprint(&repo.load()?) == Some(now.as_str()) {
         return Ok(None);
     }
+    let taken = take(source, client, now).await?;
+    Ok(Some(record(repo, &taken)?))
+}
+
+/// The globals as they are now, for one or more repositories of the cluster.
+pub struct Taken {
+    lsn: Lsn,
+    taken: String,
+    fingerprint: String,
+    sql: Vec<u8>,
+}
+
+impl Taken {
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+}
+
+/// Dumps the globals, whose fingerprint the caller read just before.
+pub async fn take(source: &Endpoint, client: &Client, fingerprint: String) -> Result<Taken> {
     let row = client
         .query_one(
             "SELECT pg_catalog.pg_current_wal_lsn()::text,
@@ -109,24 +136,32 @@ pub async fn snapshot_if_changed(
         .get::<_, String>(0)
         .parse()
         .map_err(|e| crate::Error::Invalid(format!("pg_current_wal_lsn(): {e}")))?;
-    let taken: String = row.get(1);
+    Ok(Taken {
+        lsn,
+        taken: row.get(1),
+        fingerprint,
+        sql: dump_text(source).await?,
+    })
+}
+
+/// Stores `taken` in `repo` (encrypted when it is) and lists it in the manifest.
+pub fn record(repo: &Repo, taken: &Taken) -> Result<GlobalsSnapshot> {
     repo::create_private_dir(&repo.path(GLOBALS_DIR))?;
     let rel = format!(
         "{GLOBALS_DIR}/{}-{}.sql",
         repo::now_id(),
-        lsn.to_string().replace('/', "-")
+        taken.lsn.to_string().replace('/', "-")
     );
-    let file = dump(repo, source, &rel).await?;
     let snapshot = GlobalsSnapshot {
-        lsn,
-        taken,
-        fingerprint: now,
-        file,
+        lsn: taken.lsn,
+        taken: taken.taken.clone(),
+        fingerprint: taken.fingerprint.clone(),
+        file: write(repo, &rel, &taken.sql)?,
     };
     let recorded = snapshot.clone();
     repo.update(move |m| {
         m.globals.push(recorded);
         Ok(())
     })?;
-    Ok(Some(snapshot))
+    Ok(snapshot)
 }

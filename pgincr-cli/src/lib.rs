@@ -30,6 +30,7 @@ pub fn run(cli: cli::Cli) -> Result<()> {
         .enable_all()
         .build()?;
     progress::set_quiet(cli.global.quiet);
+    repo::set_compression_level(cli.global.compression_level);
     let bindir = cli.global.pg_bindir;
     let config = cli.global.config;
     runtime.block_on(async move {
@@ -39,7 +40,7 @@ pub fn run(cli: cli::Cli) -> Result<()> {
             Command::Init(args) => commands::init::run(args, bindir).await,
             Command::Base(args) => commands::base::run(args, bindir).await,
             Command::Stream(args) => commands::stream::run(args, bindir).await,
-            Command::Supervise(args) => commands::supervise::run(args, config).await,
+            Command::Supervise(args) => commands::supervise::run(args, config, bindir).await,
             Command::Restore(args) => commands::restore::run(args, bindir).await,
             Command::Status(args) if args.all => commands::status::run_all(args, config).await,
             Command::Status(args) => commands::status::run(args, bindir).await,

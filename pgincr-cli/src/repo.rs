@@ -823,7 +823,12 @@ impl Write for SqlFileWriter {
 }
 
 /// zstd level for repository files: fast, and about 5-10x smaller for SQL text.
-const ZSTD_LEVEL: i32 = 3;
+static ZSTD_LEVEL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(3);
+
+/// The zstd level of files written from now on (`--compression-level`).
+pub fn set_compression_level(level: i32) {
+    ZSTD_LEVEL.store(level, std::sync::atomic::Ordering::Relaxed);
+}
 
 impl SqlFileWriter {
     /// `rel` is the path relative to the repository root, stored as [`Repo::stored_rel`].
@@ -838,8 +843,11 @@ impl SqlFileWriter {
             Cipher::Age(crate::crypt::encrypt_to(recipients, file, &path)?)
         };
         let sink = if compress {
-            let mut enc = zstd::stream::write::Encoder::new(file, ZSTD_LEVEL)
-                .map_err(Error::io(format!("compressing {}", path.display())))?;
+            let mut enc = zstd::stream::write::Encoder::new(
+                file,
+                ZSTD_LEVEL.load(std::sync::atomic::Ordering::Relaxed),
+            )
+            .map_err(Error::io(format!("compressing {}", path.display())))?;
             // A frame checksum lets the plain `zstd -t` detect damage too.
             enc.include_checksum(true)
                 .map_err(Error::io(format!("compressing {}", path.display())))?;

@@ -105,7 +105,9 @@ async fn supervise_streams_every_database_and_one_broken_does_not_stop_the_other
     let config = cluster.scratch_dir("etc").join("pgincr.toml");
     std::fs::write(
         &config,
-        format!("[defaults]\nfs_warn = 100\nfs_critical = 100\n{sections}"),
+        format!(
+            "[defaults]\nfs_warn = 100\nfs_critical = 100\nglobals_interval = \"1s\"\n{sections}"
+        ),
     )
     .unwrap();
     let checked = pgincr_with(&cluster, &config, &["config", "check"]);
@@ -124,6 +126,39 @@ async fn supervise_streams_every_database_and_one_broken_does_not_stop_the_other
         load(&cluster, round).await;
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
+    // A new role: the supervisor dumps the cluster's globals once, for every repository.
+    admin
+        .batch_execute("CREATE ROLE shared_role")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let dbs = ["app1", "app2", "app3", "postgres"];
+    // (Earlier snapshots come from the inits' own ALTER DATABASE ... SET.)
+    let texts = loop {
+        let texts: Vec<String> = dbs
+            .iter()
+            .filter_map(|db| {
+                let repo = repos.join(db);
+                let m = manifest(&repo);
+                let last = m["globals"].as_array()?.last()?["file"]["path"]
+                    .as_str()?
+                    .to_owned();
+                std::fs::read_to_string(repo.join(last)).ok()
+            })
+            .filter(|text| text.contains("shared_role"))
+            .collect();
+        if texts.len() == dbs.len() {
+            break texts;
+        }
+        assert!(Instant::now() < deadline, "globals not saved everywhere");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(texts[0].contains("CREATE ROLE shared_role"), "{}", texts[0]);
+    assert!(
+        texts.iter().all(|t| *t == texts[0]),
+        "the globals differ between repositories"
+    );
+
     // Break app2: its slot goes (the stream holding it is stopped first, and may come back).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -202,6 +237,12 @@ async fn supervise_streams_every_database_and_one_broken_does_not_stop_the_other
         "app2's failure is not in the log:\n{log}"
     );
     assert!(log.contains("[app3] scheduled prune done"), "{log}");
+    assert_eq!(
+        log.matches("globals changed: one pg_dumpall for 4 repositories")
+            .count(),
+        1,
+        "{log}"
+    );
     let caught_up = pgincr_with(&cluster, &config, &["supervise", "--catch-up"]);
     assert!(!caught_up.status.success(), "{}", describe(&caught_up));
     assert!(

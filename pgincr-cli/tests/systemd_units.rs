@@ -6,6 +6,32 @@ use std::path::Path;
 use std::process::Command;
 
 const UNITS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../contrib/systemd");
+const EXAMPLE_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../contrib/pgincr.toml");
+
+/// The example configuration file is one `pgincr config check` accepts, with the settings
+/// it documents.
+#[test]
+fn the_example_configuration_checks() {
+    let out = Command::new(env!("CARGO_BIN_EXE_pgincr"))
+        .args(["config", "check", "--config", EXAMPLE_CONFIG])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "[database.app]",
+        "[database.crm]",
+        "base_at",
+        "encrypt_to",
+        "keep_monthly",
+    ] {
+        assert!(stdout.contains(expected), "{expected} not in:\n{stdout}");
+    }
+}
 
 #[test]
 fn units_pass_systemd_analyze_verify() {
@@ -15,6 +41,7 @@ fn units_pass_systemd_analyze_verify() {
         "pgincr-stream@.service",
         "pgincr-base@.service",
         "pgincr-base@.timer",
+        "pgincr-supervise.service",
     ] {
         let text = std::fs::read_to_string(Path::new(UNITS).join(unit)).unwrap();
         assert!(
@@ -22,6 +49,7 @@ fn units_pass_systemd_analyze_verify() {
             "{unit}"
         );
         let text = text.replace("/usr/local/bin/pgincr", env!("CARGO_BIN_EXE_pgincr"));
+        let text = text.replace("/etc/pgincr/pgincr.toml", EXAMPLE_CONFIG);
         let instance = unit.replace("@.", "@app.");
         std::fs::write(dir.path().join(&instance), text).unwrap();
         instances.push(instance);

@@ -2,10 +2,16 @@
 //! restarted with backoff when it fails while the others go on, and each database's
 //! scheduled base backups (`base_every` or `base_at`), each followed by a prune
 //! (`prune_after_base`, on by default). SIGTERM or SIGINT stops every stream cleanly.
+//! Globals (roles, tablespaces) belong to the cluster: the supervisor compares them once per
+//! cluster and, when they changed, runs one `pg_dumpall --globals-only` for all of that
+//! cluster's repositories, instead of each stream doing its own.
 
 use crate::cli::SuperviseArgs;
 use crate::config::Settings;
 use crate::fleet;
+use crate::globals;
+use crate::pg::Endpoint;
+use crate::repo::Repo;
 use crate::units::parse_duration;
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -19,7 +25,11 @@ const MAX_RESTART_DELAY: Duration = Duration::from_secs(300);
 /// A stream that ran this long before failing starts its backoff over.
 const HEALTHY_RUN: Duration = Duration::from_secs(600);
 
-pub async fn run(args: SuperviseArgs, config: Option<PathBuf>) -> Result<()> {
+pub async fn run(
+    args: SuperviseArgs,
+    config: Option<PathBuf>,
+    bindir: Option<PathBuf>,
+) -> Result<()> {
     let (path, databases) = fleet::databases(config.as_deref())?;
     let names: Vec<&str> = databases.iter().map(|(n, _)| n.as_str()).collect();
     tracing::info!(
@@ -29,6 +39,8 @@ pub async fn run(args: SuperviseArgs, config: Option<PathBuf>) -> Result<()> {
     );
     let (stop_tx, stop) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    let globals = ClusterGlobals::new(&databases, bindir, args.catch_up).await;
+    tasks.spawn(globals.run(stop.clone()));
     for (name, settings) in databases {
         let schedule = Schedule::from_settings(&settings)
             .map_err(|e| Error::Invalid(format!("[database.{name}]: {e}")))?;
@@ -87,10 +99,11 @@ async fn supervised_stream(
 ) -> std::result::Result<(), String> {
     let mut delay = first_delay;
     loop {
+        // The supervisor takes the globals (see ClusterGlobals).
         let args: &[&str] = if catch_up {
-            &["stream", "--catch-up"]
+            &["stream", "--catch-up", "--globals-interval", "0"]
         } else {
-            &["stream"]
+            &["stream", "--globals-interval", "0"]
         };
         let started = Instant::now();
         let status = match run_logged(&config, &database, args, &mut stop).await {
@@ -246,6 +259,112 @@ async fn scheduled_bases(
                 }
             }
         }
+    }
+}
+
+/// The globals of every cluster the configured databases live in, compared once per
+/// cluster every `globals_interval` (of the defaults; 1 min when unset) and dumped once for
+/// all repositories that lack the current ones.
+struct ClusterGlobals {
+    /// Per cluster: a connection's endpoint, and the repositories of its databases.
+    clusters: Vec<(Endpoint, Vec<(String, Repo)>)>,
+    every: Duration,
+    /// Once, then done (`supervise --catch-up`).
+    once: bool,
+}
+
+impl ClusterGlobals {
+    /// Groups the databases by their server's system identifier. A database that cannot be
+    /// reached now is left out (its stream reports it) and joins at the next start.
+    async fn new(databases: &[(String, Settings)], bindir: Option<PathBuf>, once: bool) -> Self {
+        let mut clusters: Vec<(String, Endpoint, Vec<(String, Repo)>)> = Vec::new();
+        for (name, settings) in databases {
+            let (Some(dsn), Some(repo)) = (&settings.dsn, &settings.repo) else {
+                continue;
+            };
+            let bindir = settings.pg_bindir.clone().or_else(|| bindir.clone());
+            let identified = async {
+                let endpoint = Endpoint::new(dsn, bindir)?;
+                let client = endpoint.connect().await?;
+                let row = client
+                    .query_one(
+                        "SELECT system_identifier::text FROM pg_catalog.pg_control_system()",
+                        &[],
+                    )
+                    .await?;
+                Ok::<_, Error>((row.get::<_, String>(0), endpoint))
+            };
+            match identified.await {
+                Ok((system, endpoint)) => {
+                    let member = (name.clone(), Repo::new(repo));
+                    match clusters.iter_mut().find(|(s, _, _)| *s == system) {
+                        Some((_, _, members)) => members.push(member),
+                        None => clusters.push((system, endpoint, vec![member])),
+                    }
+                }
+                Err(e) => tracing::warn!("[{name}] globals not followed for now: {e}"),
+            }
+        }
+        let every = databases
+            .first()
+            .and_then(|(_, s)| s.globals_interval.as_deref())
+            .and_then(|t| parse_duration(t).ok())
+            .unwrap_or(Duration::from_secs(60));
+        ClusterGlobals {
+            clusters: clusters.into_iter().map(|(_, e, m)| (e, m)).collect(),
+            every,
+            once,
+        }
+    }
+
+    async fn run(self, mut stop: watch::Receiver<bool>) -> std::result::Result<(), String> {
+        if self.every.is_zero() {
+            return Ok(());
+        }
+        loop {
+            for (endpoint, members) in &self.clusters {
+                if let Err(e) = Self::compare(endpoint, members).await {
+                    tracing::warn!("globals (roles, tablespaces): {e}; trying again");
+                }
+            }
+            if self.once {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.every) => {}
+                _ = stop.changed() => return Ok(()),
+            }
+        }
+    }
+
+    /// One cluster: its fingerprint read once, one dump for every repository behind it.
+    async fn compare(endpoint: &Endpoint, members: &[(String, Repo)]) -> Result<()> {
+        let client = endpoint.connect().await?;
+        let now = globals::fingerprint(&client).await?;
+        let mut behind = Vec::new();
+        for (name, repo) in members {
+            if globals::newest_fingerprint(&repo.load()?) != Some(now.as_str()) {
+                behind.push((name, repo));
+            }
+        }
+        if behind.is_empty() {
+            return Ok(());
+        }
+        let taken = globals::take(endpoint, &client, now).await?;
+        for (name, repo) in &behind {
+            match globals::record(repo, &taken) {
+                Ok(s) => tracing::info!(
+                    "[{name}] roles or tablespaces changed: globals saved as {}",
+                    s.file.path
+                ),
+                Err(e) => tracing::warn!("[{name}] could not save the changed globals: {e}"),
+            }
+        }
+        tracing::info!(
+            "globals changed: one pg_dumpall for {} repositories",
+            behind.len()
+        );
+        Ok(())
     }
 }
 

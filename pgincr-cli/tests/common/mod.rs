@@ -22,6 +22,8 @@ pub fn pgincr(cluster: &TestCluster) -> Command {
         .env_remove("PGINCR_DATABASE")
         .env_remove("PGINCR_ENCRYPT_TO")
         .env_remove("PGINCR_IDENTITY")
+        .env_remove("PGINCR_SLOT")
+        .env_remove("PGINCR_COMPRESSION_LEVEL")
         .env("RUST_BACKTRACE", "0")
         .stdin(Stdio::null());
     cmd
