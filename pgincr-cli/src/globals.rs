@@ -62,13 +62,13 @@ pub async fn dump(repo: &Repo, source: &Endpoint, rel: &str) -> Result<FileEntry
 
 /// The text of `pg_dumpall --globals-only` of `source`.
 async fn dump_text(source: &Endpoint) -> Result<Vec<u8>> {
-    Ok(source
+    source
         .tools
         .command("pg_dumpall")
         .args(["--globals-only", "--no-password", "-d"])
         .arg(&source.public_dsn)
         .output()
-        .await?)
+        .await
 }
 
 fn write(repo: &Repo, rel: &str, sql: &[u8]) -> Result<FileEntry> {

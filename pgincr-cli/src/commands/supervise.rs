@@ -262,12 +262,15 @@ async fn scheduled_bases(
     }
 }
 
+/// Databases of one cluster, with their repositories.
+type Members = Vec<(String, Repo)>;
+
 /// The globals of every cluster the configured databases live in, compared once per
 /// cluster every `globals_interval` (of the defaults; 1 min when unset) and dumped once for
 /// all repositories that lack the current ones.
 struct ClusterGlobals {
     /// Per cluster: a connection's endpoint, and the repositories of its databases.
-    clusters: Vec<(Endpoint, Vec<(String, Repo)>)>,
+    clusters: Vec<(Endpoint, Members)>,
     every: Duration,
     /// Once, then done (`supervise --catch-up`).
     once: bool,
@@ -277,7 +280,8 @@ impl ClusterGlobals {
     /// Groups the databases by their server's system identifier. A database that cannot be
     /// reached now is left out (its stream reports it) and joins at the next start.
     async fn new(databases: &[(String, Settings)], bindir: Option<PathBuf>, once: bool) -> Self {
-        let mut clusters: Vec<(String, Endpoint, Vec<(String, Repo)>)> = Vec::new();
+        // (system identifier, a way in, its databases' repositories)
+        let mut clusters: Vec<(String, Endpoint, Members)> = Vec::new();
         for (name, settings) in databases {
             let (Some(dsn), Some(repo)) = (&settings.dsn, &settings.repo) else {
                 continue;
