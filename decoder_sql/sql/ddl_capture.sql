@@ -90,7 +90,49 @@ $fn$;
 -- sql_drop runs before ddl_command_end of the same DROP: whether it dropped only temporary
 -- objects, and which permanent ones when it dropped both (the C function keeps that for
 -- ddl_command_end, which has no object list for DROP).
-CREATE FUNCTION decoder_sql.capture_sql_drop_of(OUT temp_only boolean, OUT permanent text)
+-- Whether an object depends, directly or through a few others, on an object of a temporary
+-- schema: a function over a temporary table's row type, a domain over its array type. Such
+-- objects are permanent in the catalog but go with the session (the temporary schema's
+-- removal cascades to them), so they are as temporary as what they depend on.
+CREATE FUNCTION decoder_sql.depends_on_temporary(object_classid oid, object_objid oid)
+RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+    WITH RECURSIVE refs(classid, objid, depth) AS (
+        SELECT d.refclassid, d.refobjid, 1 FROM pg_catalog.pg_depend d
+         WHERE d.classid = object_classid AND d.objid = object_objid AND d.deptype IN ('n', 'a')
+        UNION
+        SELECT d.refclassid, d.refobjid, r.depth + 1
+          FROM refs r JOIN pg_catalog.pg_depend d
+            ON d.classid = r.classid AND d.objid = r.objid AND d.deptype IN ('n', 'a')
+         WHERE r.depth < 4
+    )
+    SELECT EXISTS (
+        SELECT 1 FROM refs r
+         WHERE CASE WHEN r.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                    THEN (SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE n.oid = r.objid)
+                    ELSE (pg_catalog.pg_identify_object(r.classid, r.objid, 0)).schema
+               END ~ '^pg_temp_[0-9]+$')
+$fn$;
+
+-- The objects of the statement at ddl_command_end when every one of them is temporary and
+-- some only by depending on temporary ones (see depends_on_temporary); none otherwise.
+CREATE FUNCTION decoder_sql.effectively_temporary_objects_of(OUT classid oid, OUT objid oid)
+RETURNS SETOF record LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+    WITH created AS (
+        SELECT d.classid, d.objid, COALESCE(d.schema_name ~ '^pg_temp', false) AS in_temp,
+               decoder_sql.depends_on_temporary(d.classid, d.objid) AS dependent
+          FROM pg_catalog.pg_event_trigger_ddl_commands() d
+    )
+    SELECT c.classid, c.objid FROM created c
+     WHERE c.dependent AND NOT c.in_temp
+       AND NOT EXISTS (SELECT 1 FROM created o WHERE NOT (o.in_temp OR o.dependent))
+$fn$;
+
+-- effectively_temporary_classids/objids: the objects this session created that were
+-- temporary only by dependence (see effectively_temporary_objects_of), whose DROP is as
+-- temporary as they were.
+CREATE FUNCTION decoder_sql.capture_sql_drop_of(effectively_temporary_classids oid[],
+                                               effectively_temporary_objids oid[],
+                                               OUT temp_only boolean, OUT permanent text)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     some_temp boolean;
@@ -104,7 +146,11 @@ BEGIN
       INTO temp_only, some_temp, permanent
       FROM (SELECT o.original, o.object_identity,
                    o.is_temporary
-                   OR COALESCE(o.address_names[1] ~ '^pg_temp(_[0-9]+)?$', false) AS temp
+                   OR COALESCE(o.address_names[1] ~ '^pg_temp(_[0-9]+)?$', false)
+                   OR (o.classid, o.objid) IN (
+                          SELECT * FROM ROWS FROM (
+                              pg_catalog.unnest(effectively_temporary_classids),
+                              pg_catalog.unnest(effectively_temporary_objids))) AS temp
               FROM pg_catalog.pg_event_trigger_dropped_objects() o) AS dropped;
     temp_only := COALESCE(temp_only, false);
     -- DROP of temporary and permanent objects at once: only the permanent ones replay.

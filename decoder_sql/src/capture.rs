@@ -17,6 +17,7 @@ use crate::pg::statement::{
 };
 use crate::pg::utility_hook;
 use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys;
 use sqlgen::options::DEFAULT_DDL_PREFIX;
 use std::cell::{Cell, RefCell};
 
@@ -31,6 +32,10 @@ struct Dropped {
 
 thread_local! {
     static DROPPED: RefCell<Option<Dropped>> = const { RefCell::new(None) };
+    // Objects this session created that are temporary only by depending on temporary ones
+    // (classid, objid): neither they nor their DROP are captured. They go with the session.
+    static EFFECTIVELY_TEMPORARY: RefCell<Vec<(pg_sys::Oid, pg_sys::Oid)>> =
+        const { RefCell::new(Vec::new()) };
     // The replica-identity fix is running its own ALTER TABLE, written into the stream by
     // the fix itself.
     static FIXING_IDENTITY: Cell<bool> = const { Cell::new(false) };
@@ -81,11 +86,13 @@ fn emit_all(messages: &[ServerText]) {
 
 /// sql_drop: remembers whether the DROP dropped only temporary objects.
 pub fn on_sql_drop(_event: &Event) {
+    let (classids, objids): (Vec<pg_sys::Oid>, Vec<pg_sys::Oid>) =
+        EFFECTIVELY_TEMPORARY.with(|t| t.borrow().iter().copied().unzip());
     let row = pgrx::Spi::connect_mut(|client| {
         let table = client.update(
-            "SELECT temp_only, permanent FROM decoder_sql.capture_sql_drop_of()",
+            "SELECT temp_only, permanent FROM decoder_sql.capture_sql_drop_of($1, $2)",
             None,
-            &[],
+            &[DatumWithOid::from(classids), DatumWithOid::from(objids)],
         )?;
         let row = table.first();
         Ok::<_, pgrx::spi::Error>((row.get::<bool>(1)?, row.get::<ServerText>(2)?))
@@ -110,6 +117,9 @@ pub fn on_ddl_command_end(event: &Event) {
         Some(d) => (Some(d.temp_only), d.permanent),
         None => (None, None),
     };
+    if dropped_is_none_and_effectively_temporary(temp_only.is_none()) {
+        return;
+    }
     let messages = text_rows(
         "SELECT m FROM decoder_sql.capture_ddl_command_end_of($1, $2, $3, $4) AS m",
         &[
@@ -120,6 +130,36 @@ pub fn on_ddl_command_end(event: &Event) {
         ],
     );
     emit_all(&messages);
+}
+
+/// Whether the statement (one that dropped nothing) made only objects that are temporary by
+/// depending on temporary ones; they are remembered for their DROP.
+fn dropped_is_none_and_effectively_temporary(dropped_nothing: bool) -> bool {
+    if !dropped_nothing {
+        return false;
+    }
+    let objects = pgrx::Spi::connect_mut(|client| {
+        let table = client.update(
+            "SELECT classid, objid FROM decoder_sql.effectively_temporary_objects_of()",
+            None,
+            &[],
+        )?;
+        let mut out = Vec::new();
+        for row in table {
+            if let (Some(classid), Some(objid)) =
+                (row.get::<pg_sys::Oid>(1)?, row.get::<pg_sys::Oid>(2)?)
+            {
+                out.push((classid, objid));
+            }
+        }
+        Ok::<_, pgrx::spi::Error>(out)
+    })
+    .unwrap_or_else(|e| pgrx::error!("decoder_sql: reading the statement's objects: {e}"));
+    if objects.is_empty() {
+        return false;
+    }
+    EFFECTIVELY_TEMPORARY.with(|t| t.borrow_mut().extend(objects));
+    true
 }
 
 /// ddl_command_start of CREATE TABLE AS / SELECT INTO: the table, before its rows.

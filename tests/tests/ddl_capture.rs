@@ -743,6 +743,55 @@ async fn temporary_large_object_and_replica_role_ddl() {
     );
 }
 
+/// Objects permanent in the catalog that depend on temporary ones (functions over a temporary
+/// table's row type, a domain over its array type, a function over that domain) go with the
+/// session: neither they, nor what is done to them, nor their DROPs are in the stream.
+#[tokio::test]
+async fn objects_that_depend_on_temporary_ones_go_with_the_session() {
+    let s = scenario("CREATE TABLE kept (i int PRIMARY KEY)").await;
+    let session = s.cluster.connect("src").await;
+    session
+        .batch_execute(
+            "CREATE TEMP TABLE tt (a int, b text);
+             CREATE FUNCTION public.tt_first(tt) RETURNS int LANGUAGE sql AS 'SELECT $1.a';
+             CREATE FUNCTION public.tt_make() RETURNS tt LANGUAGE sql AS $$SELECT 1, 'x'$$;
+             CREATE DOMAIN public.tt_list AS tt[];
+             CREATE FUNCTION public.tt_count(tt_list) RETURNS int LANGUAGE sql
+                 AS 'SELECT cardinality($1)';
+             COMMENT ON FUNCTION public.tt_first(tt) IS 'goes with the session';
+             ALTER FUNCTION public.tt_count(tt_list) COST 7;
+             DROP FUNCTION public.tt_make();
+             INSERT INTO kept SELECT public.tt_first(ROW(7, 'y')::tt);
+             CREATE TEMP TABLE tt2 (a int);
+             CREATE FUNCTION public.tt2_f(tt2) RETURNS int LANGUAGE sql AS 'SELECT 1';
+             DROP TABLE tt2 CASCADE;
+             CREATE FUNCTION public.kept_f(kept) RETURNS int LANGUAGE sql AS 'SELECT $1.i';",
+        )
+        .await
+        .unwrap();
+    drop(session);
+    // Once the session has ended, its temporary schema and what depends on it are gone.
+    for _ in 0..100 {
+        let left: i64 = s
+            .src
+            .query_one("SELECT count(*) FROM pg_proc WHERE proname LIKE 'tt%'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let lines = s.replay_and_compare().await;
+    assert!(
+        !lines.iter().any(|l| l.contains("tt_") || l.contains("tt2")),
+        "{lines:#?}"
+    );
+    assert!(lines.iter().any(|l| l.contains("kept_f")), "{lines:#?}");
+    assert!(lines.contains(&"INSERT INTO public.kept (i) VALUES (7);".to_owned()));
+}
+
 /// A failing DDL statement reaches the client exactly as PostgreSQL raised it (the utility
 /// hook adds nothing), and a nested statement whose error PL/pgSQL caught does not confuse
 /// the capture of the statements after it.
