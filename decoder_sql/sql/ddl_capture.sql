@@ -252,14 +252,20 @@ BEGIN
     FOR rel IN
         -- The tables the statement touched, and every partition under a partitioned one
         -- (dropping a partitioned table's key drops it from all its partitions).
+        -- (The partition tree only of partitioned tables: it is the costly part, and most
+        -- statements touch plain tables only.)
         WITH touched AS (
-            SELECT d.objid FROM pg_catalog.pg_event_trigger_ddl_commands() d
+            SELECT c.oid, c.relkind
+              FROM pg_catalog.pg_event_trigger_ddl_commands() d
+              JOIN pg_catalog.pg_class c ON c.oid = d.objid
              WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+               AND c.relkind IN ('r', 'p')
         )
         SELECT DISTINCT pg_catalog.format('%I.%I', n.nspname, c.relname) AS name
-          FROM (SELECT objid FROM touched
+          FROM (SELECT oid AS objid FROM touched WHERE relkind = 'r'
                 UNION
-                SELECT t.relid FROM touched, pg_catalog.pg_partition_tree(touched.objid) t) r
+                SELECT t.relid FROM touched, pg_catalog.pg_partition_tree(touched.oid) t
+                 WHERE touched.relkind = 'p') r
           JOIN pg_catalog.pg_class c ON c.oid = r.objid
           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
          WHERE c.relkind = 'r' AND c.relpersistence = 'p'

@@ -13,13 +13,16 @@ use crate::pg::event_trigger::Event;
 use crate::pg::server_text::ServerText;
 use crate::pg::statement::{
     ActiveStatement, GlobalReplay, active_statement, creating_extension,
-    standard_conforming_strings,
+    session_has_temporary_schema, standard_conforming_strings,
 };
 use crate::pg::utility_hook;
+use pgrx::PgOid;
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient};
 use sqlgen::options::DEFAULT_DDL_PREFIX;
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
 /// What the sql_drop event of a DROP found, for its ddl_command_end event.
 struct Dropped {
@@ -62,10 +65,39 @@ impl Drop for FixingIdentity {
     }
 }
 
+thread_local! {
+    // The handlers' queries, planned once per session: parsing and planning them again for
+    // every DDL statement was a good part of the capture's cost. Shared out (Rc) so that a
+    // query run from inside another (DDL a capture function runs) finds the list unborrowed.
+    static PLANS: RefCell<Vec<(&'static str, Rc<OwnedPreparedStatement>)>> =
+        const { RefCell::new(Vec::new()) };
+}
+
+/// The session's plan of `sql`, whose parameters have the types of `args`.
+fn plan(
+    client: &SpiClient<'_>,
+    sql: &'static str,
+    args: &[DatumWithOid<'_>],
+) -> Result<Rc<OwnedPreparedStatement>, pgrx::spi::Error> {
+    if let Some(known) = PLANS.with(|p| {
+        p.borrow()
+            .iter()
+            .find(|(s, _)| *s == sql)
+            .map(|(_, plan)| plan.clone())
+    }) {
+        return Ok(known);
+    }
+    let types: Vec<PgOid> = args.iter().map(|a| PgOid::from(a.oid())).collect();
+    let prepared = Rc::new(client.prepare_mut(sql, &types)?.keep());
+    PLANS.with(|p| p.borrow_mut().push((sql, prepared.clone())));
+    Ok(prepared)
+}
+
 /// Runs `sql` (a SELECT of one text column) and returns its non-NULL values as bytes.
-fn text_rows(sql: &str, args: &[DatumWithOid<'_>]) -> Vec<ServerText> {
+fn text_rows(sql: &'static str, args: &[DatumWithOid<'_>]) -> Vec<ServerText> {
     let rows = pgrx::Spi::connect_mut(|client| {
-        let table = client.update(sql, None, args)?;
+        let plan = plan(client, sql, args)?;
+        let table = client.update(&*plan, None, args)?;
         let mut out = Vec::new();
         for row in table {
             if let Some(text) = row.get::<ServerText>(1)? {
@@ -89,11 +121,13 @@ pub fn on_sql_drop(_event: &Event) {
     let (classids, objids): (Vec<pg_sys::Oid>, Vec<pg_sys::Oid>) =
         EFFECTIVELY_TEMPORARY.with(|t| t.borrow().iter().copied().unzip());
     let row = pgrx::Spi::connect_mut(|client| {
-        let table = client.update(
+        let args = [DatumWithOid::from(classids), DatumWithOid::from(objids)];
+        let plan = plan(
+            client,
             "SELECT temp_only, permanent FROM decoder_sql.capture_sql_drop_of($1, $2)",
-            None,
-            &[DatumWithOid::from(classids), DatumWithOid::from(objids)],
+            &args,
         )?;
+        let table = client.update(&*plan, None, &args)?;
         let row = table.first();
         Ok::<_, pgrx::spi::Error>((row.get::<bool>(1)?, row.get::<ServerText>(2)?))
     });
@@ -135,7 +169,7 @@ pub fn on_ddl_command_end(event: &Event) {
 /// Whether the statement (one that dropped nothing) made only objects that are temporary by
 /// depending on temporary ones; they are remembered for their DROP.
 fn dropped_is_none_and_effectively_temporary(dropped_nothing: bool) -> bool {
-    if !dropped_nothing {
+    if !dropped_nothing || !session_has_temporary_schema() {
         return false;
     }
     let objects = pgrx::Spi::connect_mut(|client| {

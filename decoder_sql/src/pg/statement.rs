@@ -692,6 +692,16 @@ pub fn creating_extension() -> bool {
     unsafe { pg_sys::creating_extension }
 }
 
+/// Whether this session has made its temporary schema (no temporary object can exist in it
+/// before): a cheap test that spares every other DDL statement a catalog query.
+pub fn session_has_temporary_schema() -> bool {
+    let (mut temp, mut temp_toast) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
+    // SAFETY: GetTempNamespaceState only writes the two backend-global OIDs into the
+    // pointers, which point at live locals.
+    unsafe { pg_sys::GetTempNamespaceState(&mut temp, &mut temp_toast) };
+    temp != pg_sys::InvalidOid
+}
+
 /// The session's `standard_conforming_strings`.
 pub fn standard_conforming_strings() -> bool {
     // SAFETY: a plain read of the backend-global setting variable.
