@@ -437,6 +437,12 @@ fn capture_statement(command_tag: &str) -> Option<ServerText> {
     if stmt.temporary || stmt.large_object {
         return Some(ServerText::new(String::new(), spelling)); // nothing to replay
     }
+    // The replay has no temporary table to copy: the table as LIKE made it.
+    if stmt.likes_temporary {
+        return text_rows("SELECT decoder_sql.created_table_definition()", &[])
+            .into_iter()
+            .next();
+    }
     // CONCURRENTLY cannot run inside the replayed transaction; the plain form builds the
     // same object there.
     let text = if stmt.concurrent {

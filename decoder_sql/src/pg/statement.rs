@@ -50,6 +50,9 @@ pub struct ActiveStatement {
     /// a pg_temp schema, or a table that is temporary), as the statements REFRESH
     /// MATERIALIZED VIEW CONCURRENTLY runs internally do.
     pub temporary: bool,
+    /// Whether it is a CREATE TABLE with `LIKE` a temporary table, which the replay will not
+    /// have: the table is written from the catalog instead.
+    pub likes_temporary: bool,
     /// Whether it is GRANT/REVOKE, ALTER … OWNER, COMMENT or SECURITY LABEL on a large object
     /// (large objects are not decoded).
     pub large_object: bool,
@@ -225,6 +228,8 @@ pub unsafe fn statement_of(
             concurrent,
             detaches,
             temporary: names_only_temporary(utility),
+            // Known only before the statement runs (see `copies_temporary_table`).
+            likes_temporary: false,
             large_object: on_large_object(utility),
             global_replay,
         })
@@ -591,6 +596,33 @@ unsafe fn names_only_temporary(utility: *mut pg_sys::Node) -> bool {
             }
             _ => false,
         }
+    }
+}
+
+/// Whether a CREATE TABLE copies a temporary table with `LIKE`. Asked before the statement
+/// runs: its execution replaces the LIKE clauses of the tree by the columns they copied.
+///
+/// # Safety
+/// `pstmt` is a valid planned statement; called inside a transaction.
+pub unsafe fn copies_temporary_table(pstmt: *mut pg_sys::PlannedStmt) -> bool {
+    // SAFETY: the cast follows the node's tag; tableElts is a List of nodes.
+    unsafe {
+        let utility = (*pstmt).utilityStmt;
+        if utility.is_null() || (*utility).type_ != pg_sys::NodeTag::T_CreateStmt {
+            return false;
+        }
+        let elements = (*utility.cast::<pg_sys::CreateStmt>()).tableElts;
+        if elements.is_null() {
+            return false;
+        }
+        (0..usize::try_from((*elements).length).unwrap_or(0)).any(|i| {
+            let node = (*(*elements).elements.add(i))
+                .ptr_value
+                .cast::<pg_sys::Node>();
+            !node.is_null()
+                && (*node).type_ == pg_sys::NodeTag::T_TableLikeClause
+                && temporary_relation((*node.cast::<pg_sys::TableLikeClause>()).relation)
+        })
     }
 }
 

@@ -14,7 +14,7 @@
 //! aborts (subtransaction callback), or when the next top-level statement starts.
 
 use super::compat;
-use super::statement::{ActiveStatement, command_tag, statement_of};
+use super::statement::{ActiveStatement, command_tag, copies_temporary_table, statement_of};
 use pgrx::pg_sys;
 use std::cell::RefCell;
 use std::ffi::c_char;
@@ -24,6 +24,8 @@ use std::sync::OnceLock;
 struct Running {
     pstmt: *mut pg_sys::PlannedStmt,
     query: *const c_char,
+    /// A CREATE TABLE with LIKE of a temporary table (see `copies_temporary_table`).
+    likes_temporary: bool,
 }
 
 thread_local! {
@@ -59,7 +61,9 @@ pub fn innermost() -> Option<ActiveStatement> {
         // SAFETY: entries are removed when their statement returns, when the subtransaction
         // that caught its error aborts, and before every top-level statement; the top entry
         // is therefore the statement running now, whose plan and query string are alive.
-        unsafe { statement_of(top.pstmt, top.query) }
+        let mut stmt = unsafe { statement_of(top.pstmt, top.query) }?;
+        stmt.likes_temporary = top.likes_temporary;
+        Some(stmt)
     })
 }
 
@@ -84,13 +88,20 @@ pub unsafe fn around(
             crate::capture::utility_starting(&stmt);
         }
     }
+    // SAFETY: as above; a CREATE TABLE's tree is read before it runs.
+    let likes_temporary =
+        tag == Some(&b"CREATE TABLE"[..]) && unsafe { copies_temporary_table(pstmt) };
     RUNNING.with(|r| {
         let mut r = r.borrow_mut();
         if top_level {
             // Whatever is left came from statements that failed.
             r.clear();
         }
-        r.push(Running { pstmt, query });
+        r.push(Running {
+            pstmt,
+            query,
+            likes_temporary,
+        });
     });
     next(PREVIOUS.get().copied());
     RUNNING.with(|r| {
