@@ -254,7 +254,13 @@ BEGIN
                    WHEN ad.adbin IS NOT NULL
                    THEN ' DEFAULT ' || pg_catalog.pg_get_expr(ad.adbin, ad.adrelid)
                    ELSE '' END
-           || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END,
+           -- (PostgreSQL 18 keeps NOT NULL constraints, with their names, in pg_constraint.)
+           || CASE WHEN a.attnotnull THEN
+                   COALESCE((SELECT pg_catalog.format(' CONSTRAINT %I', co.conname)
+                               FROM pg_catalog.pg_constraint co
+                              WHERE co.conrelid = rel AND co.contype = 'n'
+                                AND co.conkey = ARRAY[a.attnum] LIMIT 1), '') || ' NOT NULL'
+                   ELSE '' END,
            ', ' ORDER BY a.attnum)
       INTO elements
       FROM pg_catalog.pg_attribute a
