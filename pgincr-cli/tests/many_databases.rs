@@ -138,24 +138,45 @@ async fn supervise_streams_every_database_and_one_broken_does_not_stop_the_other
         let texts: Vec<String> = dbs
             .iter()
             .filter_map(|db| {
+                // The newest globals: the last snapshot, or a base taken since (app3's).
                 let repo = repos.join(db);
                 let m = manifest(&repo);
-                let last = m["globals"].as_array()?.last()?["file"]["path"]
-                    .as_str()?
-                    .to_owned();
-                std::fs::read_to_string(repo.join(last)).ok()
+                let snapshot = m["globals"]
+                    .as_array()
+                    .and_then(|g| g.last())
+                    .map(|g| &g["file"]);
+                let base = m["bases"]
+                    .as_array()
+                    .and_then(|b| b.last())
+                    .map(|b| &b["globals"]);
+                [snapshot, base]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|f| std::fs::read_to_string(repo.join(f["path"].as_str()?)).ok())
+                    .find(|text| text.contains("shared_role"))
             })
             .filter(|text| text.contains("shared_role"))
             .collect();
         if texts.len() == dbs.len() {
             break texts;
         }
-        assert!(Instant::now() < deadline, "globals not saved everywhere");
+        assert!(
+            Instant::now() < deadline,
+            "globals not saved everywhere:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     assert!(texts[0].contains("CREATE ROLE shared_role"), "{}", texts[0]);
+    // (Newer pg_dumpall versions write a random \restrict key into every dump.)
+    let without_keys = |t: &String| -> Vec<String> {
+        t.lines()
+            .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+            .map(str::to_owned)
+            .collect()
+    };
     assert!(
-        texts.iter().all(|t| *t == texts[0]),
+        texts.iter().all(|t| without_keys(t) == without_keys(&texts[0])),
         "the globals differ between repositories"
     );
 
@@ -237,10 +258,11 @@ async fn supervise_streams_every_database_and_one_broken_does_not_stop_the_other
         "app2's failure is not in the log:\n{log}"
     );
     assert!(log.contains("[app3] scheduled prune done"), "{log}");
-    assert_eq!(
-        log.matches("globals changed: one pg_dumpall for 4 repositories")
-            .count(),
-        1,
+    // One pg_dumpall served several repositories (all four, or three when app3's scheduled
+    // base had already recorded the new role).
+    assert!(
+        log.contains("globals changed: one pg_dumpall for 4 repositories")
+            || log.contains("globals changed: one pg_dumpall for 3 repositories"),
         "{log}"
     );
     let caught_up = pgincr_with(&cluster, &config, &["supervise", "--catch-up"]);
