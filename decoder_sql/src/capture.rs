@@ -443,12 +443,30 @@ fn capture_statement(command_tag: &str) -> Option<ServerText> {
             .into_iter()
             .next();
     }
+    // A bound computed on the source is written as the values it computed.
+    let mut text = stmt.text;
+    if let (Some(at), crate::pg::server_text::Spelling::Utf8) = (stmt.computed_bound_at, spelling)
+        && let Some(bound) = text_rows(
+            "SELECT pg_catalog.pg_get_expr(c.relpartbound, c.oid)
+               FROM pg_catalog.pg_event_trigger_ddl_commands() d
+               JOIN pg_catalog.pg_class c ON c.oid = d.objid
+              WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                AND c.relispartition LIMIT 1",
+            &[],
+        )
+        .into_iter()
+        .next()
+        && let Ok(bound) = std::str::from_utf8(bound.as_bytes())
+        && let Some(rewritten) = sqlgen::ddl::with_partition_bound(&text, at, bound)
+    {
+        text = rewritten;
+    }
     // CONCURRENTLY cannot run inside the replayed transaction; the plain form builds the
     // same object there.
     let text = if stmt.concurrent {
-        sqlgen::ddl::without_concurrently(&stmt.text, stmt.detaches).unwrap_or(stmt.text)
+        sqlgen::ddl::without_concurrently(&text, stmt.detaches).unwrap_or(text)
     } else {
-        stmt.text
+        text
     };
     let captured = sqlgen::ddl::terminate_statement(&in_stream_strings(text));
     Some(ServerText::new(captured, spelling))

@@ -176,7 +176,9 @@ async fn supervise_streams_every_database_and_one_broken_does_not_stop_the_other
             .collect()
     };
     assert!(
-        texts.iter().all(|t| without_keys(t) == without_keys(&texts[0])),
+        texts
+            .iter()
+            .all(|t| without_keys(t) == without_keys(&texts[0])),
         "the globals differ between repositories"
     );
 

@@ -103,6 +103,36 @@ pub fn without_concurrently(text: &str, detach: bool) -> Option<String> {
     Some(format!("{before}{joiner}{after}"))
 }
 
+/// `text` (a CREATE TABLE … PARTITION OF) with its partition bound, which begins at byte `at`
+/// with FROM, IN or WITH, replaced by `bound`: the catalog's `FOR VALUES …` (pg_get_expr of
+/// relpartbound), so that a bound computed on the source (`FROM (current_timestamp)`)
+/// replays with the values the source computed. None when the bound is not found there.
+pub fn with_partition_bound(text: &str, at: usize, bound: &str) -> Option<String> {
+    let values = bound.strip_prefix("FOR VALUES ")?;
+    let bytes = text.as_bytes();
+    let head = text.get(at..)?;
+    if !["FROM", "IN", "WITH"].iter().any(|k| {
+        head.len() > k.len()
+            && head[..k.len()].eq_ignore_ascii_case(k)
+            && !head.as_bytes()[k.len()].is_ascii_alphanumeric()
+    }) {
+        return None;
+    }
+    let open = at + head.find('(')?;
+    let mut end = crate::lexer::matching_paren(bytes, open)? + 1;
+    // FROM (…) TO (…)
+    let rest = &text[end..];
+    let after_space = rest.trim_start();
+    if after_space.len() > 2 && after_space[..2].eq_ignore_ascii_case("TO") {
+        let after_to = after_space[2..].trim_start();
+        if after_to.starts_with('(') {
+            let to_open = text.len() - after_to.len();
+            end = crate::lexer::matching_paren(bytes, to_open)? + 1;
+        }
+    }
+    Some(format!("{}{values}{}", &text[..at], &text[end..]))
+}
+
 /// `SELECT pg_catalog.set_config('search_path', '<path>', false);`: replays the search_path a
 /// DDL statement ran with, so unqualified names resolve as they did on the source.
 pub fn set_search_path_statement(search_path: &str) -> String {
@@ -376,6 +406,32 @@ pub fn explained_statement(text: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn computed_partition_bounds_take_the_catalog_values() {
+        let text = "CREATE TABLE p2 PARTITION OF p FOR VALUES from (current_timestamp) TO \
+                    (MAXVALUE) PARTITION BY LIST (k)";
+        let at = text.find("from").unwrap();
+        assert_eq!(
+            with_partition_bound(
+                text,
+                at,
+                "FOR VALUES FROM ('2026-12-02 10:00:00+00') TO (MAXVALUE)"
+            )
+            .unwrap(),
+            "CREATE TABLE p2 PARTITION OF p FOR VALUES FROM ('2026-12-02 10:00:00+00') TO \
+             (MAXVALUE) PARTITION BY LIST (k)"
+        );
+        let text = "create table l1 partition of l for values in (lower('A'), ')') ;";
+        let at = text.find("in (").unwrap();
+        assert_eq!(
+            with_partition_bound(text, at, "FOR VALUES IN ('a', ')')").unwrap(),
+            "create table l1 partition of l for values IN ('a', ')') ;"
+        );
+        // Not at a bound, or not a bound given: the text stays.
+        assert_eq!(with_partition_bound(text, 0, "FOR VALUES IN ('a')"), None);
+        assert_eq!(with_partition_bound(text, at, "DEFAULT"), None);
+    }
 
     #[test]
     fn the_statement_an_explain_runs() {

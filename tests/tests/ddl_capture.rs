@@ -835,6 +835,43 @@ async fn create_table_like_a_temporary_table_replays_its_definition() {
     );
 }
 
+/// A partition bound computed on the source (`FROM (current_timestamp)`, `IN (lower('A'))`)
+/// replays with the values the source computed, not computed again.
+#[tokio::test]
+async fn computed_partition_bounds_replay_as_the_source_computed_them() {
+    let s = scenario(
+        "CREATE TABLE events (at timestamptz NOT NULL, what text) PARTITION BY RANGE (at);
+         CREATE TABLE tagged (k text NOT NULL) PARTITION BY LIST (k);",
+    )
+    .await;
+    s.src
+        .batch_execute(
+            "CREATE TABLE events_old PARTITION OF events
+                 FOR VALUES FROM (MINVALUE) TO (current_timestamp);
+             CREATE TABLE events_new PARTITION OF events
+                 FOR VALUES FROM (current_timestamp) TO (MAXVALUE) WITH (fillfactor = 90);
+             INSERT INTO events VALUES (current_timestamp, 'now'),
+                                       (current_timestamp - interval '1 day', 'before');
+             CREATE TABLE tagged_a PARTITION OF tagged FOR VALUES IN (lower('A'), 'b' || 'c');
+             INSERT INTO tagged VALUES ('a'), ('bc');",
+        )
+        .await
+        .unwrap();
+    // Time passes before the replay: current_timestamp there is later.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let lines = s.replay_and_compare().await;
+    assert!(
+        !lines.iter().any(|l| l.contains("current_timestamp")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("FOR VALUES IN ('a', 'bc')")),
+        "{lines:#?}"
+    );
+}
+
 /// A failing DDL statement reaches the client exactly as PostgreSQL raised it (the utility
 /// hook adds nothing), and a nested statement whose error PL/pgSQL caught does not confuse
 /// the capture of the statements after it.

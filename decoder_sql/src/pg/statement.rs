@@ -53,6 +53,10 @@ pub struct ActiveStatement {
     /// Whether it is a CREATE TABLE with `LIKE` a temporary table, which the replay will not
     /// have: the table is written from the catalog instead.
     pub likes_temporary: bool,
+    /// For a CREATE TABLE … PARTITION OF whose bound is computed (`FROM (current_timestamp)`),
+    /// where in its text (bytes) the bound begins: it is written with the values the source
+    /// computed.
+    pub computed_bound_at: Option<usize>,
     /// Whether it is GRANT/REVOKE, ALTER … OWNER, COMMENT or SECURITY LABEL on a large object
     /// (large objects are not decoded).
     pub large_object: bool,
@@ -230,6 +234,7 @@ pub unsafe fn statement_of(
             temporary: names_only_temporary(utility),
             // Known only before the statement runs (see `copies_temporary_table`).
             likes_temporary: false,
+            computed_bound_at: None,
             large_object: on_large_object(utility),
             global_replay,
         })
@@ -623,6 +628,51 @@ pub unsafe fn copies_temporary_table(pstmt: *mut pg_sys::PlannedStmt) -> bool {
                 && (*node).type_ == pg_sys::NodeTag::T_TableLikeClause
                 && temporary_relation((*node.cast::<pg_sys::TableLikeClause>()).relation)
         })
+    }
+}
+
+/// For a CREATE TABLE … PARTITION OF whose bound holds anything but constants (MINVALUE and
+/// MAXVALUE included): where its FROM, IN or WITH is, in bytes from the statement's start.
+///
+/// # Safety
+/// `pstmt` is a valid planned statement.
+pub unsafe fn computed_partition_bound(pstmt: *mut pg_sys::PlannedStmt) -> Option<usize> {
+    // SAFETY: the casts follow the nodes' tags; the bound's lists are Lists of nodes.
+    unsafe {
+        let utility = (*pstmt).utilityStmt;
+        if utility.is_null() || (*utility).type_ != pg_sys::NodeTag::T_CreateStmt {
+            return None;
+        }
+        let bound = (*utility.cast::<pg_sys::CreateStmt>()).partbound;
+        if bound.is_null() || (*bound).is_default {
+            return None;
+        }
+        let constant = |node: *mut pg_sys::Node| {
+            let node = if !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_TypeCast {
+                (*node.cast::<pg_sys::TypeCast>()).arg
+            } else {
+                node
+            };
+            !node.is_null()
+                && matches!(
+                    (*node).type_,
+                    pg_sys::NodeTag::T_A_Const | pg_sys::NodeTag::T_ColumnRef
+                )
+        };
+        let computed = [
+            (*bound).listdatums,
+            (*bound).lowerdatums,
+            (*bound).upperdatums,
+        ]
+        .into_iter()
+        .filter(|list| !list.is_null())
+        .any(|list| {
+            (0..usize::try_from((*list).length).unwrap_or(0))
+                .any(|i| !constant((*(*list).elements.add(i)).ptr_value.cast::<pg_sys::Node>()))
+        });
+        let at = usize::try_from((*bound).location).ok()?;
+        let start = usize::try_from((*pstmt).stmt_location).unwrap_or(0);
+        (computed && at >= start).then(|| at - start)
     }
 }
 

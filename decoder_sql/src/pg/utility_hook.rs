@@ -14,7 +14,9 @@
 //! aborts (subtransaction callback), or when the next top-level statement starts.
 
 use super::compat;
-use super::statement::{ActiveStatement, command_tag, copies_temporary_table, statement_of};
+use super::statement::{
+    ActiveStatement, command_tag, computed_partition_bound, copies_temporary_table, statement_of,
+};
 use pgrx::pg_sys;
 use std::cell::RefCell;
 use std::ffi::c_char;
@@ -26,6 +28,8 @@ struct Running {
     query: *const c_char,
     /// A CREATE TABLE with LIKE of a temporary table (see `copies_temporary_table`).
     likes_temporary: bool,
+    /// See `computed_partition_bound`.
+    computed_bound_at: Option<usize>,
 }
 
 thread_local! {
@@ -63,6 +67,7 @@ pub fn innermost() -> Option<ActiveStatement> {
         // is therefore the statement running now, whose plan and query string are alive.
         let mut stmt = unsafe { statement_of(top.pstmt, top.query) }?;
         stmt.likes_temporary = top.likes_temporary;
+        stmt.computed_bound_at = top.computed_bound_at;
         Some(stmt)
     })
 }
@@ -89,8 +94,12 @@ pub unsafe fn around(
         }
     }
     // SAFETY: as above; a CREATE TABLE's tree is read before it runs.
-    let likes_temporary =
-        tag == Some(&b"CREATE TABLE"[..]) && unsafe { copies_temporary_table(pstmt) };
+    let create_table = tag == Some(&b"CREATE TABLE"[..]);
+    let likes_temporary = create_table && unsafe { copies_temporary_table(pstmt) };
+    // SAFETY: as above.
+    let computed_bound_at = create_table
+        .then(|| unsafe { computed_partition_bound(pstmt) })
+        .flatten();
     RUNNING.with(|r| {
         let mut r = r.borrow_mut();
         if top_level {
@@ -101,6 +110,7 @@ pub unsafe fn around(
             pstmt,
             query,
             likes_temporary,
+            computed_bound_at,
         });
     });
     next(PREVIOUS.get().copied());
