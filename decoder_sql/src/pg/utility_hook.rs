@@ -93,11 +93,11 @@ pub unsafe fn around(
             crate::capture::utility_starting(&stmt);
         }
     }
-    // SAFETY: as above; a CREATE TABLE's tree is read before it runs.
     let create_table = tag == Some(&b"CREATE TABLE"[..]);
+    // SAFETY: as above; a CREATE TABLE's tree is read before it runs.
     let likes_temporary = create_table && unsafe { copies_temporary_table(pstmt) };
-    // SAFETY: as above.
     let computed_bound_at = create_table
+        // SAFETY: as above.
         .then(|| unsafe { computed_partition_bound(pstmt) })
         .flatten();
     RUNNING.with(|r| {
