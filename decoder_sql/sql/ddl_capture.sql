@@ -287,7 +287,7 @@ BEGIN
                        FROM pg_catalog.pg_tablespace s WHERE s.oid = r.reltablespace), '')
         || ';';
     -- An identity sequence LIKE made of another type than its column's (the column's type
-    -- is all GENERATED … AS IDENTITY can say).
+    -- is all GENERATED ... AS IDENTITY can say).
     SELECT out || COALESCE(pg_catalog.string_agg(pg_catalog.format(
                E'\nALTER SEQUENCE %s AS %s MINVALUE %s MAXVALUE %s;',
                pg_catalog.pg_get_serial_sequence(name, a.attname),

@@ -41,6 +41,21 @@ fn pgincr_with(cluster: &TestCluster, config: &Path, args: &[&str]) -> std::proc
         .unwrap()
 }
 
+/// `pgincr supervise`, stopped (SIGTERM: its streams stop too) if the test fails first.
+struct Supervisor(std::process::Child);
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.0.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = self.0.wait();
+        }
+    }
+}
+
 async fn assert_restores_equal(cluster: &TestCluster, repo: &Path, db: &str) {
     let target = format!("{db}_restored");
     restore_into(
@@ -114,13 +129,15 @@ async fn supervise_streams_every_database_and_one_broken_does_not_stop_the_other
     assert!(checked.status.success(), "{}", describe(&checked));
 
     let log_path = cluster.scratch_dir("log").join("supervise.log");
-    let mut supervisor = pgincr(&cluster)
-        .args(["supervise", "--restart-delay", "1s"])
-        .env("PGINCR_CONFIG", &config)
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut supervisor = Supervisor(
+        pgincr(&cluster)
+            .args(["supervise", "--restart-delay", "1s"])
+            .env("PGINCR_CONFIG", &config)
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
 
     for round in 1..=4 {
         load(&cluster, round).await;
@@ -248,11 +265,11 @@ async fn supervise_streams_every_database_and_one_broken_does_not_stop_the_other
 
     // A clean stop; then every stream once more to the end: app2's fails and is named.
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(supervisor.id() as i32),
+        nix::unistd::Pid::from_raw(supervisor.0.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let stopped = supervisor.wait().unwrap();
+    let stopped = supervisor.0.wait().unwrap();
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(stopped.success(), "supervise: {stopped}\n{log}");
     assert!(
