@@ -51,11 +51,8 @@ pub fn command(config: &Path, database: &str, args: &[&str]) -> Result<Command> 
 }
 
 /// Starts `cmd` with its log lines (stderr) prefixed by `[database]` on ours.
-pub fn spawn_logged(mut cmd: Command, database: &str, capture_stdout: bool) -> Result<Child> {
+pub fn spawn_logged(mut cmd: Command, database: &str) -> Result<Child> {
     cmd.stderr(Stdio::piped());
-    if capture_stdout {
-        cmd.stdout(Stdio::piped());
-    }
     let mut child = cmd.spawn().map_err(Error::io(format!(
         "starting pgincr for database {database}"
     )))?;

@@ -595,13 +595,7 @@ impl OpenSegment {
             if known.contains(&rel.as_str()) || name == repo::OPEN_SEGMENT {
                 continue;
             }
-            let stored_as = |rel: &str| {
-                known.iter().any(|k| {
-                    k.strip_prefix(rel)
-                        .is_some_and(|suffix| suffix.starts_with('.'))
-                })
-            };
-            if name.ends_with(".sql") && stored_as(&rel) {
+            if name.ends_with(".sql") && known.iter().any(|k| stored_form_of(k, &rel)) {
                 // The text of a segment already compressed (or encrypted) and registered:
                 // this process's own copy, which the run that wrote it did not get to remove.
                 let path = repo.segments_dir().join(&name);
@@ -625,17 +619,13 @@ impl OpenSegment {
                 continue;
             }
             tracing::info!("finishing segment {name} left by an earlier run");
-            let unfinished_copy = |o: &String| {
-                o.strip_prefix(name.as_str())
-                    .is_some_and(|suffix| suffix.starts_with('.'))
-            };
-            for other in others.iter().filter(|o| unfinished_copy(o)) {
+            for other in others.iter().filter(|o| stored_form_of(o, &name)) {
                 // A compression of this segment that did not finish; done again below.
                 let copy = repo.segments_dir().join(other);
                 fs::remove_file(&copy)
                     .map_err(Error::io(format!("removing {}", copy.display())))?;
             }
-            others.retain(|o| !unfinished_copy(o));
+            others.retain(|o| !stored_form_of(o, &name));
             let unfinished = summarize(vec![(path.clone(), name)])?.unfinished_end_lsn;
             seg.finish(&path)?;
             seg.unfinished_end_lsn = seg.unfinished_end_lsn.max(unfinished);
@@ -924,39 +914,36 @@ impl OpenSegmentFinisher {
         // The text file is the segment itself only when neither compressed nor encrypted.
         let rewrite = compress || !self.repo.recipients()?.is_empty();
         let stored = self.repo.path(self.repo.stored_rel(&rel, compress)?);
-        let file = match rewrite {
-            true => {
-                let written = (|| {
-                    let mut out = SqlFileWriter::create(&self.repo, &rel, compress)?;
-                    let mut input = fs::File::open(path)
-                        .map_err(Error::io(format!("opening {}", path.display())))?;
-                    std::io::copy(&mut input, &mut out)
-                        .map_err(Error::io(format!("compressing {}", path.display())))?;
-                    let file = out.finish()?;
-                    repo::sync_dir(&self.repo.segments_dir())?;
-                    Ok(file)
-                })();
-                match written {
-                    Ok(file) => file,
-                    Err(e) => {
-                        let _ = fs::remove_file(&stored);
-                        return Err(e);
-                    }
+        let file = if rewrite {
+            let written = (|| {
+                let mut out = SqlFileWriter::create(&self.repo, &rel, compress)?;
+                let mut input = fs::File::open(path)
+                    .map_err(Error::io(format!("opening {}", path.display())))?;
+                std::io::copy(&mut input, &mut out)
+                    .map_err(Error::io(format!("compressing {}", path.display())))?;
+                let file = out.finish()?;
+                repo::sync_dir(&self.repo.segments_dir())?;
+                Ok(file)
+            })();
+            match written {
+                Ok(file) => file,
+                Err(e) => {
+                    let _ = fs::remove_file(&stored);
+                    return Err(e);
                 }
             }
-            false => {
-                let (sha256, bytes) = repo::hash_file(path)?;
-                fs::File::open(path)
-                    .and_then(|f| f.sync_all())
-                    .map_err(Error::io(format!("syncing {}", path.display())))?;
-                repo::FileEntry {
-                    path: rel,
-                    bytes,
-                    sha256,
-                    sql_bytes: bytes,
-                    compression: "none".into(),
-                    encryption: None,
-                }
+        } else {
+            let (sha256, bytes) = repo::hash_file(path)?;
+            fs::File::open(path)
+                .and_then(|f| f.sync_all())
+                .map_err(Error::io(format!("syncing {}", path.display())))?;
+            repo::FileEntry {
+                path: rel,
+                bytes,
+                sha256,
+                sql_bytes: bytes,
+                compression: "none".into(),
+                encryption: None,
             }
         };
         let segment = Segment {
@@ -1005,6 +992,14 @@ impl OpenSegmentFinisher {
         );
         Ok(segment)
     }
+}
+
+/// Whether `candidate` is the text segment `name` as stored compressed or encrypted
+/// (`name.zst`, `name.zst.age`, `name.age`).
+fn stored_form_of(candidate: &str, name: &str) -> bool {
+    candidate
+        .strip_prefix(name)
+        .is_some_and(|suffix| suffix.starts_with('.'))
 }
 
 /// Waits until pg_recvlogical no longer has `path` open (it closes its output file on

@@ -145,7 +145,7 @@ async fn run_logged(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Option<std::process::ExitStatus>> {
     let cmd = fleet::command(config, database, args)?;
-    let mut child = fleet::spawn_logged(cmd, database, false)?;
+    let mut child = fleet::spawn_logged(cmd, database)?;
     let status = tokio::select! {
         status = child.wait() => status,
         _ = stop.changed() => {
