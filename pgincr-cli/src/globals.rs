@@ -117,12 +117,6 @@ pub struct Taken {
     sql: Vec<u8>,
 }
 
-impl Taken {
-    pub fn fingerprint(&self) -> &str {
-        &self.fingerprint
-    }
-}
-
 /// Dumps the globals, whose fingerprint the caller read just before.
 pub async fn take(source: &Endpoint, client: &Client, fingerprint: String) -> Result<Taken> {
     let row = client
