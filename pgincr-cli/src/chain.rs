@@ -190,11 +190,13 @@ pub fn transaction_left_open(repo: &Repo, segments: &[Segment]) -> Result<Option
         if let Some(recorded) = seg.open_at_end {
             return Ok(Some(recorded.transaction_end));
         }
-        let path = repo.path(&seg.file.path);
-        if !path.exists() {
+        if !repo.has_stored(&seg.file.path)? {
             return Ok(None);
         }
-        let s = summarize(vec![(path, seg.file.path.clone())])?;
+        let s = summarize(vec![(
+            crate::repo::SqlSource::Stored(repo.clone(), seg.file.path.clone()),
+            seg.file.path.clone(),
+        )])?;
         if !s.leaves_open_as_before() {
             return Ok(Some(s.unfinished_end_lsn));
         }

@@ -105,9 +105,20 @@ pub struct ConnArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct RepoArgs {
-    /// Backup repository directory.
-    #[arg(long, short = 'r', env = "PGINCR_REPO", value_name = "DIR")]
+    /// Backup repository: a directory, or s3://bucket/prefix on S3-compatible object storage
+    /// (credentials from the AWS environment variables or ~/.aws).
+    #[arg(long, short = 'r', env = "PGINCR_REPO", value_name = "DIR|URL")]
     pub repo: PathBuf,
+    /// Local spool of an object-storage repository: files are written and fsync'd here
+    /// before they are uploaded (default: ~/.cache/pgincr/spool/BUCKET/PREFIX).
+    #[arg(long, env = "PGINCR_SPOOL", value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+}
+
+impl RepoArgs {
+    pub fn open(&self) -> crate::Result<crate::repo::Repo> {
+        crate::repo::Repo::open(&self.repo, self.spool.as_deref())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -249,8 +260,11 @@ pub struct StatusArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
     /// Repository to report on (segment age and size); without it only the slot is checked.
-    #[arg(long, short = 'r', env = "PGINCR_REPO", value_name = "DIR")]
+    #[arg(long, short = 'r', env = "PGINCR_REPO", value_name = "DIR|URL")]
     pub repo: Option<PathBuf>,
+    /// Local spool of an object-storage repository (see `stream --spool`).
+    #[arg(long, env = "PGINCR_SPOOL", value_name = "DIR")]
+    pub spool: Option<PathBuf>,
     /// Slot name (default: the repository's, else "pgincr").
     #[arg(long, env = "PGINCR_SLOT")]
     pub slot: Option<String>,
@@ -270,6 +284,12 @@ pub struct StatusArgs {
     /// CRITICAL when the repository's filesystem is this full (percent).
     #[arg(long, env = "PGINCR_FS_CRITICAL", default_value_t = 95.0, value_parser = parse_percent)]
     pub fs_critical: f64,
+    /// Object storage: WARNING when a closed segment has waited this long for its upload.
+    #[arg(long, env = "PGINCR_UPLOAD_WARN", default_value = "10m", value_parser = parse_duration)]
+    pub upload_warn: Duration,
+    /// Object storage: CRITICAL when a closed segment has waited this long for its upload.
+    #[arg(long, env = "PGINCR_UPLOAD_CRITICAL", default_value = "1h", value_parser = parse_duration)]
+    pub upload_critical: Duration,
     /// WARNING when the newest base backup is older than this (the base schedule has
     /// stopped).
     #[arg(long, env = "PGINCR_BASE_MAX_AGE", default_value = "8d", value_parser = parse_duration)]

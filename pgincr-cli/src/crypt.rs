@@ -12,7 +12,6 @@
 
 use crate::error::{Error, Result};
 use age::x25519;
-use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -103,7 +102,7 @@ pub fn encrypt_to<W: Write>(
 }
 
 /// Opens an encrypted repository file for reading its plaintext.
-pub fn decrypt(file: File, path: &Path) -> Result<Box<dyn Read + Send>> {
+pub fn decrypt(file: impl Read + Send + 'static, path: &Path) -> Result<Box<dyn Read + Send>> {
     let Some(keyring) = KEYRING.get() else {
         return Err(Error::Invalid(format!(
             "{} is encrypted: give the age identity file that can read it with --identity FILE",

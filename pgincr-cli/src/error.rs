@@ -37,6 +37,9 @@ pub enum Error {
     /// The backup repository is missing, damaged or inconsistent.
     #[error("{0}")]
     Repository(String),
+    /// The object store refused or could not be reached.
+    #[error("object storage: {0}")]
+    Storage(String),
     /// The user asked for something that cannot be done as asked.
     #[error("{0}")]
     Invalid(String),

@@ -152,6 +152,7 @@ pub fn record(repo: &Repo, taken: &Taken) -> Result<GlobalsSnapshot> {
         fingerprint: taken.fingerprint.clone(),
         file: write(repo, &rel, &taken.sql)?,
     };
+    repo.publish(&snapshot.file.path)?;
     let recorded = snapshot.clone();
     repo.update(move |m| {
         m.globals.push(recorded);

@@ -16,6 +16,7 @@ pub mod pg;
 pub mod progress;
 pub mod repo;
 pub mod segment;
+pub mod storage;
 pub mod tool;
 pub mod units;
 

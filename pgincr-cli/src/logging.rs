@@ -10,7 +10,14 @@ pub fn init(args: &GlobalArgs) {
         (false, 1) => "debug",
         (false, _) => "trace",
     };
-    let filter = EnvFilter::try_from_env("PGINCR_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // The object-store client reports each retried request; pgincr reports what failed.
+    let filter = EnvFilter::try_from_env("PGINCR_LOG").unwrap_or_else(|_| {
+        EnvFilter::new(if args.verbose == 0 {
+            format!("{default},object_store=warn")
+        } else {
+            default.to_owned()
+        })
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -5,6 +5,7 @@
 //! same time, so every update happens under an exclusive lock on `manifest.lock` and
 //! replaces the file atomically (write, fsync, rename, fsync directory).
 
+use crate::storage::ObjectStorage;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -13,7 +14,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 pub const MANIFEST: &str = "manifest.json";
 /// The newest manifest format this pgincr reads. 1: plaintext repositories; 2: encrypted
@@ -348,19 +349,138 @@ pub mod opt_lsn_text {
     }
 }
 
-/// An opened repository directory.
+/// An opened repository: a directory, or objects on an S3-compatible store.
+///
+/// With object storage, `root` is the local spool: files are written there first (fsync'd
+/// as in a directory repository), then [`publish`](Repo::publish)ed to the store before
+/// the manifest on the store names them.
 #[derive(Debug, Clone)]
 pub struct Repo {
     pub root: PathBuf,
+    remote: Option<Arc<ObjectStorage>>,
+    /// Version tag of the store's manifest as last read or written, so that an update
+    /// replaces only what it read.
+    manifest_version: Arc<Mutex<Option<String>>>,
     /// What new files are encrypted to, read from the manifest on first use.
     recipients: Arc<OnceLock<Vec<age::x25519::Recipient>>>,
 }
 
 impl Repo {
+    /// A repository directory.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Repo {
             root: root.into(),
+            remote: None,
+            manifest_version: Arc::default(),
             recipients: Arc::default(),
+        }
+    }
+
+    /// The repository `--repo` names: `s3://bucket/prefix` or a directory. An object-store
+    /// repository spools into `spool` (default: under ~/.cache/pgincr/spool).
+    pub fn open(location: &Path, spool: Option<&Path>) -> Result<Self> {
+        if !crate::storage::is_object_url(location) {
+            return Ok(Repo::new(location));
+        }
+        let url = location.to_string_lossy().into_owned();
+        let storage = ObjectStorage::open(&url)?;
+        let root = match spool {
+            Some(dir) => dir.to_owned(),
+            None => {
+                let (bucket, prefix) = crate::storage::parse_url(&url)?;
+                let cache = std::env::var_os("XDG_CACHE_HOME")
+                    .map(PathBuf::from)
+                    .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                    .unwrap_or_else(|| PathBuf::from("/var/cache"));
+                cache.join("pgincr/spool").join(bucket).join(prefix)
+            }
+        };
+        let repo = Repo {
+            root,
+            remote: Some(Arc::new(storage)),
+            manifest_version: Arc::default(),
+            recipients: Arc::default(),
+        };
+        repo.create_dirs()?;
+        Ok(repo)
+    }
+
+    /// The object store, for a repository on one.
+    pub fn remote(&self) -> Option<&ObjectStorage> {
+        self.remote.as_deref()
+    }
+
+    /// Where the repository is, for messages: its URL or its directory.
+    pub fn location(&self) -> String {
+        match &self.remote {
+            Some(r) => r.url().to_owned(),
+            None => self.root.display().to_string(),
+        }
+    }
+
+    /// Sends a finished file from the spool to the store and removes the spooled copy
+    /// (nothing to do for a directory repository).
+    pub fn publish(&self, rel: &str) -> Result<()> {
+        if self.remote.is_some() {
+            self.upload(rel)?;
+            let local = self.path(rel);
+            fs::remove_file(&local).map_err(Error::io(format!("removing {}", local.display())))?;
+        }
+        Ok(())
+    }
+
+    /// Sends a finished file from the spool to the store, keeping the spooled copy (nothing
+    /// to do for a directory repository).
+    pub fn upload(&self, rel: &str) -> Result<()> {
+        match &self.remote {
+            Some(remote) => remote.upload(&self.path(rel), rel),
+            None => Ok(()),
+        }
+    }
+
+    /// The stored bytes of a repository file, as they are (compressed, encrypted).
+    pub fn open_stored(&self, rel: &str) -> Result<Box<dyn Read + Send>> {
+        match &self.remote {
+            Some(remote) => remote.reader(rel),
+            None => {
+                let path = self.path(rel);
+                let f =
+                    File::open(&path).map_err(Error::io(format!("opening {}", path.display())))?;
+                Ok(Box::new(f))
+            }
+        }
+    }
+
+    /// A repository file's SQL text, decrypted and decompressed.
+    pub fn open_sql(&self, rel: &str) -> Result<Box<dyn Read + Send>> {
+        match &self.remote {
+            Some(remote) => sql_layers(
+                remote.reader(rel)?,
+                Path::new(&format!("{}/{rel}", remote.url())),
+            ),
+            None => open_sql(&self.path(rel)),
+        }
+    }
+
+    /// Whether a repository file exists.
+    pub fn has_stored(&self, rel: &str) -> Result<bool> {
+        match &self.remote {
+            Some(remote) => Ok(remote.size(rel)?.is_some()),
+            None => Ok(self.path(rel).exists()),
+        }
+    }
+
+    /// Deletes a repository file; one already gone is not an error.
+    pub fn remove_stored(&self, rel: &str) -> Result<()> {
+        match &self.remote {
+            Some(remote) => remote.delete(rel),
+            None => match fs::remove_file(self.path(rel)) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(Error::io(format!("removing {}", self.path(rel).display()))(
+                    e,
+                )),
+            },
         }
     }
 
@@ -411,7 +531,10 @@ impl Repo {
     }
 
     pub fn exists(&self) -> bool {
-        self.manifest_path().exists()
+        match &self.remote {
+            Some(remote) => remote.size(MANIFEST).is_ok_and(|s| s.is_some()),
+            None => self.manifest_path().exists(),
+        }
     }
 
     /// Creates the directory tree with owner-only permissions.
@@ -428,6 +551,20 @@ impl Repo {
 
     /// Reads the manifest (without locking: a reader sees either the old or the new file).
     pub fn load(&self) -> Result<Manifest> {
+        if let Some(remote) = &self.remote {
+            let Some((data, version)) = remote.get(MANIFEST)? else {
+                // A missing bucket reads as a missing object: say which it is.
+                remote.check_access()?;
+                return Err(Error::Repository(format!(
+                    "{} is not a pgincr repository (no {MANIFEST}); check the address, or \
+                     create a repository there with `pgincr init`",
+                    remote.url()
+                )));
+            };
+            *self.manifest_version.lock().expect("manifest version") = version;
+            let text = String::from_utf8_lossy(&data);
+            return parse_manifest(&text, &format!("{}/{MANIFEST}", remote.url()));
+        }
         let path = self.manifest_path();
         let text = fs::read_to_string(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -439,16 +576,7 @@ impl Repo {
                 }
             }
         })?;
-        let manifest: Manifest = serde_json::from_str(&text)
-            .map_err(|e| Error::Repository(format!("{} is damaged: {e}", path.display())))?;
-        if manifest.format > FORMAT {
-            return Err(Error::Repository(format!(
-                "{} has format {}, newer than this pgincr understands ({FORMAT}); use a newer pgincr",
-                path.display(),
-                manifest.format
-            )));
-        }
-        Ok(manifest)
+        parse_manifest(&text, &path.display().to_string())
     }
 
     /// Why there is no manifest, and what to do that cannot destroy backups.
@@ -486,7 +614,33 @@ impl Repo {
     pub fn store(&self, manifest: &Manifest) -> Result<()> {
         let mut text = serde_json::to_string_pretty(manifest).expect("manifest serialises");
         text.push('\n');
-        write_atomically(&self.manifest_path(), text.as_bytes())
+        let Some(remote) = &self.remote else {
+            return write_atomically(&self.manifest_path(), text.as_bytes());
+        };
+        // Replaces only the version this process read (or creates the first one): a
+        // concurrent writer's update is never lost.
+        let mut version = self.manifest_version.lock().expect("manifest version");
+        match remote.put(MANIFEST, text.into_bytes(), Some(version.clone()))? {
+            crate::storage::Written::Stored(Some(tag)) => *version = Some(tag),
+            crate::storage::Written::Stored(None) => {
+                *version = remote.get(MANIFEST)?.and_then(|(_, tag)| tag)
+            }
+            crate::storage::Written::Conflict => {
+                return Err(Error::Repository(match version.as_ref() {
+                    None => format!(
+                        "{} already holds a repository ({MANIFEST} exists); a new repository \
+                         belongs under another prefix",
+                        remote.url()
+                    ),
+                    Some(_) => format!(
+                        "{}/{MANIFEST} changed while this process updated it: another pgincr \
+                         process writes to this repository; nothing was overwritten, try again",
+                        remote.url()
+                    ),
+                }));
+            }
+        }
+        Ok(())
     }
 
     /// Takes an exclusive lock on a file in the repository root. With `wait = false` a held
@@ -510,6 +664,27 @@ impl Repo {
             )));
         }
         Ok(file)
+    }
+
+    /// Takes the repository-wide lock `name` for the life of the returned guard: the local
+    /// lock file, and for object storage also the lock object `locks/<name>.json` on the
+    /// store, which names its owner and expires unless renewed (so that a crashed holder on
+    /// another machine does not block forever). A holder with this spool that died is
+    /// replaced at once: the local lock proves it gone.
+    pub fn lock_exclusive(&self, name: &str) -> Result<RepoLock> {
+        let file = self.lock_file(&format!("{name}.lock"), false)?;
+        let object = match &self.remote {
+            Some(remote) => Some(crate::storage::LockObject::acquire(
+                remote.clone(),
+                &format!("locks/{name}.json"),
+                &format!("{}:{}", hostname(), self.root.display()),
+            )?),
+            None => None,
+        };
+        Ok(RepoLock {
+            _file: file,
+            _object: object,
+        })
     }
 
     /// Takes a shared lock on a file in the repository root, waiting while it is held
@@ -591,6 +766,11 @@ impl Repo {
 
     /// Total size of all files under the repository.
     pub fn disk_usage(&self) -> u64 {
+        if let Some(remote) = &self.remote {
+            return remote
+                .list("")
+                .map_or(0, |objects| objects.iter().map(|o| o.bytes).sum());
+        }
         fn walk(dir: &Path) -> u64 {
             let Ok(entries) = fs::read_dir(dir) else {
                 return 0;
@@ -606,6 +786,18 @@ impl Repo {
         }
         walk(&self.root)
     }
+}
+
+/// A held repository lock; dropping it releases it.
+pub struct RepoLock {
+    _file: File,
+    _object: Option<crate::storage::LockObject>,
+}
+
+fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown-host".into())
 }
 
 pub fn create_private_dir(dir: &Path) -> Result<()> {
@@ -672,6 +864,17 @@ pub enum FileProblem {
 impl Repo {
     /// Compares a file on disk with its manifest entry (size and SHA-256).
     pub fn stored_file_problem(&self, f: &FileEntry) -> Result<Option<FileProblem>> {
+        if self.remote.is_some() {
+            if !self.has_stored(&f.path)? {
+                return Ok(Some(FileProblem::Missing));
+            }
+            let mut hashing = HashingWriter::new(std::io::sink());
+            std::io::copy(&mut self.open_stored(&f.path)?, &mut hashing)
+                .map_err(Error::io(format!("reading {}", f.path)))?;
+            let (_, sha256, bytes) = hashing.finish();
+            return Ok((sha256 != f.sha256 || bytes != f.bytes)
+                .then_some(FileProblem::Damaged { sha256, bytes }));
+        }
         let path = self.path(&f.path);
         if !path.exists() {
             return Ok(Some(FileProblem::Missing));
@@ -686,6 +889,12 @@ impl Repo {
 /// [`crate::crypt::load_identities`]) and decompressing (`.zst`) transparently.
 pub fn open_sql(path: &Path) -> Result<Box<dyn Read + Send>> {
     let f = File::open(path).map_err(Error::io(format!("opening {}", path.display())))?;
+    sql_layers(Box::new(f), path)
+}
+
+/// Stored bytes read as SQL text: decrypted when `path` ends in `.age`, decompressed when
+/// (then) in `.zst`.
+fn sql_layers(f: Box<dyn Read + Send>, path: &Path) -> Result<Box<dyn Read + Send>> {
     let (stored, name): (Box<dyn Read + Send>, String) = if crate::crypt::is_encrypted(path) {
         let name = path.to_string_lossy();
         let name = name[..name.len() - crate::crypt::SUFFIX.len()].to_owned();
@@ -700,6 +909,52 @@ pub fn open_sql(path: &Path) -> Result<Box<dyn Read + Send>> {
     } else {
         Ok(stored)
     }
+}
+
+/// A SQL file to read: a local file, or a file of a repository (in its directory or on
+/// its object store).
+#[derive(Debug, Clone)]
+pub enum SqlSource {
+    File(PathBuf),
+    Stored(Repo, String),
+}
+
+impl SqlSource {
+    pub fn open(&self) -> Result<Box<dyn Read + Send>> {
+        match self {
+            SqlSource::File(path) => open_sql(path),
+            SqlSource::Stored(repo, rel) => repo.open_sql(rel),
+        }
+    }
+
+    /// Size as stored (0 when unknown), for progress.
+    pub fn stored_len(&self) -> u64 {
+        match self {
+            SqlSource::File(path) => fs::metadata(path).map_or(0, |m| m.len()),
+            SqlSource::Stored(repo, rel) => match repo.remote() {
+                Some(remote) => remote.size(rel).ok().flatten().unwrap_or(0),
+                None => fs::metadata(repo.path(rel)).map_or(0, |m| m.len()),
+            },
+        }
+    }
+}
+
+impl From<PathBuf> for SqlSource {
+    fn from(path: PathBuf) -> Self {
+        SqlSource::File(path)
+    }
+}
+
+fn parse_manifest(text: &str, name: &str) -> Result<Manifest> {
+    let manifest: Manifest = serde_json::from_str(text)
+        .map_err(|e| Error::Repository(format!("{name} is damaged: {e}")))?;
+    if manifest.format > FORMAT {
+        return Err(Error::Repository(format!(
+            "{name} has format {}, newer than this pgincr understands ({FORMAT}); use a newer pgincr",
+            manifest.format
+        )));
+    }
+    Ok(manifest)
 }
 
 /// Now, as RFC 3339 UTC.

@@ -13,14 +13,13 @@
 //! transaction sent twice after a restart (the caller skips it by LSN).
 
 use crate::chain::{SegmentHeader, SegmentStart};
-use crate::repo;
+use crate::repo::SqlSource;
 use crate::{Error, Result};
 use sqlgen::lexer::Lexer;
 use sqlgen::lsn::Lsn;
 use sqlgen::txn::{TxnInfo, parse_begin};
 use std::fmt;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 
 /// A position in the change stream, for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -323,7 +322,7 @@ pub struct RawLine<'a> {
 
 /// Reads a list of segment files in order as one stream of lines.
 pub struct StreamReader {
-    files: std::vec::IntoIter<(PathBuf, String)>,
+    files: std::vec::IntoIter<(SqlSource, String)>,
     current: Option<(Box<dyn BufRead + Send>, String, u64)>,
     bytes: Vec<u8>,
     line: String,
@@ -333,7 +332,8 @@ pub struct StreamReader {
 
 impl StreamReader {
     /// `files` are (path, name to show in messages).
-    pub fn new(files: Vec<(PathBuf, String)>) -> Self {
+    pub fn new(files: Vec<(impl Into<SqlSource>, String)>) -> Self {
+        let files: Vec<_> = files.into_iter().map(|(f, n)| (f.into(), n)).collect();
         StreamReader {
             files: files.into_iter(),
             current: None,
@@ -362,10 +362,10 @@ impl StreamReader {
     pub fn next_line_raw(&mut self) -> Result<Option<RawLine<'_>>> {
         loop {
             if self.current.is_none() {
-                let Some((path, name)) = self.files.next() else {
+                let Some((source, name)) = self.files.next() else {
                     return Ok(None);
                 };
-                let reader = BufReader::with_capacity(1 << 16, repo::open_sql(&path)?);
+                let reader = BufReader::with_capacity(1 << 16, source.open()?);
                 self.current = Some((Box::new(reader), name, 0));
             }
             let (reader, name, line_no) = self.current.as_mut().expect("current file");
@@ -408,7 +408,7 @@ impl StreamReader {
 /// where it was cut short), for the reject file: a restore does not keep the transactions it
 /// applies in memory.
 pub fn reread_transaction(
-    files: &[(PathBuf, String)],
+    files: &[(SqlSource, String)],
     begin: &Location,
     mut each_line: impl FnMut(&[u8]) -> Result<()>,
 ) -> Result<()> {
@@ -499,7 +499,7 @@ const SKIPPED_CHANGE: &str = "-- decoder_sql: skipped ";
 const REFUSED_MESSAGE: &str = "-- decoder_sql: refused ";
 
 /// Scans files in order for their transactions (segment metadata, verify, tail recovery).
-pub fn summarize(files: Vec<(PathBuf, String)>) -> Result<Summary> {
+pub fn summarize(files: Vec<(impl Into<SqlSource>, String)>) -> Result<Summary> {
     let mut reader = StreamReader::new(files);
     let mut parser = Parser::new(false);
     let mut s = Summary::default();

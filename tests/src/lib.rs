@@ -2,5 +2,6 @@
 
 pub mod cluster;
 pub mod decode;
+pub mod object_store;
 
 pub use cluster::TestCluster;

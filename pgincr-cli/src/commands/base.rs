@@ -17,7 +17,7 @@ use tokio::io::AsyncReadExt;
 use tokio_postgres::Client;
 
 pub async fn run(args: BaseArgs, bindir: Option<PathBuf>) -> Result<()> {
-    let repo = Repo::new(&args.repo.repo);
+    let repo = args.repo.open()?;
     let manifest = repo.load()?;
     let source = Endpoint::new(&args.conn.dsn, bindir)?;
     let client = source.connect().await?;
@@ -30,7 +30,11 @@ pub async fn run(args: BaseArgs, bindir: Option<PathBuf>) -> Result<()> {
             manifest.source.database, manifest.source.system_identifier
         )));
     }
-    check_dump_args(&args.dump, manifest.encryption.is_some())?;
+    check_dump_args(
+        &args.dump,
+        manifest.encryption.is_some(),
+        repo.remote().is_some(),
+    )?;
     let slot = format!("pgincr_base_{}", std::process::id());
     let base = take_base(&repo, &source, &client, &slot, true, args.dump).await?;
     repo.update(|m| {
@@ -61,11 +65,18 @@ pub fn report(base: &Base) {
 }
 
 /// Refuses option combinations pg_dump would refuse later, after the slot was made.
-pub fn check_dump_args(args: &DumpArgs, encrypted: bool) -> Result<()> {
+pub fn check_dump_args(args: &DumpArgs, encrypted: bool, remote: bool) -> Result<()> {
     if encrypted && args.format == DumpFormat::Directory {
         return Err(Error::Invalid(
             "an encrypted repository takes plain base dumps only: pg_dump writes the files of \
              --format directory itself, unencrypted"
+                .into(),
+        ));
+    }
+    if remote && args.format == DumpFormat::Directory {
+        return Err(Error::Invalid(
+            "an object-storage repository takes plain base dumps only: pg_dump writes the \
+             files of --format directory into a local directory"
                 .into(),
         ));
     }
@@ -145,7 +156,7 @@ pub fn lock_bases(repo: &Repo) -> Result<std::fs::File> {
         Error::Invalid(format!(
             "another base backup (`pgincr base` or `pgincr init`) is being taken into {}; \
              run this one when it has finished",
-            repo.root.display()
+            repo.location()
         ))
     })?;
     for name in partial_bases(repo) {
@@ -273,7 +284,7 @@ pub async fn take_base(
         f.path = f.path.replacen(&partial, &final_rel, 1);
         f
     };
-    Ok(Base {
+    let base = Base {
         id,
         started,
         finished: repo::now_rfc3339(),
@@ -286,7 +297,27 @@ pub async fn take_base(
         dump_files: dump_files.into_iter().map(moved).collect(),
         globals: moved(globals),
         globals_fingerprint: Some(globals_fingerprint),
-    })
+    };
+    if repo.remote().is_some() {
+        tokio::task::block_in_place(|| publish_base(repo, &base, &final_rel))?;
+    }
+    Ok(base)
+}
+
+/// Uploads a finished base from the spool; on failure removes what was uploaded, so the
+/// store holds no part of a base its manifest does not name.
+fn publish_base(repo: &Repo, base: &Base, rel: &str) -> Result<()> {
+    let published = base.files().try_for_each(|f| {
+        tracing::info!("uploading {}", f.path);
+        repo.publish(&f.path)
+    });
+    if published.is_err() {
+        for f in base.files() {
+            let _ = repo.remove_stored(&f.path);
+        }
+    }
+    let _ = std::fs::remove_dir_all(repo.path(rel));
+    published
 }
 
 /// `pg_dump` of the database under the exported snapshot, zstd-compressed as it arrives.

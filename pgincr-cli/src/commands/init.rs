@@ -109,8 +109,18 @@ pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
         return enrol_every_database(args, bindir).await;
     }
     let recipients = crate::crypt::parse_recipients(&args.encrypt_to)?;
-    base::check_dump_args(&args.dump, !recipients.is_empty())?;
-    let repo = Repo::new(&args.repo.repo);
+    let repo = args.repo.open()?;
+    base::check_dump_args(&args.dump, !recipients.is_empty(), repo.remote().is_some())?;
+    if let Some(remote) = repo.remote() {
+        remote.check_access()?;
+    }
+    if args.force && repo.remote().is_some() {
+        return Err(Error::Invalid(format!(
+            "--force does not empty object storage: delete {} yourself (aws s3 rm --recursive), \
+             or use another prefix",
+            repo.location()
+        )));
+    }
     let source = Endpoint::new(&args.conn.dsn, bindir)?;
     let client = source.connect().await?;
     let (system_identifier, database) = source_identity(&client).await?;
@@ -124,7 +134,7 @@ pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
             (true, true, Some(s)) if s.plugin == "decoder_sql" && s.database == database => {
                 println!(
                     "{} is already initialised for database \"{database}\" with slot {}; nothing to do",
-                    repo.root.display(),
+                    repo.location(),
                     args.slot
                 );
                 Ok(())
@@ -133,13 +143,13 @@ pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
                 "{} belongs to slot {}, which no longer exists: the change stream has a gap \
                  from here on. Start a new repository in another, empty directory (this one \
                  still restores up to the gap).",
-                repo.root.display(),
+                repo.location(),
                 args.slot
             ))),
             _ => Err(Error::Repository(format!(
                 "{} already holds a repository of database \"{}\" (slot {}); use another \
                  directory, or --force to empty it and start over",
-                repo.root.display(),
+                repo.location(),
                 m.source.database,
                 m.source.slot
             ))),
@@ -180,7 +190,17 @@ pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
             }
         );
     }
-    if !args.force && dir_has_entries(&repo.root) {
+    if repo.remote().is_some() {
+        if [repo::BASES_DIR, repo::SEGMENTS_DIR]
+            .iter()
+            .any(|d| dir_has_entries(&repo.path(d)))
+        {
+            return Err(Error::Repository(format!(
+                "the spool {} holds files of another repository; give this one its own --spool",
+                repo.root.display()
+            )));
+        }
+    } else if !args.force && dir_has_entries(&repo.root) {
         let holds_backups = [repo::BASES_DIR, repo::SEGMENTS_DIR]
             .iter()
             .any(|d| dir_has_entries(&repo.path(d)));
@@ -318,7 +338,7 @@ pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
     let _ = std::fs::remove_file(repo.path(INIT_MARKER));
     println!(
         "initialised {} for database \"{database}\": slot {}",
-        repo.root.display(),
+        repo.location(),
         args.slot
     );
     report(&base);

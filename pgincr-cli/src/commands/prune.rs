@@ -8,7 +8,7 @@
 
 use crate::chain;
 use crate::cli::PruneArgs;
-use crate::repo::{self, Repo};
+use crate::repo;
 use crate::units::human_bytes;
 use crate::{Error, Result};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -130,13 +130,13 @@ pub fn segments_to_delete(
 
 pub async fn run(args: PruneArgs) -> Result<()> {
     let policy = Policy::from_args(&args);
-    let repo = Repo::new(&args.repo.repo);
+    let repo = args.repo.open()?;
     // A restore reads segments and bases prune would delete: it holds this lock shared.
     let _no_restore = match repo.lock_file(repo::READERS_LOCK, false) {
         Err(Error::Repository(_)) => {
             return Err(Error::Repository(format!(
                 "a restore is reading {}: prune when it has finished",
-                repo.root.display()
+                repo.location()
             )));
         }
         other => other?,
@@ -258,17 +258,23 @@ pub async fn run(args: PruneArgs) -> Result<()> {
         m.prune_history.drain(..excess);
         Ok(())
     })?;
+    // Files go only once the manifest no longer names them.
     for g in &doomed_globals {
-        let path = repo.path(&g.file.path);
-        std::fs::remove_file(&path).map_err(Error::io(format!("removing {}", path.display())))?;
+        repo.remove_stored(&g.file.path)?;
     }
     for b in &doomed_bases {
-        let dir = repo.path(repo::BASES_DIR).join(&b.id);
-        std::fs::remove_dir_all(&dir).map_err(Error::io(format!("removing {}", dir.display())))?;
+        if repo.remote().is_some() {
+            for f in b.files() {
+                repo.remove_stored(&f.path)?;
+            }
+        } else {
+            let dir = repo.path(repo::BASES_DIR).join(&b.id);
+            std::fs::remove_dir_all(&dir)
+                .map_err(Error::io(format!("removing {}", dir.display())))?;
+        }
     }
     for s in &doomed_segments {
-        let path = repo.path(&s.file.path);
-        std::fs::remove_file(&path).map_err(Error::io(format!("removing {}", path.display())))?;
+        repo.remove_stored(&s.file.path)?;
     }
     println!(
         "deleted {} base backup(s) and {} segment(s), freed {}",

@@ -48,6 +48,35 @@ pub struct Status {
     pub last_prune_age_seconds: Option<u64>,
     /// Server time since the repository was created.
     pub repository_age_seconds: Option<u64>,
+    /// Object storage: why the repository could not be read.
+    pub repository_error: Option<String>,
+    /// Object storage: closed segments in the spool waiting for their upload.
+    pub upload_backlog_files: Option<usize>,
+    pub upload_backlog_bytes: Option<u64>,
+    /// Object storage: how long the oldest of them has waited.
+    pub oldest_unuploaded_seconds: Option<u64>,
+}
+
+/// Closed segments of an object-storage repository that are still only in the spool: their
+/// count, size and the age of the oldest (None for a directory repository).
+fn upload_backlog(repo: &Repo) -> Option<(usize, u64, Option<u64>)> {
+    repo.remote()?;
+    let mut backlog = (0, 0, None::<u64>);
+    for entry in std::fs::read_dir(repo.segments_dir()).ok()?.flatten() {
+        if entry.file_name() == repo::OPEN_SEGMENT {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else { continue };
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .map_or(0, |d| d.as_secs());
+        backlog.0 += 1;
+        backlog.1 += meta.len();
+        backlog.2 = Some(backlog.2.map_or(age, |a| a.max(age)));
+    }
+    Some(backlog)
 }
 
 /// How full the filesystem holding `path` is, in percent of what its users can have.
@@ -59,8 +88,20 @@ fn filesystem_used_percent(path: &std::path::Path) -> Option<f64> {
 }
 
 pub async fn run(args: StatusArgs, bindir: Option<PathBuf>) -> Result<()> {
-    let repo = args.repo.as_ref().map(Repo::new);
-    let manifest = repo.as_ref().map(|r| r.load()).transpose()?;
+    let repo = args
+        .repo
+        .as_ref()
+        .map(|r| Repo::open(r, args.spool.as_deref()))
+        .transpose()?;
+    // An object store that cannot be read is a finding, not a failure of status: the spool
+    // still tells how much waits for it.
+    let (manifest, repository_error) = match repo.as_ref().map(|r| (r.load(), r.remote().is_some()))
+    {
+        None => (None, None),
+        Some((Ok(m), _)) => (Some(m), None),
+        Some((Err(e), true)) => (None, Some(e.to_string())),
+        Some((Err(e), false)) => return Err(e),
+    };
     let slot = args
         .slot
         .clone()
@@ -89,6 +130,7 @@ pub async fn run(args: StatusArgs, bindir: Option<PathBuf>) -> Result<()> {
         .as_ref()
         .and_then(|r| r.load_stream_state())
         .and_then(|s| s.error);
+    let backlog = repo.as_ref().and_then(upload_backlog);
     let row = client
         .query_opt(
             "SELECT active, wal_status, safe_wal_size,
@@ -132,6 +174,10 @@ pub async fn run(args: StatusArgs, bindir: Option<PathBuf>) -> Result<()> {
             .and_then(|m| m.prune_history.last())
             .and_then(|p| age_at(&p.at)),
         repository_age_seconds: manifest.as_ref().and_then(|m| age_at(&m.created)),
+        repository_error,
+        upload_backlog_files: backlog.map(|b| b.0),
+        upload_backlog_bytes: backlog.map(|b| b.1),
+        oldest_unuploaded_seconds: backlog.and_then(|b| b.2),
     };
     let code = evaluate(&mut st, &args);
     match args.format {
@@ -155,6 +201,9 @@ pub fn evaluate(st: &mut Status, args: &StatusArgs) -> u8 {
     const CRITICAL: u8 = 2;
     // (level, message) of every problem found.
     let mut found: Vec<(u8, String)> = Vec::new();
+    if let Some(e) = &st.repository_error {
+        found.push((CRITICAL, format!("the repository cannot be read: {e}")));
+    }
     if let Some(e) = &st.stream_error {
         found.push((
             CRITICAL,
@@ -222,6 +271,25 @@ pub fn evaluate(st: &mut Status, args: &StatusArgs) -> u8 {
                 "{n} update(s) and delete(s) of tables without a primary key or replica identity \
                  were skipped (--missing-identity skip): those tables will not match the source \
                  after a restore"
+            ),
+        ));
+    }
+    if let Some(waited) = st.oldest_unuploaded_seconds
+        && waited >= args.upload_warn.min(args.upload_critical).as_secs()
+    {
+        let level = if waited >= args.upload_critical.as_secs() {
+            CRITICAL
+        } else {
+            WARNING
+        };
+        found.push((
+            level,
+            format!(
+                "{} closed segment(s) ({}) wait for their upload to the object store, the \
+                 oldest for {}",
+                st.upload_backlog_files.unwrap_or(0),
+                human_bytes(st.upload_backlog_bytes.unwrap_or(0)),
+                humantime::format_duration(Duration::from_secs(waited))
             ),
         ));
     }
@@ -384,6 +452,16 @@ pub fn prometheus(st: &Status) -> String {
             "slot_safe_wal_size_bytes",
             "WAL that can still be written before the slot is lost",
             int(st.safe_wal_size_bytes),
+        ),
+        (
+            "upload_backlog_files",
+            "closed segments waiting for their upload to object storage",
+            st.upload_backlog_files.map(|n| n as f64),
+        ),
+        (
+            "oldest_unuploaded_seconds",
+            "how long the oldest segment waiting for its upload has waited",
+            uint(st.oldest_unuploaded_seconds),
         ),
         (
             "skipped_changes",
@@ -610,12 +688,15 @@ mod tests {
         StatusArgs {
             conn: ConnArgs { dsn: String::new() },
             repo: None,
+            spool: None,
             slot: None,
             warn_lag: 1 << 30,
             critical_lag: 10 << 30,
             critical_age: Duration::from_secs(86_400),
             fs_warn: 80.0,
             fs_critical: 95.0,
+            upload_warn: Duration::from_secs(600),
+            upload_critical: Duration::from_secs(3600),
             base_max_age: Duration::from_secs(8 * 86_400),
             prune_max_age: Duration::from_secs(8 * 86_400),
             format: StatusFormat::Text,
@@ -648,6 +729,10 @@ mod tests {
             newest_base_age_seconds: Some(3_600),
             last_prune_age_seconds: Some(3_600),
             repository_age_seconds: Some(30 * 86_400),
+            repository_error: None,
+            upload_backlog_files: None,
+            upload_backlog_bytes: None,
+            oldest_unuploaded_seconds: None,
         }
     }
 

@@ -39,11 +39,15 @@ const SLOT_RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
 /// After running this long pg_recvlogical counts as streaming: a recorded failure is over.
 const FLOWING_AFTER: Duration = Duration::from_secs(5);
+/// A segment that could not be finished (full disk, object store away) is tried again after
+/// this, doubling up to PENDING_RETRY_MAX.
+const PENDING_RETRY_FIRST: Duration = Duration::from_secs(2);
+const PENDING_RETRY_MAX: Duration = Duration::from_secs(60);
 
 pub async fn run(args: StreamArgs, bindir: Option<PathBuf>) -> Result<()> {
-    let repo = Repo::new(&args.repo.repo);
+    let repo = args.repo.open()?;
     let manifest = repo.load()?;
-    let _running = repo.lock_file("stream.lock", false)?;
+    let _running = repo.lock_exclusive("stream")?;
     let source = Endpoint::new(&args.conn.dsn, bindir)?;
     let client = source.connect().await?;
     check_slot(&client, &manifest).await?;
@@ -87,6 +91,12 @@ pub async fn run(args: StreamArgs, bindir: Option<PathBuf>) -> Result<()> {
         // A segment left unfinished by a full disk, and the next one's header, come first.
         let ready = match segments.finish_pending().await {
             Ok(()) => segments.prepare_open(),
+            Err(e @ Error::Storage(_)) => {
+                // The store being away must not stop the receiving: the spool holds it.
+                tracing::error!("{e}");
+                health.failed(&e);
+                segments.prepare_open()
+            }
             Err(e) => Err(e),
         };
         let mut child = match ready
@@ -120,7 +130,7 @@ pub async fn run(args: StreamArgs, bindir: Option<PathBuf>) -> Result<()> {
                     if segments.due(args.segment_size, args.segment_age) && started.elapsed() > Duration::from_secs(1) {
                         match segments.rotate(Some(&child)).await {
                             Ok(()) => {}
-                            Err(e) if repo::is_disk_full(&e) => {
+                            Err(e) if repo::is_disk_full(&e) || matches!(e, Error::Storage(_)) => {
                                 tracing::error!("{e}");
                                 health.failed(&e);
                             }
@@ -549,9 +559,12 @@ struct OpenSegment {
     unfinished_end_lsn: Option<Lsn>,
     /// Length of the header line at the start of the open segment (0 if it has none).
     header_bytes: u64,
-    /// A segment closed while pg_recvlogical went on, whose compression or registration
-    /// failed (the disk was full): it is finished before anything else.
+    /// A segment closed while pg_recvlogical went on, whose compression, upload or
+    /// registration failed (a full disk, an unreachable object store): it is finished
+    /// before anything else.
     pending: Option<PathBuf>,
+    /// When finishing the pending segment is tried next, and the delay after that.
+    pending_retry: Option<(Instant, Duration)>,
 }
 
 impl OpenSegment {
@@ -578,6 +591,7 @@ impl OpenSegment {
             unfinished_end_lsn: None,
             header_bytes: 0,
             pending: None,
+            pending_retry: None,
         };
         let known: Vec<&str> = manifest
             .segments
@@ -592,6 +606,13 @@ impl OpenSegment {
         )))? {
             let name = entry?.file_name().to_string_lossy().into_owned();
             let rel = format!("{}/{name}", repo::SEGMENTS_DIR);
+            if known.contains(&rel.as_str()) && repo.remote().is_some() {
+                // Uploaded and registered; the run that spooled it did not get to remove it.
+                let path = repo.segments_dir().join(&name);
+                fs::remove_file(&path)
+                    .map_err(Error::io(format!("removing {}", path.display())))?;
+                continue;
+            }
             if known.contains(&rel.as_str()) || name == repo::OPEN_SEGMENT {
                 continue;
             }
@@ -792,12 +813,27 @@ impl OpenSegment {
             return Ok(());
         };
         match self.finish_off_runtime(path.clone()).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.pending_retry = None;
+                Ok(())
+            }
             Err(e) => {
                 self.pending = Some(path);
+                let delay = self
+                    .pending_retry
+                    .map_or(PENDING_RETRY_FIRST, |(_, d)| (d * 2).min(PENDING_RETRY_MAX));
+                self.pending_retry = Some((Instant::now() + delay, delay));
                 Err(e)
             }
         }
+    }
+
+    /// Whether a pending segment waits for its next try (the open segment grows meanwhile).
+    fn pending_waits(&self) -> bool {
+        self.pending.is_some()
+            && self
+                .pending_retry
+                .is_some_and(|(at, _)| Instant::now() < at)
     }
 
     /// Closes the open segment: renames it, makes pg_recvlogical (if running) reopen its
@@ -805,6 +841,9 @@ impl OpenSegment {
     /// is lost: without a receiver the file becomes the open segment again, with one it
     /// stays pending.
     async fn rotate(&mut self, receiver: Option<&Running>) -> Result<()> {
+        if receiver.is_some() && self.pending_waits() {
+            return Ok(());
+        }
         self.finish_pending().await?;
         let open = self.repo.open_segment_path();
         if self.open_size() == 0 {
@@ -946,6 +985,12 @@ impl OpenSegmentFinisher {
                 encryption: None,
             }
         };
+        if let Err(e) = self.repo.upload(&file.path) {
+            if rewrite {
+                let _ = fs::remove_file(&stored);
+            }
+            return Err(e);
+        }
         let segment = Segment {
             seq: self.seq,
             file,
@@ -982,6 +1027,12 @@ impl OpenSegmentFinisher {
         if rewrite && let Err(e) = fs::remove_file(path) {
             // Registered already; the next run removes the redundant text file.
             tracing::warn!("removing {}: {e}", path.display());
+        }
+        if self.repo.remote().is_some()
+            && let Err(e) = fs::remove_file(&stored)
+        {
+            // Uploaded and registered; the next run removes the spooled copy.
+            tracing::warn!("removing {}: {e}", stored.display());
         }
         tracing::info!(
             "closed segment {} ({} transactions, up to {}, {})",

@@ -14,7 +14,7 @@ use crate::{Error, Result};
 use std::path::PathBuf;
 
 pub async fn run(args: VerifyArgs, bindir: Option<PathBuf>) -> Result<()> {
-    let repo = Repo::new(&args.repo.repo);
+    let repo = args.repo.open()?;
     let manifest = repo.load()?;
     if let Some(identity) = &args.identity {
         crate::crypt::load_identities(identity)?;
@@ -52,7 +52,10 @@ pub async fn run(args: VerifyArgs, bindir: Option<PathBuf>) -> Result<()> {
         if !read_contents {
             continue;
         }
-        match summarize(vec![(repo.path(&seg.file.path), seg.file.path.clone())]) {
+        match summarize(vec![(
+            repo::SqlSource::Stored(repo.clone(), seg.file.path.clone()),
+            seg.file.path.clone(),
+        )]) {
             Ok(s) => {
                 refused += s.refused_messages;
                 previous = Some((seg.seq, seg.start_lsn, s.unfinished_end_lsn));
@@ -149,6 +152,7 @@ pub async fn run(args: VerifyArgs, bindir: Option<PathBuf>) -> Result<()> {
         let restore = RestoreArgs {
             repo: RepoArgs {
                 repo: args.repo.repo.clone(),
+                spool: args.repo.spool.clone(),
             },
             identity: args.identity.clone(),
             target,
@@ -185,7 +189,7 @@ fn check_file(repo: &Repo, f: &FileEntry, read_contents: bool) -> std::result::R
     if !read_contents {
         return Ok(());
     }
-    let mut reader = repo::open_sql(&repo.path(&f.path)).map_err(|e| e.to_string())?;
+    let mut reader = repo.open_sql(&f.path).map_err(|e| e.to_string())?;
     let total = std::io::copy(&mut reader, &mut std::io::sink())
         .map_err(|e| format!("{} cannot be decompressed: {e}", f.path))?;
     if total != f.sql_bytes {

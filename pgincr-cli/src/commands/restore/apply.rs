@@ -22,6 +22,7 @@ use super::report::{ApplyStats, Rejects};
 use super::session;
 use crate::cli::OnError;
 use crate::error::describe_pg_error;
+use crate::repo::SqlSource;
 use crate::segment::{LineShape, Location, Parser, Step, StreamReader};
 use crate::{Error, Result, progress};
 use bytes::Bytes;
@@ -30,7 +31,6 @@ use sqlgen::copy::{Insert, copy_statement, head_table, push_copy_row, split_inse
 use sqlgen::lsn::Lsn;
 use sqlgen::txn::{TxnInfo, format_pg_timestamp};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Instant;
 use tokio_postgres::error::ErrorPosition;
@@ -182,7 +182,7 @@ struct Applier<'a> {
     options: ApplyOptions,
     stats: ApplyStats,
     /// The stream's files (path, name), read again for the reject file.
-    files: Vec<(PathBuf, String)>,
+    files: Vec<(SqlSource, String)>,
     chunk: Chunk,
     open: Option<Open>,
     run: Run,
@@ -206,7 +206,7 @@ pub async fn apply_changes(
     client: &Client,
     origin_name: &str,
     selection: Selection,
-    files: Vec<(PathBuf, String)>,
+    files: Vec<(SqlSource, String)>,
     options: ApplyOptions,
 ) -> Result<ApplyStats> {
     client
@@ -249,11 +249,7 @@ pub async fn apply_changes(
 
 impl Applier<'_> {
     async fn apply_stream(&mut self, mut selection: Selection) -> Result<()> {
-        let total: u64 = self
-            .files
-            .iter()
-            .map(|(p, _)| std::fs::metadata(p).map_or(0, |m| m.len()))
-            .sum();
+        let total: u64 = self.files.iter().map(|(f, _)| f.stored_len()).sum();
         let bar = progress::bytes_bar(total);
         let started = Instant::now();
         let mut reader = StreamReader::new(self.files.clone());

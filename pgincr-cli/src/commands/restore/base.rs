@@ -159,7 +159,7 @@ pub async fn restore_globals(
     let mut left_alone: Vec<String> = Vec::new();
     for file in files {
         let mut sql = String::new();
-        std::io::Read::read_to_string(&mut repo::open_sql(&repo.path(&file.path))?, &mut sql)
+        std::io::Read::read_to_string(&mut repo.open_sql(&file.path)?, &mut sql)
             .map_err(Error::io(format!("reading {}", file.path)))?;
         let present = role_names(client).await?;
         let sql = map_tablespace_locations(&sql, tablespace_map);
@@ -309,8 +309,7 @@ pub async fn restore_dump(
     let mut stdin = psql.child.stdin.take().expect("piped stdin");
     let bar = progress::bytes_bar(base.dump.sql_bytes);
     bar.set_message("base dump");
-    let mut reader =
-        BufReader::with_capacity(1 << 16, repo::open_sql(&repo.path(&base.dump.path))?);
+    let mut reader = BufReader::with_capacity(1 << 16, repo.open_sql(&base.dump.path)?);
     let mut filter = DumpFilter::default();
     let mut line = Vec::new();
     let mut chunk = Vec::with_capacity(1 << 18);

@@ -36,7 +36,7 @@ use tokio_postgres::error::SqlState;
 
 pub async fn run(command: impl Into<RestoreCommand>, bindir: Option<PathBuf>) -> Result<()> {
     let RestoreCommand { args, control } = command.into();
-    let repo = Repo::new(&args.repo.repo);
+    let repo = args.repo.open()?;
     // Prune waits for this restore (and this restore for a running prune).
     let _reading = repo.lock_file_shared(crate::repo::READERS_LOCK)?;
     let manifest = repo.load()?;
@@ -228,12 +228,12 @@ fn unlock(repo: &Repo, manifest: &crate::repo::Manifest, identity: Option<&Path>
     let Some(identity) = identity else {
         return Err(Error::Invalid(format!(
             "{} is encrypted: give the age identity file that reads it with --identity FILE",
-            repo.root.display()
+            repo.location()
         )));
     };
     crate::crypt::load_identities(identity)?;
     if let Some(file) = manifest.bases.last().map(|b| &b.dump) {
-        crate::repo::open_sql(&repo.path(&file.path))?;
+        repo.open_sql(&file.path)?;
     }
     Ok(())
 }

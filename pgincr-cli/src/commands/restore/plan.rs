@@ -4,11 +4,10 @@
 use crate::chain;
 use crate::cli::RestoreArgs;
 use crate::error::describe_pg_error;
-use crate::repo::{self, Base, FileProblem, Manifest, Repo};
+use crate::repo::{self, Base, FileProblem, Manifest, Repo, SqlSource};
 use crate::{Error, Result};
 use sqlgen::lsn::Lsn;
 use sqlgen::txn::{TxnInfo, parse_pg_timestamp};
-use std::path::PathBuf;
 use tokio_postgres::Client;
 
 /// Where to stop.
@@ -173,7 +172,7 @@ pub fn stream_files(
     repo: &Repo,
     manifest: &Manifest,
     base: &Base,
-) -> Result<Vec<(PathBuf, String)>> {
+) -> Result<Vec<(SqlSource, String)>> {
     let segments = &manifest.segments;
     let first = chain::first_needed(segments, base.consistent_lsn);
     let needed = &segments[first..];
@@ -206,10 +205,15 @@ pub fn stream_files(
                 s.file.path, s.start_lsn
             )
         })?;
-        files.push((repo.path(&s.file.path), s.file.path.clone()));
+        files.push((
+            SqlSource::Stored(repo.clone(), s.file.path.clone()),
+            s.file.path.clone(),
+        ));
     }
     let open = repo.open_segment_path();
-    if open.exists() {
+    // An object-store repository holds closed segments only; its open segment is the
+    // stream's spool, not part of the repository.
+    if repo.remote().is_none() && open.exists() {
         // An open segment from another moment (a repository copied while the stream ran)
         // would apply transactions after a gap as if none were missing.
         if let Some(problem) = chain::open_segment_problem(repo, manifest)? {
@@ -220,7 +224,7 @@ pub fn stream_files(
             )));
         }
         files.push((
-            open,
+            SqlSource::File(open),
             format!("{}/{}", repo::SEGMENTS_DIR, repo::OPEN_SEGMENT),
         ));
     }

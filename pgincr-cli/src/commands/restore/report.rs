@@ -2,6 +2,7 @@
 //! of transactions that were not applied.
 
 use super::plan::{Selection, Target, Verdict};
+use crate::repo::SqlSource;
 use crate::repo::{Base, Repo};
 use crate::segment::{Event, Location, Parser, StreamReader};
 use crate::units::human_bytes;
@@ -105,7 +106,7 @@ impl Rejects {
     /// not keep the transactions it applies in memory), after comments saying why.
     pub fn write_from_stream(
         &mut self,
-        files: &[(PathBuf, String)],
+        files: &[(SqlSource, String)],
         xid: u32,
         end_lsn: Lsn,
         begin: &Location,
@@ -137,7 +138,7 @@ impl Rejects {
 pub fn dry_run(
     repo: &Repo,
     base: &Base,
-    files: Vec<(PathBuf, String)>,
+    files: Vec<(SqlSource, String)>,
     mut selection: Selection,
 ) -> Result<()> {
     println!(

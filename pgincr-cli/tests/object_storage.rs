@@ -1,0 +1,529 @@
+//! Repositories on S3-compatible object storage, tested on SeaweedFS (a distributed object
+//! store with an S3 gateway) with signed requests: every command on `s3://`, an outage of
+//! the store in the middle of a stream under pgbench load, a second writer, a killed stream,
+//! bad credentials and a missing bucket, and a restore by hand with rclone, zstd and psql.
+
+mod common;
+
+use common::*;
+use e2e::TestCluster;
+use e2e::decode::{database_contents, line_diff};
+use e2e::object_store::{SECRET_KEY, SeaweedFs};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BUCKET: &str = "backups";
+const REPO: &str = "s3://backups/pg/app";
+
+/// `pgincr` pointed at `store` (credentials in the environment only) with `spool`.
+fn pgincr_s3(cluster: &TestCluster, store: &SeaweedFs, spool: &Path) -> Command {
+    let mut cmd = pgincr(cluster);
+    for (k, v) in store.env() {
+        cmd.env(k, v);
+    }
+    cmd.env("PGINCR_SPOOL", spool);
+    cmd
+}
+
+fn s3_ok(cluster: &TestCluster, store: &SeaweedFs, spool: &Path, args: &[&str]) -> String {
+    let out = pgincr_s3(cluster, store, spool)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pgincr {args:?}: {}", describe(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn s3_err(cluster: &TestCluster, store: &SeaweedFs, spool: &Path, args: &[&str]) -> String {
+    let out = pgincr_s3(cluster, store, spool)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "pgincr {args:?} should fail: {}",
+        describe(&out)
+    );
+    describe(&out)
+}
+
+fn start_s3_stream(cluster: &TestCluster, store: &SeaweedFs, spool: &Path) -> Child {
+    pgincr_s3(cluster, store, spool)
+        .args(["stream", "-d", "dbname=postgres", "-r", REPO])
+        .args(["--segment-size", "64kB", "--segment-age", "2s"])
+        .args(["--fsync-interval", "1s", "--status-interval", "1s"])
+        .args(["--sequence-interval", "2s", "--max-backoff", "2s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn pgbench(cluster: &TestCluster, args: &[&str]) -> Command {
+    let mut cmd = cluster.client_command("pgbench");
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd
+}
+
+/// The store's manifest, read with rclone.
+fn stored_manifest(store: &SeaweedFs) -> serde_json::Value {
+    let out = store.rclone(&["cat", &format!("s3:{BUCKET}/pg/app/manifest.json")]);
+    assert!(out.status.success(), "{}", describe(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn status_json(cluster: &TestCluster, store: &SeaweedFs, spool: &Path) -> (i32, serde_json::Value) {
+    let out = pgincr_s3(cluster, store, spool)
+        .args([
+            "status",
+            "-d",
+            "dbname=postgres",
+            "-r",
+            REPO,
+            "--format",
+            "json",
+        ])
+        .args(["--upload-warn", "5s", "--upload-critical", "10m"])
+        .output()
+        .unwrap();
+    let json = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("status JSON: {e}: {}", describe(&out)));
+    (out.status.code().unwrap_or(-1), json)
+}
+
+#[tokio::test]
+async fn object_storage_round_trip_through_an_outage_under_load() {
+    let mut store = SeaweedFs::start(BUCKET);
+    let cluster = TestCluster::start();
+    let out = pgbench(&cluster, &["-q", "-i", "-s", "1", "postgres"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let source = cluster.connect("postgres").await;
+    source
+        .batch_execute(
+            "CREATE TABLE notes (id bigserial PRIMARY KEY, body text NOT NULL);
+             INSERT INTO notes (body) SELECT 'note ' || g FROM generate_series(1, 500) g;",
+        )
+        .await
+        .unwrap();
+    let spool = cluster.scratch_dir("spool");
+
+    let out = s3_ok(
+        &cluster,
+        &store,
+        &spool,
+        &["init", "-d", "dbname=postgres", "-r", REPO],
+    );
+    assert!(out.contains(&format!("initialised {REPO}")), "{out}");
+    // The documented layout, under the prefix; nothing of it stays in the spool.
+    let objects = store.list(BUCKET, "pg/app");
+    assert!(objects.contains(&"manifest.json".to_owned()), "{objects:?}");
+    assert!(
+        objects
+            .iter()
+            .any(|o| o.starts_with("bases/") && o.ends_with("/dump.sql.zst"))
+            && objects.iter().any(|o| o.ends_with("/globals.sql")),
+        "{objects:?}"
+    );
+    assert!(
+        std::fs::read_dir(spool.join("bases"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "the base stayed in the spool"
+    );
+    // The store's manifest names what the store holds.
+    let m = stored_manifest(&store);
+    assert_eq!(m["bases"].as_array().unwrap().len(), 1, "{m}");
+    // A second init of the same prefix is refused by the manifest on the store.
+    let err = s3_err(
+        &cluster,
+        &store,
+        &cluster.scratch_dir("other-spool"),
+        &[
+            "init",
+            "-d",
+            "dbname=postgres",
+            "-r",
+            REPO,
+            "--slot",
+            "other",
+        ],
+    );
+    assert!(err.contains("already holds a repository"), "{err}");
+
+    let stream = start_s3_stream(&cluster, &store, &spool);
+    let mut load = pgbench(
+        &cluster,
+        &["-n", "-c", "2", "-j", "2", "-T", "90", "postgres"],
+    )
+    .spawn()
+    .unwrap();
+    // Segments reach the store while pgbench runs.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stored_manifest(&store)["segments"]
+        .as_array()
+        .unwrap()
+        .len()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "no segment was uploaded");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // A second stream, with its own spool (another machine): refused by the lock object.
+    let err = s3_err(
+        &cluster,
+        &store,
+        &cluster.scratch_dir("second-spool"),
+        &["stream", "-d", "dbname=postgres", "-r", REPO, "--catch-up"],
+    );
+    assert!(
+        err.contains("holds this repository's lock") && err.contains("stop it first"),
+        "{err}"
+    );
+
+    // The store goes away for 60 s while changes go on.
+    store.pause();
+    let outage = Instant::now();
+    let mut warned = None;
+    while outage.elapsed() < Duration::from_secs(60) {
+        source
+            .batch_execute("INSERT INTO notes (body) SELECT 'during the outage ' || g FROM generate_series(1, 50) g")
+            .await
+            .unwrap();
+        if warned.is_none() && outage.elapsed() > Duration::from_secs(20) {
+            // status: CRITICAL, the store unreadable, and the spool's backlog shown.
+            let (code, json) = status_json(&cluster, &store, &spool);
+            assert_eq!(code, 2, "{json}");
+            let problems = json["problems"].to_string();
+            assert!(
+                problems.contains("the repository cannot be read")
+                    && problems.contains("wait for their upload"),
+                "{json}"
+            );
+            assert!(
+                json["oldest_unuploaded_seconds"].as_u64().unwrap() >= 5,
+                "{json}"
+            );
+            warned = json["upload_backlog_files"].as_u64();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        warned.is_some_and(|n| n > 0),
+        "nothing waited for upload: {warned:?}"
+    );
+    // The store comes back, and the backlog drains.
+    store.resume();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, json) = status_json(&cluster, &store, &spool);
+        if json["upload_backlog_files"] == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the backlog did not drain: {json}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let status = load.wait().unwrap();
+    assert!(status.success(), "pgbench failed");
+
+    // A moment to restore to later.
+    let lsn: String = source
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let at_lsn = database_contents(&source).await;
+    source
+        .batch_execute(
+            "UPDATE notes SET body = body || ' later' WHERE id % 7 = 0;
+             DELETE FROM notes WHERE id % 11 = 0;
+             CREATE TABLE after_the_moment AS SELECT 1 AS one;",
+        )
+        .await
+        .unwrap();
+    let log = stop_stream_when_caught_up(&source, stream).await;
+    assert!(
+        log.contains("object storage"),
+        "no upload failure logged:\n{log}"
+    );
+    assert!(
+        !log.contains(SECRET_KEY),
+        "the secret key appeared in the log"
+    );
+
+    // Nothing is left in the spool but the open segment and local state.
+    let left: Vec<String> = std::fs::read_dir(spool.join("segments"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "open.sql")
+        .collect();
+    assert!(left.is_empty(), "left in the spool: {left:?}");
+
+    let out = s3_ok(&cluster, &store, &spool, &["verify", "-r", REPO]);
+    assert!(out.contains("all good"), "{out}");
+    let first_base = stored_manifest(&store)["bases"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = s3_ok(
+        &cluster,
+        &store,
+        &spool,
+        &["base", "-d", "dbname=postgres", "-r", REPO],
+    );
+    assert!(out.contains("base backup"), "{out}");
+    assert_eq!(
+        stored_manifest(&store)["bases"].as_array().unwrap().len(),
+        2
+    );
+
+    // Restores stream from the store: the latest state, and a point in time.
+    let restore_spool = cluster.scratch_dir("restore-spool");
+    s3_ok(
+        &cluster,
+        &store,
+        &restore_spool,
+        &[
+            "restore",
+            "-r",
+            REPO,
+            "-t",
+            "dbname=restored",
+            "--create",
+            "--base",
+            &first_base,
+        ],
+    );
+    assert_same_database(&cluster, &source, "restored").await;
+    s3_ok(
+        &cluster,
+        &store,
+        &restore_spool,
+        &[
+            "restore",
+            "-r",
+            REPO,
+            "-t",
+            "dbname=at_lsn",
+            "--create",
+            "--base",
+            &first_base,
+            "--to-lsn",
+            &lsn,
+        ],
+    );
+    let got = database_contents(&cluster.connect("at_lsn").await).await;
+    assert_eq!(
+        at_lsn,
+        got,
+        "restore to {lsn}:\n{}",
+        line_diff(&at_lsn, &got)
+    );
+
+    // Prune keeps the newest base and deletes the objects the manifest no longer names.
+    let before = store.list(BUCKET, "pg/app");
+    s3_ok(
+        &cluster,
+        &store,
+        &spool,
+        &["prune", "-r", REPO, "--keep-bases", "1"],
+    );
+    let after = store.list(BUCKET, "pg/app");
+    let m = stored_manifest(&store);
+    assert_eq!(m["bases"].as_array().unwrap().len(), 1, "{m}");
+    assert!(after.len() < before.len(), "{before:?}\n{after:?}");
+    for segment in m["segments"].as_array().unwrap() {
+        let path = segment["file"]["path"].as_str().unwrap();
+        assert!(after.contains(&path.to_owned()), "{path} named but missing");
+    }
+    for object in after
+        .iter()
+        .filter(|o| o.starts_with("segments/") || o.starts_with("bases/"))
+    {
+        let named = m["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["file"]["path"] == object.as_str())
+            || m["bases"].as_array().unwrap().iter().any(|b| {
+                b["dump"]["path"] == object.as_str() || b["globals"]["path"] == object.as_str()
+            });
+        assert!(named, "{object} is on the store but not in the manifest");
+    }
+    let restore_spool = cluster.scratch_dir("restore-spool-2");
+    s3_ok(
+        &cluster,
+        &store,
+        &restore_spool,
+        &[
+            "restore",
+            "-r",
+            REPO,
+            "-t",
+            "dbname=after_prune",
+            "--create",
+        ],
+    );
+    assert_same_database(&cluster, &source, "after_prune").await;
+
+    // By hand: rclone, zstd and psql, nothing of pgincr.
+    let copy = cluster.scratch_dir("copy");
+    let out = store.rclone(&[
+        "copy",
+        &format!("s3:{BUCKET}/pg/app"),
+        copy.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let script = r#"set -euo pipefail
+createdb -T template0 manual
+psql -X -q -d manual -f bases/*/globals.sql >/dev/null 2>&1
+zstd -dc bases/*/dump.sql.zst \
+  | grep -v -e '^CREATE EXTENSION IF NOT EXISTS decoder_sql ' -e '^COMMENT ON EXTENSION decoder_sql ' \
+  | psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d manual >/dev/null
+for f in $(ls segments/*.sql.zst | sort); do zstd -dc "$f"; done \
+  | PGOPTIONS='-c session_replication_role=replica' psql -X -q -v ON_ERROR_STOP=1 -d manual >/dev/null
+"#;
+    let out = run_by_hand(&cluster, &copy, script);
+    assert!(out.status.success(), "manual restore: {}", describe(&out));
+    assert_same_database(&cluster, &source, "manual").await;
+}
+
+#[tokio::test]
+async fn object_storage_refuses_bad_credentials_a_missing_bucket_and_survives_kill_9() {
+    let store = SeaweedFs::start(BUCKET);
+    let cluster = TestCluster::start();
+    let source = cluster.connect("postgres").await;
+    source
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v text);
+             INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 1000) g;",
+        )
+        .await
+        .unwrap();
+    let spool = cluster.scratch_dir("spool");
+    let slots = || async {
+        cluster
+            .connect("postgres")
+            .await
+            .query_one("SELECT count(*)::int FROM pg_replication_slots", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0)
+    };
+
+    // A wrong secret: refused before anything is created, and the secret is never shown.
+    let out = pgincr_s3(&cluster, &store, &spool)
+        .env("AWS_SECRET_ACCESS_KEY", "wrong-secret-value-123")
+        .args(["init", "-d", "dbname=postgres", "-r", REPO])
+        .output()
+        .unwrap();
+    let text = describe(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("access denied"), "{text}");
+    assert!(
+        !text.contains("wrong-secret-value-123") && !text.contains(SECRET_KEY),
+        "{text}"
+    );
+    assert!(store.list(BUCKET, "").is_empty(), "something was written");
+    assert_eq!(slots().await, 0, "a slot was created");
+
+    // A bucket that does not exist.
+    let err = s3_err(
+        &cluster,
+        &store,
+        &spool,
+        &[
+            "init",
+            "-d",
+            "dbname=postgres",
+            "-r",
+            "s3://no-such-bucket/x",
+        ],
+    );
+    assert!(err.contains("bucket does not exist"), "{err}");
+    assert_eq!(slots().await, 0, "a slot was created");
+    // An address that is not one.
+    let err = s3_err(
+        &cluster,
+        &store,
+        &spool,
+        &["verify", "-r", "s3://Bad_Bucket/x"],
+    );
+    assert!(err.contains("is not a bucket name"), "{err}");
+    // A prefix with no repository.
+    let err = s3_err(
+        &cluster,
+        &store,
+        &spool,
+        &["verify", "-r", "s3://backups/nothing"],
+    );
+    assert!(err.contains("is not a pgincr repository"), "{err}");
+
+    s3_ok(
+        &cluster,
+        &store,
+        &spool,
+        &["init", "-d", "dbname=postgres", "-r", REPO],
+    );
+    // kill -9 of the stream while it uploads segments under load; the next run goes on.
+    let mut stream = start_s3_stream(&cluster, &store, &spool);
+    for round in 0..20 {
+        source
+            .batch_execute(&format!(
+                "INSERT INTO t SELECT g, repeat('x', 500) FROM generate_series({0} * 1000 + 2000, {0} * 1000 + 2999) g",
+                round
+            ))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    stream.kill().unwrap();
+    stream.wait().unwrap();
+    // pg_recvlogical, its child, may outlive it for a moment; the next run stops it.
+    source
+        .batch_execute("UPDATE t SET v = 'after the kill' WHERE id < 100")
+        .await
+        .unwrap();
+    let stream = start_s3_stream(&cluster, &store, &spool);
+    stop_stream_when_caught_up(&source, stream).await;
+    let out = s3_ok(&cluster, &store, &spool, &["verify", "-r", REPO]);
+    assert!(out.contains("all good"), "{out}");
+    let restore_spool = cluster.scratch_dir("restore-spool");
+    s3_ok(
+        &cluster,
+        &store,
+        &restore_spool,
+        &["restore", "-r", REPO, "-t", "dbname=restored", "--create"],
+    );
+    assert_same_database(&cluster, &source, "restored").await;
+    // A stored segment damaged on the store: verify names it and restore refuses it.
+    let m = stored_manifest(&store);
+    let victim = m["segments"][0]["file"]["path"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let damaged = cluster.scratch_dir("damaged").join("seg");
+    std::fs::write(&damaged, b"not the segment").unwrap();
+    let out = store.rclone(&[
+        "copyto",
+        damaged.to_str().unwrap(),
+        &format!("s3:{BUCKET}/pg/app/{victim}"),
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let err = s3_err(&cluster, &store, &spool, &["verify", "-r", REPO]);
+    assert!(err.contains(&format!("{victim} is damaged")), "{err}");
+    let err = s3_err(
+        &cluster,
+        &store,
+        &restore_spool,
+        &["restore", "-r", REPO, "-t", "dbname=never", "--create"],
+    );
+    assert!(err.contains("is damaged"), "{err}");
+}
