@@ -37,6 +37,8 @@ pub struct Config {
 pub struct Settings {
     pub dsn: Option<String>,
     pub repo: Option<PathBuf>,
+    /// Local spool of an object-storage repository.
+    pub spool: Option<PathBuf>,
     /// The replication slot (`init`, `status`).
     pub slot: Option<String>,
     /// zstd level of segments and base dumps.
@@ -57,6 +59,9 @@ pub struct Settings {
     pub fs_critical: Option<f64>,
     pub base_max_age: Option<String>,
     pub prune_max_age: Option<String>,
+    /// `status` thresholds on the age of the oldest segment waiting for its upload.
+    pub upload_warn: Option<String>,
+    pub upload_critical: Option<String>,
     /// age recipients (`age1…`) an `init` encrypts the repository to.
     pub encrypt_to: Option<Vec<String>>,
     /// age identity file `restore` and `verify --content` decrypt with.
@@ -78,6 +83,7 @@ impl Settings {
         pick!(
             dsn,
             repo,
+            spool,
             slot,
             compression_level,
             pg_bindir,
@@ -96,6 +102,8 @@ impl Settings {
             fs_critical,
             base_max_age,
             prune_max_age,
+            upload_warn,
+            upload_critical,
             encrypt_to,
             identity,
             base_every,
@@ -113,6 +121,7 @@ impl Settings {
         [
             ("PGINCR_DSN", text(&self.dsn)),
             ("PGINCR_REPO", path(&self.repo)),
+            ("PGINCR_SPOOL", path(&self.spool)),
             ("PGINCR_SLOT", text(&self.slot)),
             ("PGINCR_COMPRESSION_LEVEL", num(self.compression_level)),
             ("PGINCR_PG_BINDIR", path(&self.pg_bindir)),
@@ -131,6 +140,8 @@ impl Settings {
             ("PGINCR_FS_CRITICAL", real(self.fs_critical)),
             ("PGINCR_BASE_MAX_AGE", text(&self.base_max_age)),
             ("PGINCR_PRUNE_MAX_AGE", text(&self.prune_max_age)),
+            ("PGINCR_UPLOAD_WARN", text(&self.upload_warn)),
+            ("PGINCR_UPLOAD_CRITICAL", text(&self.upload_critical)),
             (
                 "PGINCR_ENCRYPT_TO",
                 self.encrypt_to.as_ref().map(|r| r.join(",")),
@@ -188,6 +199,8 @@ fn check_value(var: &str, value: &str) -> Result<(), String> {
         | "PGINCR_CRITICAL_AGE"
         | "PGINCR_BASE_MAX_AGE"
         | "PGINCR_PRUNE_MAX_AGE"
+        | "PGINCR_UPLOAD_WARN"
+        | "PGINCR_UPLOAD_CRITICAL"
         | "PGINCR_BASE_EVERY" => parse_duration(value).map(drop),
         "PGINCR_BASE_AT" => parse_time_of_day(value).map(drop),
         "PGINCR_FS_WARN" | "PGINCR_FS_CRITICAL" => crate::cli::parse_percent(value).map(drop),

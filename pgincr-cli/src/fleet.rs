@@ -35,12 +35,20 @@ pub fn databases(named_config: Option<&Path>) -> Result<(PathBuf, Vec<(String, S
     Ok((path, out))
 }
 
+/// What names one database's connection, repository, slot or spool: set in this process's
+/// environment it would override every section's own.
+const PER_DATABASE_VARIABLES: [&str; 4] =
+    ["PGINCR_DSN", "PGINCR_REPO", "PGINCR_SLOT", "PGINCR_SPOOL"];
+
 /// `pgincr <args>` for one database: this executable, its section of `config`, and none of
-/// the variables this process took from the file's defaults.
+/// the variables this process took from the file's defaults or that name one database.
 pub fn command(config: &Path, database: &str, args: &[&str]) -> Result<Command> {
     let exe = std::env::current_exe().map_err(Error::io("finding the pgincr executable"))?;
     let mut cmd = Command::new(exe);
-    for var in config::applied_variables() {
+    for var in config::applied_variables()
+        .iter()
+        .chain(&PER_DATABASE_VARIABLES)
+    {
         cmd.env_remove(var);
     }
     cmd.env("PGINCR_CONFIG", config)

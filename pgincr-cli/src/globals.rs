@@ -72,7 +72,7 @@ async fn dump_text(source: &Endpoint) -> Result<Vec<u8>> {
 }
 
 fn write(repo: &Repo, rel: &str, sql: &[u8]) -> Result<FileEntry> {
-    let mut out = SqlFileWriter::create(repo, rel, false)?;
+    let mut out = SqlFileWriter::create_direct(repo, rel, false)?;
     out.append(sql)?;
     out.finish()
 }
@@ -152,7 +152,6 @@ pub fn record(repo: &Repo, taken: &Taken) -> Result<GlobalsSnapshot> {
         fingerprint: taken.fingerprint.clone(),
         file: write(repo, &rel, &taken.sql)?,
     };
-    repo.publish(&snapshot.file.path)?;
     let recorded = snapshot.clone();
     repo.update(move |m| {
         m.globals.push(recorded);

@@ -351,9 +351,9 @@ pub mod opt_lsn_text {
 
 /// An opened repository: a directory, or objects on an S3-compatible store.
 ///
-/// With object storage, `root` is the local spool: files are written there first (fsync'd
-/// as in a directory repository), then [`publish`](Repo::publish)ed to the store before
-/// the manifest on the store names them.
+/// With object storage, `root` is the local spool: segments are written there first
+/// (fsync'd as in a directory repository), then [`upload`](Repo::upload)ed before the
+/// manifest on the store names them; bases and globals are uploaded as they are written.
 #[derive(Debug, Clone)]
 pub struct Repo {
     pub root: PathBuf,
@@ -416,17 +416,6 @@ impl Repo {
             Some(r) => r.url().to_owned(),
             None => self.root.display().to_string(),
         }
-    }
-
-    /// Sends a finished file from the spool to the store and removes the spooled copy
-    /// (nothing to do for a directory repository).
-    pub fn publish(&self, rel: &str) -> Result<()> {
-        if self.remote.is_some() {
-            self.upload(rel)?;
-            let local = self.path(rel);
-            fs::remove_file(&local).map_err(Error::io(format!("removing {}", local.display())))?;
-        }
-        Ok(())
     }
 
     /// Sends a finished file from the spool to the store, keeping the spooled copy (nothing
@@ -1030,8 +1019,30 @@ enum Sink {
 
 /// The layer under compression: the file itself, or age encryption into it.
 enum Cipher {
-    None(HashingWriter<File>),
-    Age(age::stream::StreamWriter<HashingWriter<File>>),
+    None(HashingWriter<Output>),
+    Age(age::stream::StreamWriter<HashingWriter<Output>>),
+}
+
+/// Where the stored bytes go: a local file, or an upload to the object store.
+enum Output {
+    File(File),
+    Upload(crate::storage::MultipartUpload),
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Output::File(f) => f.write(buf),
+            Output::Upload(u) => std::io::Write::write(u, buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Output::File(f) => f.flush(),
+            Output::Upload(_) => Ok(()),
+        }
+    }
 }
 
 impl Write for Cipher {
@@ -1051,7 +1062,7 @@ impl Write for Cipher {
 }
 
 impl Cipher {
-    fn finish(self) -> std::io::Result<HashingWriter<File>> {
+    fn finish(self) -> std::io::Result<HashingWriter<Output>> {
         match self {
             Cipher::None(w) => Ok(w),
             Cipher::Age(w) => w.finish(),
@@ -1088,10 +1099,34 @@ pub fn set_compression_level(level: i32) {
 impl SqlFileWriter {
     /// `rel` is the path relative to the repository root, stored as [`Repo::stored_rel`].
     pub fn create(repo: &Repo, rel: &str, compress: bool) -> Result<Self> {
+        let path = repo.path(repo.stored_rel(rel, compress)?);
+        let output = Output::File(create_private_file(&path)?);
+        Self::with_output(repo, rel, compress, output)
+    }
+
+    /// Like [`create`](Self::create), but on object storage the file is uploaded in parts
+    /// as it is written, not spooled: for files written once, in one go (base dumps,
+    /// globals). The object appears only when [`finish`](Self::finish) succeeds.
+    pub fn create_direct(repo: &Repo, rel: &str, compress: bool) -> Result<Self> {
+        match repo.remote() {
+            Some(remote) => {
+                let upload = remote.multipart(&repo.stored_rel(rel, compress)?)?;
+                Self::with_output(repo, rel, compress, Output::Upload(upload))
+            }
+            None => Self::create(repo, rel, compress),
+        }
+    }
+
+    fn with_output(repo: &Repo, rel: &str, compress: bool, output: Output) -> Result<Self> {
         let recipients = repo.recipients()?;
         let rel = repo.stored_rel(rel, compress)?;
-        let path = repo.path(&rel);
-        let file = HashingWriter::new(create_private_file(&path)?);
+        let path = match repo.remote() {
+            Some(remote) if matches!(output, Output::Upload(_)) => {
+                PathBuf::from(format!("{}/{rel}", remote.url()))
+            }
+            _ => repo.path(&rel),
+        };
+        let file = HashingWriter::new(output);
         let file = if recipients.is_empty() {
             Cipher::None(file)
         } else {
@@ -1132,8 +1167,11 @@ impl SqlFileWriter {
         };
         let encryption = matches!(cipher, Cipher::Age(_)).then(|| "age".to_owned());
         let hashing = cipher.finish().map_err(Error::io(ctx.clone()))?;
-        let (file, sha256, bytes) = hashing.finish();
-        file.sync_all().map_err(Error::io(ctx))?;
+        let (output, sha256, bytes) = hashing.finish();
+        match output {
+            Output::File(file) => file.sync_all().map_err(Error::io(ctx))?,
+            Output::Upload(upload) => upload.finish()?,
+        }
         Ok(FileEntry {
             path: self.rel,
             bytes,

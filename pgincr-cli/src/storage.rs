@@ -117,6 +117,7 @@ impl ObjectStorage {
         let (bucket, prefix) = parse_url(url)?;
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let mut endpoint = env("AWS_ENDPOINT_URL").or_else(|| env("AWS_ENDPOINT"));
         if env("AWS_ACCESS_KEY_ID").is_none() {
             let profile = env("AWS_PROFILE").unwrap_or_else(|| "default".into());
             let files = aws_profile_files();
@@ -139,7 +140,8 @@ impl ObjectStorage {
                 for (key, value) in conf {
                     builder = match key.as_str() {
                         "region" if env("AWS_REGION").is_none() => builder.with_region(value),
-                        "endpoint_url" if env("AWS_ENDPOINT_URL").is_none() => {
+                        "endpoint_url" if endpoint.is_none() => {
+                            endpoint = Some(value.clone());
                             builder.with_endpoint(value)
                         }
                         _ => builder,
@@ -147,7 +149,6 @@ impl ObjectStorage {
                 }
             }
         }
-        let endpoint = env("AWS_ENDPOINT_URL").or_else(|| env("AWS_ENDPOINT"));
         if endpoint
             .as_deref()
             .is_some_and(|e| e.starts_with("http://"))

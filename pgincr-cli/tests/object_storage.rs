@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use e2e::TestCluster;
 use e2e::decode::{database_contents, line_diff};
-use e2e::object_store::{SECRET_KEY, SeaweedFs};
+use e2e::object_store::{ACCESS_KEY, SECRET_KEY, SeaweedFs};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -472,6 +472,44 @@ async fn object_storage_refuses_bad_credentials_a_missing_bucket_and_survives_ki
         &spool,
         &["init", "-d", "dbname=postgres", "-r", REPO],
     );
+    // Credentials, region and endpoint from a profile of the shared AWS files, none in the
+    // environment.
+    let aws = cluster.scratch_dir("aws");
+    std::fs::write(
+        aws.join("credentials"),
+        format!(
+            "[default]\naws_access_key_id = nobody\naws_secret_access_key = nothing\n\n\
+             [backup]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        aws.join("config"),
+        format!(
+            "[default]\nregion = us-east-1\nendpoint_url = {0}\n\n\
+             [profile backup]\nregion = us-east-1\nendpoint_url = {0}\n",
+            store.endpoint()
+        ),
+    )
+    .unwrap();
+    let with_profile = |profile: &str| {
+        pgincr(&cluster)
+            .env("PGINCR_SPOOL", &spool)
+            .env("AWS_SHARED_CREDENTIALS_FILE", aws.join("credentials"))
+            .env("AWS_CONFIG_FILE", aws.join("config"))
+            .env("AWS_PROFILE", profile)
+            .args(["verify", "-r", REPO])
+            .output()
+            .unwrap()
+    };
+    let out = with_profile("backup");
+    assert!(
+        out.status.success() && describe(&out).contains("all good"),
+        "{}",
+        describe(&out)
+    );
+    // The default profile's keys are refused.
+    assert!(!with_profile("default").status.success());
     // kill -9 of the stream while it uploads segments under load; the next run goes on.
     let mut stream = start_s3_stream(&cluster, &store, &spool);
     for round in 0..20 {

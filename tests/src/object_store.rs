@@ -110,6 +110,12 @@ impl SeaweedFs {
                 self.dir.path().join("keys.json").display()
             ))
             .arg("-master.volumeSizeLimitMB=64")
+            // Its other listeners have fixed ports: off, so that stores run side by side.
+            .args([
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+                "-master.telemetry=false",
+            ])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -117,17 +123,19 @@ impl SeaweedFs {
             .expect("starting weed (SeaweedFS, installed by scripts/setup)");
         self.child = Some(child);
         // Ready when a signed request for a missing bucket gets an S3 answer.
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let out = self.curl(&["-X", "GET", &format!("{}/pgincr-probe", self.endpoint())]);
             if out.contains("NoSuchBucket") || out.contains("<ListBucketResult") {
                 break;
             }
-            assert!(
-                Instant::now() < deadline,
-                "SeaweedFS did not start: {out}\n{}",
-                self.log()
-            );
+            if Instant::now() > deadline {
+                let log = self.log();
+                panic!(
+                    "SeaweedFS did not start: {out}\n…{}",
+                    &log[log.len().saturating_sub(4000)..]
+                );
+            }
             std::thread::sleep(Duration::from_millis(300));
         }
     }

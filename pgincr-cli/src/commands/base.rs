@@ -225,6 +225,15 @@ pub async fn take_base(
     let started = repo::now_rfc3339();
     let id = create_working_dir(repo)?;
     let partial = format!("{}/{id}{PARTIAL_SUFFIX}", repo::BASES_DIR);
+    let final_rel = format!("{}/{id}", repo::BASES_DIR);
+    // On object storage the files go straight to their final names, uploaded as pg_dump
+    // writes them: no manifest names them until the base is complete, and an unfinished
+    // upload leaves no object.
+    let write_dir = if repo.remote().is_some() {
+        final_rel.clone()
+    } else {
+        partial.clone()
+    };
 
     let snap =
         match ExportedSnapshot::create(source, slot, temporary, server.server_version_num).await {
@@ -250,13 +259,16 @@ pub async fn take_base(
             .await?
             .get(0);
         let dump = match options.format {
-            DumpFormat::Plain => (dump(repo, source, &partial, &snap.snapshot).await?, vec![]),
+            DumpFormat::Plain => (
+                dump(repo, source, &write_dir, &snap.snapshot).await?,
+                vec![],
+            ),
             DumpFormat::Directory => {
                 dump_directory(repo, source, &partial, &snap.snapshot, options.jobs).await?
             }
         };
         let fingerprint = crate::globals::fingerprint(client).await?;
-        let globals = dump_globals(repo, source, &partial).await?;
+        let globals = dump_globals(repo, source, &write_dir).await?;
         Ok::<_, Error>((snapshot_time, dump, (globals, fingerprint)))
     }
     .await;
@@ -267,19 +279,27 @@ pub async fn take_base(
             (Ok(files), Ok(())) => files,
             (Err(e), _) | (_, Err(e)) => {
                 let _ = std::fs::remove_dir_all(repo.path(&partial));
+                if let Some(remote) = repo.remote() {
+                    for object in remote.list(&write_dir).unwrap_or_default() {
+                        let _ = remote.delete(&object.rel);
+                    }
+                }
                 return Err(e);
             }
         };
 
-    let final_rel = format!("{}/{id}", repo::BASES_DIR);
-    if let Err(e) = std::fs::rename(repo.path(&partial), repo.path(&final_rel)) {
+    if repo.remote().is_some() {
+        let _ = std::fs::remove_dir_all(repo.path(&partial));
+    } else if let Err(e) = std::fs::rename(repo.path(&partial), repo.path(&final_rel)) {
         let _ = std::fs::remove_dir_all(repo.path(&partial));
         return Err(Error::IoAt {
             context: format!("renaming {partial}"),
             source: e,
         });
     }
-    repo::sync_dir(&repo.path(repo::BASES_DIR))?;
+    if repo.remote().is_none() {
+        repo::sync_dir(&repo.path(repo::BASES_DIR))?;
+    }
     let moved = |mut f: repo::FileEntry| {
         f.path = f.path.replacen(&partial, &final_rel, 1);
         f
@@ -298,26 +318,7 @@ pub async fn take_base(
         globals: moved(globals),
         globals_fingerprint: Some(globals_fingerprint),
     };
-    if repo.remote().is_some() {
-        tokio::task::block_in_place(|| publish_base(repo, &base, &final_rel))?;
-    }
     Ok(base)
-}
-
-/// Uploads a finished base from the spool; on failure removes what was uploaded, so the
-/// store holds no part of a base its manifest does not name.
-fn publish_base(repo: &Repo, base: &Base, rel: &str) -> Result<()> {
-    let published = base.files().try_for_each(|f| {
-        tracing::info!("uploading {}", f.path);
-        repo.publish(&f.path)
-    });
-    if published.is_err() {
-        for f in base.files() {
-            let _ = repo.remove_stored(&f.path);
-        }
-    }
-    let _ = std::fs::remove_dir_all(repo.path(rel));
-    published
 }
 
 /// `pg_dump` of the database under the exported snapshot, zstd-compressed as it arrives.
@@ -336,7 +337,7 @@ async fn dump(
         .arg(&source.public_dsn)
         .spawn()?;
     let mut stdout = pg_dump.child.stdout.take().expect("piped stdout");
-    let mut out = SqlFileWriter::create(repo, &format!("{dir}/dump.sql"), true)?;
+    let mut out = SqlFileWriter::create_direct(repo, &format!("{dir}/dump.sql"), true)?;
     let bar = progress::bytes_spinner("base dump");
     let mut buf = vec![0u8; 1 << 18];
     loop {

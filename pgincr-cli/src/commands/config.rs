@@ -36,6 +36,7 @@ pub fn check(path: Option<PathBuf>) -> Result<()> {
         }
         if let Some(repo) = &settings.repo
             && !Path::new(repo).is_absolute()
+            && !crate::storage::is_object_url(repo)
         {
             println!(
                 "# repo {} is relative to the directory pgincr runs in",

@@ -300,7 +300,13 @@ impl ClusterGlobals {
             };
             match identified.await {
                 Ok((system, endpoint)) => {
-                    let member = (name.clone(), Repo::new(repo));
+                    let member = match Repo::open(repo, None) {
+                        Ok(r) => (name.clone(), r),
+                        Err(e) => {
+                            tracing::warn!("[{name}] globals not followed for now: {e}");
+                            continue;
+                        }
+                    };
                     match clusters.iter_mut().find(|(s, _, _)| *s == system) {
                         Some((_, _, members)) => members.push(member),
                         None => clusters.push((system, endpoint, vec![member])),
