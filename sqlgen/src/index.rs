@@ -93,9 +93,13 @@ pub struct TreeIndex {
 /// the source does not have. Written as its tree: the root `ON ONLY`, the other partitioned
 /// indexes and the valid leaves (`IF NOT EXISTS`: some were adopted, and exist), then each
 /// attached to its parent from the leaves up, invalid leaves only where the target has them.
-/// The parents stay invalid where the source's are. None without a root, or when a
-/// definition is not of the expected form.
+/// The parents stay invalid where the source's are. None without such an index in the tree
+/// (an index `ON ONLY` is invalid too, until its partitions have theirs), without a root, or
+/// when a definition is not of the expected form.
 pub fn partitioned_index_as_tree(tree: &[TreeIndex]) -> Option<String> {
+    if !tree.iter().any(|i| !i.partitioned && !i.valid) {
+        return None;
+    }
     let root = tree.iter().find(|i| i.parent.is_none())?;
     let mut out = vec![crate::ddl::terminate_statement(&root.definition)];
     let mut members: Vec<&TreeIndex> = tree.iter().filter(|i| i.parent.is_some()).collect();
@@ -256,6 +260,8 @@ mod tests {
             ]
         );
         assert_eq!(partitioned_index_as_tree(&tree[1..]), None);
+        // Nothing invalid but partitioned indexes: as written.
+        assert_eq!(partitioned_index_as_tree(&tree[..3]), None);
     }
 
     #[test]

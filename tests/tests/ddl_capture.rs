@@ -1053,7 +1053,27 @@ async fn invalid_indexes_attached_to_partitioned_ones() {
         ),
     ])
     .await;
-    let lines = s.replay_and_compare_indexes().await;
+    let lines = s.replay_and_compare().await;
+    let mut expected = index_states(&s.src, true).await;
+    // Older minor releases (13.16 among them) do not validate the parents when an attached
+    // index is attached again: the source's stay invalid, while the replay attaches the index
+    // once and validates them, as a restore of pg_dump's output does.
+    if expected
+        .iter()
+        .any(|l| l.starts_with("idxpart1_expr_idx valid=f"))
+    {
+        for state in &mut expected {
+            if state.starts_with("idxpart1_expr_idx ") || state.starts_with("idxpart_expr_idx ") {
+                *state = state.replace(" valid=f ", " valid=t ");
+            }
+        }
+    }
+    assert_eq!(
+        expected,
+        index_states(&s.dst, false).await,
+        "indexes differ; stream:\n{}",
+        lines.join("\n")
+    );
     assert!(
         lines.iter().flat_map(|l| l.lines()).any(|l| l.starts_with(
             "CREATE INDEX IF NOT EXISTS idxpart11_expr_idx ON public.idxpart11 USING btree"
