@@ -564,7 +564,7 @@ fn invalid_partitioned_index_tree(spelling: Spelling) -> Option<String> {
                 _ => None,
             };
             Some(sqlgen::index::TreeIndex {
-                definition: text(&row[0])?,
+                definition: in_stream_strings(text(&row[0])?),
                 schema: text(&row[1])?,
                 name: text(&row[2])?,
                 parent,
@@ -638,7 +638,7 @@ pub fn reindex_completed(stmt: &ActiveStatement, invalid: &[ServerText]) {
             let parent = text(&row[3]).zip(text(&row[4]));
             let (tablespace, comment) = (text(&row[5]), text(&row[6]));
             if let Some(sql) = sqlgen::index::index_made_valid(
-                &definition,
+                &in_stream_strings(definition),
                 (&schema, &index),
                 parent.as_ref().map(|(s, n)| (s.as_str(), n.as_str())),
                 tablespace.as_deref(),

@@ -1126,6 +1126,19 @@ async fn statements_on_invalid_indexes_and_the_reindex_that_fixes_them() {
         ("DROP INDEX CONCURRENTLY t5_gone", false),
         ("UPDATE t5 SET b = 2 WHERE b = 0", false),
         ("REINDEX TABLE t5", false),
+        // Its definition as pg_get_indexdef writes it with standard_conforming_strings off.
+        ("SET standard_conforming_strings = off", false),
+        (
+            "CREATE TABLE t6 (a text, n int); INSERT INTO t6 VALUES ('x', 1), ('x', 2);",
+            false,
+        ),
+        (
+            r"CREATE UNIQUE INDEX CONCURRENTLY t6_u ON t6 (a) WHERE a <> 'a\\b'",
+            true,
+        ),
+        ("DELETE FROM t6 WHERE n = 2", false),
+        ("REINDEX INDEX t6_u", false),
+        ("RESET standard_conforming_strings", false),
     ])
     .await;
     let lines = s.replay_and_compare_indexes().await;
