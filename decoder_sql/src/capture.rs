@@ -11,8 +11,9 @@
 use crate::pg::channel;
 use crate::pg::event_trigger::Event;
 use crate::pg::server_text::ServerText;
+use crate::pg::server_text::Spelling;
 use crate::pg::statement::{
-    ActiveStatement, GlobalReplay, active_statement, creating_extension,
+    ActiveStatement, GlobalReplay, IndexGuard, active_statement, creating_extension,
     session_has_temporary_schema, standard_conforming_strings,
 };
 use crate::pg::utility_hook;
@@ -107,6 +108,34 @@ fn text_rows(sql: &'static str, args: &[DatumWithOid<'_>]) -> Vec<ServerText> {
         Ok::<_, pgrx::spi::Error>(out)
     });
     rows.unwrap_or_else(|e| pgrx::error!("decoder_sql: {sql}: {e}"))
+}
+
+/// Runs `sql` (a SELECT of `columns` text columns) and returns its rows, NULL as None.
+fn text_table(
+    sql: &'static str,
+    args: &[DatumWithOid<'_>],
+    columns: usize,
+) -> Vec<Vec<Option<ServerText>>> {
+    let rows = pgrx::Spi::connect_mut(|client| {
+        let plan = plan(client, sql, args)?;
+        let table = client.update(&*plan, None, args)?;
+        let mut out = Vec::new();
+        for row in table {
+            out.push(
+                (1..=columns)
+                    .map(|i| row.get::<ServerText>(i))
+                    .collect::<Result<Vec<_>, _>>()?,
+            );
+        }
+        Ok::<_, pgrx::spi::Error>(out)
+    });
+    rows.unwrap_or_else(|e| pgrx::error!("decoder_sql: {sql}: {e}"))
+}
+
+/// `text` read as a string in `spelling`, if that is how it reads.
+fn in_spelling(text: &ServerText, spelling: Spelling) -> Option<String> {
+    let (text, read) = crate::pg::server_text::read(text.as_bytes());
+    (read == spelling).then_some(text)
 }
 
 /// Writes each message into the capture channel, in order.
@@ -445,21 +474,20 @@ fn capture_statement(command_tag: &str) -> Option<ServerText> {
     }
     // A bound computed on the source is written as the values it computed.
     let mut text = stmt.text;
-    if let (Some(at), crate::pg::server_text::Spelling::Utf8) = (stmt.computed_bound_at, spelling)
-        && let Some(bound) = text_rows(
-            "SELECT pg_catalog.pg_get_expr(c.relpartbound, c.oid)
-               FROM pg_catalog.pg_event_trigger_ddl_commands() d
-               JOIN pg_catalog.pg_class c ON c.oid = d.objid
-              WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-                AND c.relispartition LIMIT 1",
-            &[],
-        )
-        .into_iter()
-        .next()
-        && let Ok(bound) = std::str::from_utf8(bound.as_bytes())
-        && let Some(rewritten) = sqlgen::ddl::with_partition_bound(&text, at, bound)
+    // (`at` counts bytes of the statement as the server has it, which its UTF-8 text keeps.)
+    if let (Some(at), Spelling::Utf8) = (stmt.computed_bound_at, spelling)
+        && let Some(bound) = partition_bound(stmt.attached_partition)
+        && let Some(bound) = in_spelling(&bound, spelling)
+        && let Some(rewritten) = sqlgen::ddl::with_partition_bound(&text, at, &bound)
     {
         text = rewritten;
+    }
+    // A partitioned index that adopted an invalid partition index is written as its tree.
+    if stmt.on_partitioned_table
+        && stmt.tag == "CREATE INDEX"
+        && let Some(tree) = invalid_partitioned_index_tree(spelling)
+    {
+        return Some(ServerText::new(tree, spelling));
     }
     // CONCURRENTLY cannot run inside the replayed transaction; the plain form builds the
     // same object there.
@@ -468,8 +496,158 @@ fn capture_statement(command_tag: &str) -> Option<ServerText> {
     } else {
         text
     };
-    let captured = sqlgen::ddl::terminate_statement(&in_stream_strings(text));
+    // An index that is invalid on the source is not on the target (the stream never made
+    // it), unless it was once valid there.
+    let text = in_stream_strings(text);
+    let text = match &stmt.invalid_index {
+        None => text,
+        Some(IndexGuard::IfExists) => sqlgen::index::drop_index_if_exists(&text).unwrap_or(text),
+        Some(IndexGuard::IfPresent(schema, name)) => {
+            sqlgen::index::if_relation_exists(schema, name, &text)
+        }
+    };
+    let captured = sqlgen::ddl::terminate_statement(&text);
     Some(ServerText::new(captured, spelling))
+}
+
+/// The bound (`FOR VALUES …`) the catalog holds for `partition`, or, without one, for the
+/// partition the statement at ddl_command_end created.
+fn partition_bound(partition: Option<pg_sys::Oid>) -> Option<ServerText> {
+    match partition {
+        Some(partition) => text_rows(
+            "SELECT pg_catalog.pg_get_expr(c.relpartbound, c.oid)
+               FROM pg_catalog.pg_class c WHERE c.oid = $1 AND c.relispartition",
+            &[DatumWithOid::from(partition)],
+        ),
+        None => text_rows(
+            "SELECT pg_catalog.pg_get_expr(c.relpartbound, c.oid)
+               FROM pg_catalog.pg_event_trigger_ddl_commands() d
+               JOIN pg_catalog.pg_class c ON c.oid = d.objid
+              WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                AND c.relispartition LIMIT 1",
+            &[],
+        ),
+    }
+    .into_iter()
+    .next()
+}
+
+/// For a CREATE INDEX at ddl_command_end that made an invalid partitioned index (it adopted
+/// an invalid partition index): the index written as its tree
+/// (`sqlgen::index::partitioned_index_as_tree`).
+fn invalid_partitioned_index_tree(spelling: Spelling) -> Option<String> {
+    let rows = text_table(
+        "SELECT pg_catalog.pg_get_indexdef(c.oid), n.nspname::pg_catalog.text,
+                c.relname::pg_catalog.text, pn.nspname::pg_catalog.text,
+                p.relname::pg_catalog.text, t.level::pg_catalog.text, (c.relkind = 'I')::pg_catalog.text,
+                i.indisvalid::pg_catalog.text
+           FROM pg_catalog.pg_event_trigger_ddl_commands() d
+           JOIN pg_catalog.pg_class r ON r.oid = d.objid AND r.relkind = 'I'
+           JOIN pg_catalog.pg_index ri ON ri.indexrelid = r.oid AND NOT ri.indisvalid
+          CROSS JOIN LATERAL pg_catalog.pg_partition_tree(r.oid::pg_catalog.regclass) t
+           JOIN pg_catalog.pg_class c ON c.oid = t.relid
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+           JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
+           LEFT JOIN pg_catalog.pg_class p ON p.oid = t.parentrelid
+           LEFT JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
+          WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+          ORDER BY t.level, c.oid",
+        &[],
+        8,
+    );
+    let text = |cell: &Option<ServerText>| cell.as_ref().and_then(|t| in_spelling(t, spelling));
+    let tree = rows
+        .iter()
+        .map(|row| {
+            let parent = match (text(&row[3]), text(&row[4])) {
+                (Some(schema), Some(name)) => Some((schema, name)),
+                _ => None,
+            };
+            Some(sqlgen::index::TreeIndex {
+                definition: in_stream_strings(text(&row[0])?),
+                schema: text(&row[1])?,
+                name: text(&row[2])?,
+                parent,
+                level: text(&row[5])?.parse().ok()?,
+                partitioned: text(&row[6])? == "true",
+                valid: text(&row[7])? == "true",
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    sqlgen::index::partitioned_index_as_tree(&tree)
+}
+
+/// Before a REINDEX of `relation` or of the indexes in `schema` (InvalidOid: not limited to
+/// one; passed as NULL): the invalid indexes it may make valid, quoted and qualified. Such an index is not on
+/// the target when a failed CREATE INDEX CONCURRENTLY or REINDEX CONCURRENTLY left it.
+pub fn reindex_starting(relation: pg_sys::Oid, schema: pg_sys::Oid) -> Vec<ServerText> {
+    if creating_extension() || !capture_enabled() {
+        return Vec::new();
+    }
+    let limited = |oid: pg_sys::Oid| (oid != pg_sys::InvalidOid).then_some(oid);
+    text_rows(
+        "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+           FROM pg_catalog.pg_index i
+           JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          WHERE NOT i.indisvalid AND c.relkind = 'i' AND c.relpersistence = 'p'
+            AND n.nspname NOT IN ('pg_catalog', 'pg_toast', 'information_schema')
+            AND ($2 IS NULL OR c.relnamespace = $2)
+            AND ($1 IS NULL OR $1 IN (c.oid, i.indrelid)
+                 OR c.oid IN (SELECT t.relid
+                                FROM pg_catalog.pg_partition_tree($1::pg_catalog.regclass) t)
+                 OR i.indrelid IN (SELECT t.relid
+                                     FROM pg_catalog.pg_partition_tree($1::pg_catalog.regclass) t))",
+        &[
+            DatumWithOid::from(limited(relation)),
+            DatumWithOid::from(limited(schema)),
+        ],
+    )
+}
+
+/// After a REINDEX succeeded: each index of `invalid` (from [`reindex_starting`]) that is
+/// valid now is written as `CREATE INDEX IF NOT EXISTS` with what else it has
+/// (`sqlgen::index::index_made_valid`). REINDEX itself is not written: it changes nothing
+/// else a replay could see.
+pub fn reindex_completed(stmt: &ActiveStatement, invalid: &[ServerText]) {
+    let spelling = stmt.spelling;
+    let text = |cell: &Option<ServerText>| cell.as_ref().and_then(|t| in_spelling(t, spelling));
+    for name in invalid {
+        let rows = text_table(
+            "SELECT pg_catalog.pg_get_indexdef(c.oid), n.nspname::pg_catalog.text,
+                    c.relname::pg_catalog.text, pn.nspname::pg_catalog.text,
+                    p.relname::pg_catalog.text, s.spcname::pg_catalog.text,
+                    pg_catalog.obj_description(c.oid, 'pg_class')
+               FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+               LEFT JOIN pg_catalog.pg_inherits h ON h.inhrelid = c.oid
+               LEFT JOIN pg_catalog.pg_class p ON p.oid = h.inhparent
+               LEFT JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
+               LEFT JOIN pg_catalog.pg_tablespace s ON s.oid = c.reltablespace
+              WHERE c.oid = pg_catalog.to_regclass($1) AND i.indisvalid",
+            &[DatumWithOid::from(name.clone())],
+            7,
+        );
+        for row in rows {
+            let (Some(definition), Some(schema), Some(index)) =
+                (text(&row[0]), text(&row[1]), text(&row[2]))
+            else {
+                continue;
+            };
+            let parent = text(&row[3]).zip(text(&row[4]));
+            let (tablespace, comment) = (text(&row[5]), text(&row[6]));
+            if let Some(sql) = sqlgen::index::index_made_valid(
+                &in_stream_strings(definition),
+                (&schema, &index),
+                parent.as_ref().map(|(s, n)| (s.as_str(), n.as_str())),
+                tablespace.as_deref(),
+                comment.as_deref(),
+            ) {
+                emit_as_author(sql, stmt);
+            }
+        }
+    }
 }
 
 /// For a top-level CREATE TABLE AS: the statement in its WITH NO DATA form (its rows are

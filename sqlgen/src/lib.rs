@@ -7,6 +7,7 @@ pub mod channel;
 pub mod copy;
 pub mod ddl;
 pub mod ident;
+pub mod index;
 mod keywords;
 pub mod lexer;
 pub mod literal;

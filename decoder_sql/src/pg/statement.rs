@@ -57,12 +57,40 @@ pub struct ActiveStatement {
     /// where in its text (bytes) the bound begins: it is written with the values the source
     /// computed.
     pub computed_bound_at: Option<usize>,
+    /// For an ALTER TABLE … ATTACH PARTITION … FOR VALUES with a computed bound: the
+    /// partition it attaches, whose bound is written as the source computed it.
+    pub attached_partition: Option<pg_sys::Oid>,
+    /// An index it names that is invalid on the source (known before it runs), for which
+    /// it is written so that it replays whether or not the target has that index.
+    pub invalid_index: Option<IndexGuard>,
+    /// Whether it is a CREATE INDEX on a partitioned table.
+    pub on_partitioned_table: bool,
     /// Whether it is GRANT/REVOKE, ALTER … OWNER, COMMENT or SECURITY LABEL on a large object
     /// (large objects are not decoded).
     pub large_object: bool,
     /// For statements on roles and tablespaces (which event triggers never see): how they
     /// replay.
     pub global_replay: Option<GlobalReplay>,
+}
+
+/// An index that a statement names and that is invalid on the source, as found before the
+/// statement runs (a DROP removes it, a RENAME renames it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InvalidIndex {
+    /// DROP INDEX drops one.
+    Dropped,
+    /// ALTER INDEX (also ATTACH PARTITION of it), ALTER TABLE or COMMENT ON INDEX on it: its
+    /// schema and name, in the server's encoding.
+    Named(Vec<u8>, Vec<u8>),
+}
+
+/// How a statement naming an index invalid on the source is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexGuard {
+    /// `DROP INDEX IF EXISTS`.
+    IfExists,
+    /// Run only where the index (schema, name) exists.
+    IfPresent(String, String),
 }
 
 /// How a statement on roles or tablespaces replays. Both are shared by every database of a
@@ -235,6 +263,10 @@ pub unsafe fn statement_of(
             // Known only before the statement runs (see `copies_temporary_table`).
             likes_temporary: false,
             computed_bound_at: None,
+            attached_partition: None,
+            invalid_index: None,
+            // Known only before it runs (see `indexes_partitioned_table`).
+            on_partitioned_table: false,
             large_object: on_large_object(utility),
             global_replay,
         })
@@ -637,13 +669,63 @@ pub unsafe fn copies_temporary_table(pstmt: *mut pg_sys::PlannedStmt) -> bool {
 /// # Safety
 /// `pstmt` is a valid planned statement.
 pub unsafe fn computed_partition_bound(pstmt: *mut pg_sys::PlannedStmt) -> Option<usize> {
-    // SAFETY: the casts follow the nodes' tags; the bound's lists are Lists of nodes.
+    // SAFETY: the cast follows the node's tag.
     unsafe {
         let utility = (*pstmt).utilityStmt;
         if utility.is_null() || (*utility).type_ != pg_sys::NodeTag::T_CreateStmt {
             return None;
         }
-        let bound = (*utility.cast::<pg_sys::CreateStmt>()).partbound;
+        computed_bound_at(pstmt, (*utility.cast::<pg_sys::CreateStmt>()).partbound)
+    }
+}
+
+/// For an ALTER TABLE … ATTACH PARTITION whose bound holds anything but constants: where
+/// its FROM, IN or WITH is (as [`computed_partition_bound`]), and the partition it attaches.
+///
+/// # Safety
+/// `pstmt` is a valid planned statement; called inside a transaction.
+pub unsafe fn computed_attach_bound(
+    pstmt: *mut pg_sys::PlannedStmt,
+) -> Option<(usize, pg_sys::Oid)> {
+    // SAFETY: the casts follow the nodes' tags; an ALTER TABLE's commands are AlterTableCmd
+    // nodes, an ATTACH PARTITION's definition a PartitionCmd. A missing relation gives
+    // InvalidOid (no error); no lock is taken (the statement takes its own).
+    unsafe {
+        let utility = (*pstmt).utilityStmt;
+        if utility.is_null() || (*utility).type_ != pg_sys::NodeTag::T_AlterTableStmt {
+            return None;
+        }
+        let cmds = (*utility.cast::<pg_sys::AlterTableStmt>()).cmds;
+        let len = if cmds.is_null() { 0 } else { (*cmds).length };
+        (0..usize::try_from(len).unwrap_or(0)).find_map(|i| {
+            let cmd = (*(*cmds).elements.add(i))
+                .ptr_value
+                .cast::<pg_sys::AlterTableCmd>();
+            if (*cmd).subtype != pg_sys::AlterTableType::AT_AttachPartition
+                || (*cmd).def.is_null()
+                || (*(*cmd).def).type_ != pg_sys::NodeTag::T_PartitionCmd
+            {
+                return None;
+            }
+            let partition = (*cmd).def.cast::<pg_sys::PartitionCmd>();
+            let at = computed_bound_at(pstmt, (*partition).bound)?;
+            let relid = relation_oid((*partition).name);
+            (relid != pg_sys::InvalidOid).then_some((at, relid))
+        })
+    }
+}
+
+/// Where a partition bound that holds anything but constants begins, in bytes from the
+/// statement's start.
+///
+/// # Safety
+/// `pstmt` is a valid planned statement, `bound` null or a node of its tree.
+unsafe fn computed_bound_at(
+    pstmt: *mut pg_sys::PlannedStmt,
+    bound: *mut pg_sys::PartitionBoundSpec,
+) -> Option<usize> {
+    // SAFETY: the casts follow the nodes' tags; the bound's lists are Lists of nodes.
+    unsafe {
         if bound.is_null() || (*bound).is_default {
             return None;
         }
@@ -676,6 +758,182 @@ pub unsafe fn computed_partition_bound(pstmt: *mut pg_sys::PlannedStmt) -> Optio
     }
 }
 
+/// The relation `rv` names as the search path finds it, or InvalidOid.
+///
+/// # Safety
+/// `rv` is null or a valid RangeVar; called inside a transaction.
+unsafe fn relation_oid(rv: *mut pg_sys::RangeVar) -> pg_sys::Oid {
+    if rv.is_null() {
+        return pg_sys::InvalidOid;
+    }
+    // SAFETY: per the function contract; a missing relation gives InvalidOid (no error), and
+    // no lock is taken (the statement takes its own).
+    unsafe {
+        pg_sys::RangeVarGetRelidExtended(
+            rv,
+            pg_sys::NoLock as pg_sys::LOCKMODE,
+            pg_sys::RVROption::RVR_MISSING_OK,
+            None,
+            std::ptr::null_mut(),
+        )
+    }
+}
+
+/// Whether a CREATE INDEX is on a partitioned table. Asked before it runs, under the
+/// statement's own search_path (the capture's functions run under another).
+///
+/// # Safety
+/// `pstmt` is a valid planned statement; called inside a transaction.
+pub unsafe fn indexes_partitioned_table(pstmt: *mut pg_sys::PlannedStmt) -> bool {
+    // SAFETY: the cast follows the node's tag.
+    unsafe {
+        let utility = (*pstmt).utilityStmt;
+        if utility.is_null() || (*utility).type_ != pg_sys::NodeTag::T_IndexStmt {
+            return false;
+        }
+        let relid = relation_oid((*utility.cast::<pg_sys::IndexStmt>()).relation);
+        relid != pg_sys::InvalidOid
+            && pg_sys::get_rel_relkind(relid) as u8 == pg_sys::RELKIND_PARTITIONED_TABLE
+    }
+}
+
+/// The permanent index (not a partitioned one) that `rv` names, if it is invalid.
+///
+/// # Safety
+/// `rv` is null or a valid RangeVar; called inside a transaction.
+unsafe fn invalid_index(rv: *mut pg_sys::RangeVar) -> Option<pg_sys::Oid> {
+    // SAFETY: per the function contract; the lookups read the syscache of an existing
+    // relation.
+    unsafe {
+        let relid = relation_oid(rv);
+        (relid != pg_sys::InvalidOid
+            && pg_sys::get_rel_relkind(relid) as u8 == pg_sys::RELKIND_INDEX
+            && pg_sys::get_rel_persistence(relid) as u8 != pg_sys::RELPERSISTENCE_TEMP
+            && !pg_sys::get_index_isvalid(relid))
+        .then_some(relid)
+    }
+}
+
+/// An index invalid on the source that a statement names: DROP INDEX, ALTER INDEX or ALTER
+/// TABLE on one (also ATTACH PARTITION of one), RENAME of one, COMMENT ON INDEX. Asked before
+/// the statement runs.
+///
+/// # Safety
+/// `pstmt` is a valid planned statement; called inside a transaction.
+pub unsafe fn invalid_index_named(pstmt: *mut pg_sys::PlannedStmt) -> Option<InvalidIndex> {
+    let named = |relid: pg_sys::Oid| {
+        // SAFETY: the relation exists (just found); the names are palloc'd NUL-terminated
+        // strings, copied at once.
+        unsafe {
+            let schema = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
+            let name = pg_sys::get_rel_name(relid);
+            (!schema.is_null() && !name.is_null()).then(|| {
+                InvalidIndex::Named(
+                    CStr::from_ptr(schema).to_bytes().to_vec(),
+                    CStr::from_ptr(name).to_bytes().to_vec(),
+                )
+            })
+        }
+    };
+    // SAFETY: each cast follows the node's tag; DROP's objects are Lists of String nodes, an
+    // ALTER TABLE's commands AlterTableCmd nodes, an ATTACH PARTITION's definition a
+    // PartitionCmd, a COMMENT's object on an index a List of String nodes.
+    unsafe {
+        let utility = (*pstmt).utilityStmt;
+        if utility.is_null() {
+            return None;
+        }
+        match (*utility).type_ {
+            pg_sys::NodeTag::T_DropStmt => {
+                let drop = utility.cast::<pg_sys::DropStmt>();
+                let objects = (*drop).objects;
+                if (*drop).removeType != pg_sys::ObjectType::OBJECT_INDEX || objects.is_null() {
+                    return None;
+                }
+                (0..usize::try_from((*objects).length).unwrap_or(0))
+                    .any(|i| {
+                        let name = (*(*objects).elements.add(i))
+                            .ptr_value
+                            .cast::<pg_sys::Node>();
+                        !name.is_null()
+                            && (*name).type_ == pg_sys::NodeTag::T_List
+                            && invalid_index(pg_sys::makeRangeVarFromNameList(name.cast()))
+                                .is_some()
+                    })
+                    .then_some(InvalidIndex::Dropped)
+            }
+            pg_sys::NodeTag::T_AlterTableStmt => {
+                let stmt = utility.cast::<pg_sys::AlterTableStmt>();
+                if let Some(relid) = invalid_index((*stmt).relation) {
+                    return named(relid);
+                }
+                let cmds = (*stmt).cmds;
+                let len = if cmds.is_null() { 0 } else { (*cmds).length };
+                (0..usize::try_from(len).unwrap_or(0)).find_map(|i| {
+                    let cmd = (*(*cmds).elements.add(i))
+                        .ptr_value
+                        .cast::<pg_sys::AlterTableCmd>();
+                    if (*cmd).subtype != pg_sys::AlterTableType::AT_AttachPartition
+                        || (*cmd).def.is_null()
+                        || (*(*cmd).def).type_ != pg_sys::NodeTag::T_PartitionCmd
+                    {
+                        return None;
+                    }
+                    invalid_index((*(*cmd).def.cast::<pg_sys::PartitionCmd>()).name).and_then(named)
+                })
+            }
+            pg_sys::NodeTag::T_RenameStmt => {
+                let stmt = utility.cast::<pg_sys::RenameStmt>();
+                invalid_index((*stmt).relation).and_then(named)
+            }
+            pg_sys::NodeTag::T_CommentStmt => {
+                let comment = utility.cast::<pg_sys::CommentStmt>();
+                let object = (*comment).object;
+                if (*comment).objtype != pg_sys::ObjectType::OBJECT_INDEX
+                    || object.is_null()
+                    || (*object).type_ != pg_sys::NodeTag::T_List
+                {
+                    return None;
+                }
+                invalid_index(pg_sys::makeRangeVarFromNameList(object.cast())).and_then(named)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What a REINDEX processes: (relation, schema); InvalidOid for either when it names none
+/// (SCHEMA names only a schema; DATABASE and SYSTEM name neither). None for other statements
+/// and for a relation or schema that does not exist.
+///
+/// # Safety
+/// `pstmt` is a valid planned statement; called inside a transaction.
+pub unsafe fn reindex_scope(pstmt: *mut pg_sys::PlannedStmt) -> Option<(pg_sys::Oid, pg_sys::Oid)> {
+    // SAFETY: the cast follows the node's tag; a schema's name is a NUL-terminated string.
+    unsafe {
+        let utility = (*pstmt).utilityStmt;
+        if utility.is_null() || (*utility).type_ != pg_sys::NodeTag::T_ReindexStmt {
+            return None;
+        }
+        let stmt = utility.cast::<pg_sys::ReindexStmt>();
+        match (*stmt).kind {
+            pg_sys::ReindexObjectType::REINDEX_OBJECT_INDEX
+            | pg_sys::ReindexObjectType::REINDEX_OBJECT_TABLE => {
+                let relid = relation_oid((*stmt).relation);
+                (relid != pg_sys::InvalidOid).then_some((relid, pg_sys::InvalidOid))
+            }
+            pg_sys::ReindexObjectType::REINDEX_OBJECT_SCHEMA => {
+                if (*stmt).name.is_null() {
+                    return None;
+                }
+                let schema = pg_sys::get_namespace_oid((*stmt).name, true);
+                (schema != pg_sys::InvalidOid).then_some((pg_sys::InvalidOid, schema))
+            }
+            _ => Some((pg_sys::InvalidOid, pg_sys::InvalidOid)),
+        }
+    }
+}
+
 /// Whether `rv` names a temporary relation: in a pg_temp schema, or found (as the search path
 /// finds it, temporary tables first) to be one.
 ///
@@ -696,13 +954,7 @@ unsafe fn temporary_relation(rv: *mut pg_sys::RangeVar) -> bool {
         {
             return true;
         }
-        let relid = pg_sys::RangeVarGetRelidExtended(
-            rv,
-            pg_sys::NoLock as pg_sys::LOCKMODE,
-            pg_sys::RVROption::RVR_MISSING_OK,
-            None,
-            std::ptr::null_mut(),
-        );
+        let relid = relation_oid(rv);
         relid != pg_sys::InvalidOid
             && pg_sys::get_rel_persistence(relid) as u8 == pg_sys::RELPERSISTENCE_TEMP
     }

@@ -14,8 +14,11 @@
 //! aborts (subtransaction callback), or when the next top-level statement starts.
 
 use super::compat;
+use super::server_text::{ServerText, read};
 use super::statement::{
-    ActiveStatement, command_tag, computed_partition_bound, copies_temporary_table, statement_of,
+    ActiveStatement, IndexGuard, InvalidIndex, command_tag, computed_attach_bound,
+    computed_partition_bound, copies_temporary_table, indexes_partitioned_table,
+    invalid_index_named, reindex_scope, statement_of,
 };
 use pgrx::pg_sys;
 use std::cell::RefCell;
@@ -28,8 +31,16 @@ struct Running {
     query: *const c_char,
     /// A CREATE TABLE with LIKE of a temporary table (see `copies_temporary_table`).
     likes_temporary: bool,
-    /// See `computed_partition_bound`.
+    /// See `computed_partition_bound` and `computed_attach_bound`.
     computed_bound_at: Option<usize>,
+    /// See `indexes_partitioned_table`.
+    on_partitioned_table: bool,
+    /// The partition an ATTACH PARTITION with a computed bound attaches.
+    attached_partition: Option<pg_sys::Oid>,
+    /// See `invalid_index_named`.
+    invalid_index: Option<InvalidIndex>,
+    /// For a REINDEX: the invalid indexes it may make valid (`capture::reindex_starting`).
+    reindex_invalid: Vec<ServerText>,
 }
 
 thread_local! {
@@ -68,6 +79,17 @@ pub fn innermost() -> Option<ActiveStatement> {
         let mut stmt = unsafe { statement_of(top.pstmt, top.query) }?;
         stmt.likes_temporary = top.likes_temporary;
         stmt.computed_bound_at = top.computed_bound_at;
+        stmt.attached_partition = top.attached_partition;
+        stmt.on_partitioned_table = top.on_partitioned_table;
+        stmt.invalid_index = match &top.invalid_index {
+            None => None,
+            Some(InvalidIndex::Dropped) => Some(IndexGuard::IfExists),
+            Some(InvalidIndex::Named(schema, name)) => {
+                let ((schema, s1), (name, s2)) = (read(schema), read(name));
+                (s1 == stmt.spelling && s2 == stmt.spelling)
+                    .then_some(IndexGuard::IfPresent(schema, name))
+            }
+        };
         Some(stmt)
     })
 }
@@ -94,12 +116,37 @@ pub unsafe fn around(
         }
     }
     let create_table = tag == Some(&b"CREATE TABLE"[..]);
+    let alter_table = tag == Some(&b"ALTER TABLE"[..]);
     // SAFETY: as above; a CREATE TABLE's tree is read before it runs.
     let likes_temporary = create_table && unsafe { copies_temporary_table(pstmt) };
-    let computed_bound_at = create_table
+    let (computed_bound_at, attached_partition) = if create_table {
         // SAFETY: as above.
-        .then(|| unsafe { computed_partition_bound(pstmt) })
-        .flatten();
+        (unsafe { computed_partition_bound(pstmt) }, None)
+    } else if alter_table {
+        // SAFETY: as above.
+        unsafe { computed_attach_bound(pstmt) }.map_or((None, None), |(at, p)| (Some(at), Some(p)))
+    } else {
+        (None, None)
+    };
+    // SAFETY: as above.
+    let on_partitioned_table =
+        tag == Some(&b"CREATE INDEX"[..]) && unsafe { indexes_partitioned_table(pstmt) };
+    // Known only before it runs: a DROP removes the index, a RENAME renames it.
+    let invalid_index = matches!(
+        tag,
+        Some(b"ALTER TABLE" | b"ALTER INDEX" | b"DROP INDEX" | b"COMMENT")
+    )
+    // SAFETY: as above.
+    .then(|| unsafe { invalid_index_named(pstmt) })
+    .flatten();
+    let reindex_invalid = if tag == Some(&b"REINDEX"[..]) {
+        // SAFETY: as above.
+        unsafe { reindex_scope(pstmt) }
+            .map(|(relation, schema)| crate::capture::reindex_starting(relation, schema))
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     RUNNING.with(|r| {
         let mut r = r.borrow_mut();
         if top_level {
@@ -111,15 +158,30 @@ pub unsafe fn around(
             query,
             likes_temporary,
             computed_bound_at,
+            on_partitioned_table,
+            attached_partition,
+            invalid_index,
+            reindex_invalid,
         });
     });
     next(PREVIOUS.get().copied());
-    RUNNING.with(|r| {
+    let reindex_invalid = RUNNING.with(|r| {
         let mut r = r.borrow_mut();
-        if let Some(at) = r.iter().rposition(|e| e.pstmt == pstmt) {
-            r.truncate(at);
-        }
+        let at = r.iter().rposition(|e| e.pstmt == pstmt)?;
+        let invalid = std::mem::take(&mut r[at].reindex_invalid);
+        r.truncate(at);
+        Some(invalid)
     });
+    if let Some(invalid) = reindex_invalid.filter(|i| !i.is_empty()) {
+        // SAFETY: makes what the REINDEX changed visible to the queries that follow, as
+        // PostgreSQL does between the commands of a transaction. As above for `statement_of`.
+        if let Some(stmt) = unsafe {
+            pg_sys::CommandCounterIncrement();
+            statement_of(pstmt, query)
+        } {
+            crate::capture::reindex_completed(&stmt, &invalid);
+        }
+    }
     // Only the few commands the capture wants afterwards pay for their text being copied.
     if !tag.is_some_and(crate::capture::wants_completed) {
         return;
