@@ -441,6 +441,11 @@ pub struct VerifyArgs {
     /// Also restore into this (new, empty) database to prove the backup loads.
     #[arg(long, value_name = "CONNINFO")]
     pub restore_test: Option<String>,
+    /// Read and check in full only this share of the files, picked at random (every file's
+    /// presence and size is still checked): a cheaper regular check of a large repository,
+    /// on object storage above all. 100 (the default) reads everything.
+    #[arg(long, value_name = "PERCENT", default_value_t = 100.0, value_parser = parse_percent)]
+    pub sample: f64,
 }
 
 #[derive(Debug, Args)]

@@ -451,6 +451,20 @@ impl Repo {
         }
     }
 
+    /// Size of a repository file as stored; None when it does not exist.
+    pub fn stored_size(&self, rel: &str) -> Result<Option<u64>> {
+        match &self.remote {
+            Some(remote) => remote.size(rel),
+            None => match fs::metadata(self.path(rel)) {
+                Ok(m) => Ok(Some(m.len())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(Error::io(format!("reading {}", self.path(rel).display()))(
+                    e,
+                )),
+            },
+        }
+    }
+
     /// Whether a repository file exists.
     pub fn has_stored(&self, rel: &str) -> Result<bool> {
         match &self.remote {

@@ -20,19 +20,6 @@ fn load_seconds() -> u64 {
         .unwrap_or(6)
 }
 
-fn pgbench(cluster: &TestCluster, args: &[&str]) -> Command {
-    let mut cmd = cluster.client_command("pgbench");
-    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
-    cmd
-}
-
-fn pgbench_init(cluster: &TestCluster) {
-    let out = pgbench(cluster, &["-q", "-i", "-s", "2", "postgres"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", describe(&out));
-}
-
 /// pgbench with 4 clients for `seconds`, in the background.
 fn pgbench_run(cluster: &TestCluster, seconds: u64) -> Child {
     pgbench(
@@ -55,7 +42,7 @@ fn pgbench_run(cluster: &TestCluster, seconds: u64) -> Child {
 /// A cluster with pgbench tables and a repository initialised for them.
 async fn pgbench_repo() -> (TestCluster, tokio_postgres::Client, PathBuf) {
     let cluster = TestCluster::start();
-    pgbench_init(&cluster);
+    pgbench_init(&cluster, 2);
     let source = cluster.connect("postgres").await;
     let repo = repo_dir(&cluster);
     run_ok(

@@ -48,6 +48,14 @@ fn s3_err(cluster: &TestCluster, store: &SeaweedFs, spool: &Path, args: &[&str])
     describe(&out)
 }
 
+/// `pgincr restore -r REPO -t dbname=<db> --create <extra>` from the store, which must succeed.
+fn s3_restore(cluster: &TestCluster, store: &SeaweedFs, spool: &Path, db: &str, extra: &[&str]) {
+    let target = format!("dbname={db}");
+    let mut args = vec!["restore", "-r", REPO, "-t", &target, "--create"];
+    args.extend_from_slice(extra);
+    s3_ok(cluster, store, spool, &args);
+}
+
 fn start_s3_stream(cluster: &TestCluster, store: &SeaweedFs, spool: &Path) -> Child {
     pgincr_s3(cluster, store, spool)
         .args(["stream", "-d", "dbname=postgres", "-r", REPO])
@@ -58,12 +66,6 @@ fn start_s3_stream(cluster: &TestCluster, store: &SeaweedFs, spool: &Path) -> Ch
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-fn pgbench(cluster: &TestCluster, args: &[&str]) -> Command {
-    let mut cmd = cluster.client_command("pgbench");
-    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
-    cmd
 }
 
 /// The store's manifest, read with rclone.
@@ -96,10 +98,7 @@ fn status_json(cluster: &TestCluster, store: &SeaweedFs, spool: &Path) -> (i32, 
 async fn object_storage_round_trip_through_an_outage_under_load() {
     let mut store = SeaweedFs::start(BUCKET);
     let cluster = TestCluster::start();
-    let out = pgbench(&cluster, &["-q", "-i", "-s", "1", "postgres"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", describe(&out));
+    pgbench_init(&cluster, 1);
     let source = cluster.connect("postgres").await;
     source
         .batch_execute(
@@ -286,38 +285,15 @@ async fn object_storage_round_trip_through_an_outage_under_load() {
 
     // Restores stream from the store: the latest state, and a point in time.
     let restore_spool = cluster.scratch_dir("restore-spool");
-    s3_ok(
-        &cluster,
-        &store,
-        &restore_spool,
-        &[
-            "restore",
-            "-r",
-            REPO,
-            "-t",
-            "dbname=restored",
-            "--create",
-            "--base",
-            &first_base,
-        ],
-    );
+    let from_first = ["--base", first_base.as_str()];
+    s3_restore(&cluster, &store, &restore_spool, "restored", &from_first);
     assert_same_database(&cluster, &source, "restored").await;
-    s3_ok(
+    s3_restore(
         &cluster,
         &store,
         &restore_spool,
-        &[
-            "restore",
-            "-r",
-            REPO,
-            "-t",
-            "dbname=at_lsn",
-            "--create",
-            "--base",
-            &first_base,
-            "--to-lsn",
-            &lsn,
-        ],
+        "at_lsn",
+        &[&from_first[..], &["--to-lsn", &lsn]].concat(),
     );
     let got = database_contents(&cluster.connect("at_lsn").await).await;
     assert_eq!(
@@ -358,19 +334,7 @@ async fn object_storage_round_trip_through_an_outage_under_load() {
         assert!(named, "{object} is on the store but not in the manifest");
     }
     let restore_spool = cluster.scratch_dir("restore-spool-2");
-    s3_ok(
-        &cluster,
-        &store,
-        &restore_spool,
-        &[
-            "restore",
-            "-r",
-            REPO,
-            "-t",
-            "dbname=after_prune",
-            "--create",
-        ],
-    );
+    s3_restore(&cluster, &store, &restore_spool, "after_prune", &[]);
     assert_same_database(&cluster, &source, "after_prune").await;
 
     // By hand: rclone, zstd and psql, nothing of pgincr.
@@ -533,13 +497,18 @@ async fn object_storage_refuses_bad_credentials_a_missing_bucket_and_survives_ki
     stop_stream_when_caught_up(&source, stream).await;
     let out = s3_ok(&cluster, &store, &spool, &["verify", "-r", REPO]);
     assert!(out.contains("all good"), "{out}");
-    let restore_spool = cluster.scratch_dir("restore-spool");
-    s3_ok(
+    let out = s3_ok(
         &cluster,
         &store,
-        &restore_spool,
-        &["restore", "-r", REPO, "-t", "dbname=restored", "--create"],
+        &spool,
+        &["verify", "-r", REPO, "--sample", "50"],
     );
+    assert!(
+        out.contains("all good") && out.contains("NOTE --sample 50"),
+        "{out}"
+    );
+    let restore_spool = cluster.scratch_dir("restore-spool");
+    s3_restore(&cluster, &store, &restore_spool, "restored", &[]);
     assert_same_database(&cluster, &source, "restored").await;
     // A stored segment damaged on the store: verify names it and restore refuses it.
     let m = stored_manifest(&store);
@@ -557,6 +526,17 @@ async fn object_storage_refuses_bad_credentials_a_missing_bucket_and_survives_ki
     assert!(out.status.success(), "{}", describe(&out));
     let err = s3_err(&cluster, &store, &spool, &["verify", "-r", REPO]);
     assert!(err.contains(&format!("{victim} is damaged")), "{err}");
+    // A sample that reads nothing in full still finds it by its size.
+    let err = s3_err(
+        &cluster,
+        &store,
+        &spool,
+        &["verify", "-r", REPO, "--sample", "0"],
+    );
+    assert!(
+        err.contains(&format!("{victim} is damaged")) && err.contains("NOTE --sample 0: 0 file(s)"),
+        "{err}"
+    );
     let err = s3_err(
         &cluster,
         &store,

@@ -105,19 +105,10 @@ async fn framing_like_text_and_forged_messages_do_not_stop_the_stream() {
     assert_eq!(rows, 4);
 }
 
-fn pgbench(cluster: &TestCluster, args: &[&str]) -> Command {
-    let mut cmd = cluster.client_command("pgbench");
-    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
-    cmd
-}
-
 /// A cluster with pgbench tables (no key on pgbench_history: FULL identity) and a repository.
 async fn pgbench_repo() -> (TestCluster, Client, PathBuf) {
     let cluster = TestCluster::start();
-    let out = pgbench(&cluster, &["-q", "-i", "-s", "1", "postgres"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", describe(&out));
+    pgbench_init(&cluster, 1);
     let source = cluster.connect("postgres").await;
     source
         .batch_execute("ALTER TABLE pgbench_history REPLICA IDENTITY FULL")

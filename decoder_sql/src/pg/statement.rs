@@ -695,23 +695,37 @@ pub unsafe fn computed_attach_bound(
         if utility.is_null() || (*utility).type_ != pg_sys::NodeTag::T_AlterTableStmt {
             return None;
         }
-        let cmds = (*utility.cast::<pg_sys::AlterTableStmt>()).cmds;
+        attached_partitions(utility.cast())
+            .into_iter()
+            .find_map(|partition| {
+                let at = computed_bound_at(pstmt, (*partition).bound)?;
+                let relid = relation_oid((*partition).name);
+                (relid != pg_sys::InvalidOid).then_some((at, relid))
+            })
+    }
+}
+
+/// The PartitionCmd of each ATTACH PARTITION among an ALTER TABLE's commands.
+///
+/// # Safety
+/// `stmt` points to a valid AlterTableStmt.
+unsafe fn attached_partitions(stmt: *mut pg_sys::AlterTableStmt) -> Vec<*mut pg_sys::PartitionCmd> {
+    // SAFETY: an ALTER TABLE's commands are AlterTableCmd nodes; a command's definition is
+    // cast only after its tag says it is a PartitionCmd.
+    unsafe {
+        let cmds = (*stmt).cmds;
         let len = if cmds.is_null() { 0 } else { (*cmds).length };
-        (0..usize::try_from(len).unwrap_or(0)).find_map(|i| {
-            let cmd = (*(*cmds).elements.add(i))
-                .ptr_value
-                .cast::<pg_sys::AlterTableCmd>();
-            if (*cmd).subtype != pg_sys::AlterTableType::AT_AttachPartition
-                || (*cmd).def.is_null()
-                || (*(*cmd).def).type_ != pg_sys::NodeTag::T_PartitionCmd
-            {
-                return None;
-            }
-            let partition = (*cmd).def.cast::<pg_sys::PartitionCmd>();
-            let at = computed_bound_at(pstmt, (*partition).bound)?;
-            let relid = relation_oid((*partition).name);
-            (relid != pg_sys::InvalidOid).then_some((at, relid))
-        })
+        (0..usize::try_from(len).unwrap_or(0))
+            .filter_map(|i| {
+                let cmd = (*(*cmds).elements.add(i))
+                    .ptr_value
+                    .cast::<pg_sys::AlterTableCmd>();
+                let attach = (*cmd).subtype == pg_sys::AlterTableType::AT_AttachPartition
+                    && !(*cmd).def.is_null()
+                    && (*(*cmd).def).type_ == pg_sys::NodeTag::T_PartitionCmd;
+                attach.then(|| (*cmd).def.cast::<pg_sys::PartitionCmd>())
+            })
+            .collect()
     }
 }
 
@@ -867,20 +881,9 @@ pub unsafe fn invalid_index_named(pstmt: *mut pg_sys::PlannedStmt) -> Option<Inv
                 if let Some(relid) = invalid_index((*stmt).relation) {
                     return named(relid);
                 }
-                let cmds = (*stmt).cmds;
-                let len = if cmds.is_null() { 0 } else { (*cmds).length };
-                (0..usize::try_from(len).unwrap_or(0)).find_map(|i| {
-                    let cmd = (*(*cmds).elements.add(i))
-                        .ptr_value
-                        .cast::<pg_sys::AlterTableCmd>();
-                    if (*cmd).subtype != pg_sys::AlterTableType::AT_AttachPartition
-                        || (*cmd).def.is_null()
-                        || (*(*cmd).def).type_ != pg_sys::NodeTag::T_PartitionCmd
-                    {
-                        return None;
-                    }
-                    invalid_index((*(*cmd).def.cast::<pg_sys::PartitionCmd>()).name).and_then(named)
-                })
+                attached_partitions(stmt)
+                    .into_iter()
+                    .find_map(|partition| invalid_index((*partition).name).and_then(named))
             }
             pg_sys::NodeTag::T_RenameStmt => {
                 let stmt = utility.cast::<pg_sys::RenameStmt>();

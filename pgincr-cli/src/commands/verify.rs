@@ -24,6 +24,15 @@ pub async fn run(args: VerifyArgs, bindir: Option<PathBuf>) -> Result<()> {
     let mut problems: Vec<String> = Vec::new();
     let mut checked = 0usize;
     let mut refused = 0u64;
+    let sample = Sample::new(args.sample);
+    let check_file = |repo: &Repo, f: &FileEntry, read_contents: bool| {
+        if sample.picks(&f.path) {
+            sample.picked.set(sample.picked.get() + 1);
+            check_file(repo, f, read_contents)
+        } else {
+            check_size(repo, f)
+        }
+    };
 
     for base in &manifest.bases {
         for f in base.files() {
@@ -49,7 +58,7 @@ pub async fn run(args: VerifyArgs, bindir: Option<PathBuf>) -> Result<()> {
             problems.push(format!("segment {}: {p}", seg.seq));
             continue;
         }
-        if !read_contents {
+        if !read_contents || !sample.picks(&seg.file.path) {
             continue;
         }
         match summarize(vec![(
@@ -129,6 +138,14 @@ pub async fn run(args: VerifyArgs, bindir: Option<PathBuf>) -> Result<()> {
              FILE to also decrypt every file and check its contents"
         );
     }
+    if sample.percent < 100.0 {
+        println!(
+            "NOTE --sample {}: {} file(s) read and checked in full, the others by presence and \
+             size only",
+            sample.percent,
+            sample.picked.get()
+        );
+    }
     println!(
         "checked {checked} file(s), {} base backup(s), {} segment(s): {}",
         manifest.bases.len(),
@@ -173,6 +190,49 @@ pub async fn run(args: VerifyArgs, bindir: Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// Which files a `--sample` run reads in full: each with the given probability.
+struct Sample {
+    percent: f64,
+    seed: u64,
+    picked: std::cell::Cell<usize>,
+}
+
+impl Sample {
+    fn new(percent: f64) -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Sample {
+            percent,
+            seed,
+            picked: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Whether `path` is read in full (the same answer every time in one run).
+    fn picks(&self, path: &str) -> bool {
+        use std::hash::Hasher;
+        self.percent >= 100.0 || {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            h.write_u64(self.seed);
+            h.write(path.as_bytes());
+            (h.finish() % 10_000) as f64 / 100.0 < self.percent
+        }
+    }
+}
+
+/// Presence and size only (a file `--sample` did not pick).
+fn check_size(repo: &Repo, f: &FileEntry) -> std::result::Result<(), String> {
+    match repo.stored_size(&f.path).map_err(|e| e.to_string())? {
+        None => Err(format!("{} is missing", f.path)),
+        Some(bytes) if bytes != f.bytes => Err(format!(
+            "{} is damaged: {bytes} bytes, manifest says {}",
+            f.path, f.bytes
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
 /// Size, checksum and (for compressed or encrypted files, when `read_contents`) full
 /// decompression.
 fn check_file(repo: &Repo, f: &FileEntry, read_contents: bool) -> std::result::Result<(), String> {
@@ -199,4 +259,26 @@ fn check_file(repo: &Repo, f: &FileEntry, read_contents: bool) -> std::result::R
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_pick_their_share_of_files() {
+        let paths: Vec<String> = (0..2000)
+            .map(|i| format!("segments/{i:08}.sql.zst"))
+            .collect();
+        let count = |percent| {
+            let s = Sample::new(percent);
+            paths.iter().filter(|p| s.picks(p)).count()
+        };
+        assert_eq!(count(100.0), 2000);
+        assert_eq!(count(0.0), 0);
+        let half = count(50.0);
+        assert!((800..1200).contains(&half), "{half}");
+        let s = Sample::new(30.0);
+        assert!(paths.iter().all(|p| s.picks(p) == s.picks(p)));
+    }
 }

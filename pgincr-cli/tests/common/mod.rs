@@ -62,6 +62,21 @@ pub fn repo_dir(cluster: &TestCluster) -> PathBuf {
     cluster.scratch_dir("repo").join("r")
 }
 
+/// The cluster's pgbench, its progress output discarded.
+pub fn pgbench(cluster: &TestCluster, args: &[&str]) -> Command {
+    let mut cmd = cluster.client_command("pgbench");
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd
+}
+
+/// `pgbench -i -s <scale>` in database postgres.
+pub fn pgbench_init(cluster: &TestCluster, scale: u32) {
+    let out = pgbench(cluster, &["-q", "-i", "-s", &scale.to_string(), "postgres"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+}
+
 /// `pgincr stream` in the background with small segments and quick confirmations.
 pub fn start_stream(cluster: &TestCluster, repo: &Path) -> Child {
     pgincr(cluster)
