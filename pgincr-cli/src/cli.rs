@@ -234,6 +234,18 @@ pub struct StreamArgs {
     /// Receive everything committed up to now, close the segment and exit (for cron jobs).
     #[arg(long)]
     pub catch_up: bool,
+    /// When the server may let go of received changes: `spool`, once fsync'd in the local
+    /// spool; `store`, once uploaded to the object store (a second slot, SLOT_stored, keeps
+    /// the WAL since the last upload, so changes of a lost spool are received again).
+    /// Unset: as the repository's last stream did.
+    #[arg(long, env = "PGINCR_CONFIRM_AFTER", value_enum)]
+    pub confirm_after: Option<ConfirmAfter>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConfirmAfter {
+    Spool,
+    Store,
 }
 
 #[derive(Debug, Args)]

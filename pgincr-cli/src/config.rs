@@ -62,6 +62,8 @@ pub struct Settings {
     /// `status` thresholds on the age of the oldest segment waiting for its upload.
     pub upload_warn: Option<String>,
     pub upload_critical: Option<String>,
+    /// `stream`: confirm changes once `spool`ed or once uploaded to the `store`.
+    pub confirm_after: Option<String>,
     /// age recipients (`age1…`) an `init` encrypts the repository to.
     pub encrypt_to: Option<Vec<String>>,
     /// age identity file `restore` and `verify --content` decrypt with.
@@ -104,6 +106,7 @@ impl Settings {
             prune_max_age,
             upload_warn,
             upload_critical,
+            confirm_after,
             encrypt_to,
             identity,
             base_every,
@@ -142,6 +145,7 @@ impl Settings {
             ("PGINCR_PRUNE_MAX_AGE", text(&self.prune_max_age)),
             ("PGINCR_UPLOAD_WARN", text(&self.upload_warn)),
             ("PGINCR_UPLOAD_CRITICAL", text(&self.upload_critical)),
+            ("PGINCR_CONFIRM_AFTER", text(&self.confirm_after)),
             (
                 "PGINCR_ENCRYPT_TO",
                 self.encrypt_to.as_ref().map(|r| r.join(",")),

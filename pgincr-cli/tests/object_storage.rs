@@ -57,8 +57,18 @@ fn s3_restore(cluster: &TestCluster, store: &SeaweedFs, spool: &Path, db: &str, 
 }
 
 fn start_s3_stream(cluster: &TestCluster, store: &SeaweedFs, spool: &Path) -> Child {
+    start_s3_stream_with(cluster, store, spool, &[])
+}
+
+fn start_s3_stream_with(
+    cluster: &TestCluster,
+    store: &SeaweedFs,
+    spool: &Path,
+    extra: &[&str],
+) -> Child {
     pgincr_s3(cluster, store, spool)
         .args(["stream", "-d", "dbname=postgres", "-r", REPO])
+        .args(extra)
         .args(["--segment-size", "64kB", "--segment-age", "2s"])
         .args(["--fsync-interval", "1s", "--status-interval", "1s"])
         .args(["--sequence-interval", "2s", "--max-backoff", "2s"])
@@ -544,4 +554,192 @@ async fn object_storage_refuses_bad_credentials_a_missing_bucket_and_survives_ki
         &["restore", "-r", REPO, "-t", "dbname=never", "--create"],
     );
     assert!(err.contains("is damaged"), "{err}");
+}
+
+/// `stream --confirm-after store`: the spool is lost (with its host) after pg_recvlogical
+/// confirmed changes it held, while the store was away; the next run receives them again
+/// from the store slot and the restore is complete.
+#[tokio::test]
+async fn a_lost_spool_is_received_again_from_the_store_slot() {
+    let mut store = SeaweedFs::start(BUCKET);
+    let cluster = TestCluster::start();
+    let source = cluster.connect("postgres").await;
+    source
+        .batch_execute(
+            "CREATE TABLE t (id bigserial PRIMARY KEY, v text NOT NULL);
+             INSERT INTO t (v) SELECT 'before ' || g FROM generate_series(1, 100) g;",
+        )
+        .await
+        .unwrap();
+    let spool = cluster.scratch_dir("spool");
+    s3_ok(
+        &cluster,
+        &store,
+        &spool,
+        &["init", "-d", "dbname=postgres", "-r", REPO],
+    );
+    let confirmed = |slot: &'static str| {
+        let cluster = &cluster;
+        async move {
+            cluster
+                .connect("postgres")
+                .await
+                .query_opt(
+                    "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+                    &[&slot],
+                )
+                .await
+                .unwrap()
+                .map(|r| r.get::<_, String>(0))
+        }
+    };
+    let lsn_gt = |a: String, b: String| {
+        let source = &source;
+        async move {
+            source
+                .query_one("SELECT $1::text::pg_lsn > $2::text::pg_lsn", &[&a, &b])
+                .await
+                .unwrap()
+                .get::<_, bool>(0)
+        }
+    };
+    let stored_end = |store: &SeaweedFs| {
+        let m = stored_manifest(store);
+        m["segments"]
+            .as_array()
+            .and_then(|s| s.last())
+            .map(|s| s["end_lsn"].as_str().unwrap().to_owned())
+    };
+
+    let mut stream = start_s3_stream_with(&cluster, &store, &spool, &["--confirm-after", "store"]);
+    source
+        .batch_execute("INSERT INTO t (v) SELECT 'uploaded ' || g FROM generate_series(1, 2000) g")
+        .await
+        .unwrap();
+    // The store slot follows the uploads: it reaches the end of the last stored segment.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let (Some(end), Some(at)) = (stored_end(&store), confirmed("pgincr_stored").await)
+            && end == at
+            && lsn_gt(at.clone(), "0/0".into()).await
+        {
+            break;
+        }
+        if Instant::now() > deadline || stream.try_wait().unwrap().is_some() {
+            stream.kill().unwrap();
+            let out = stream.wait_with_output().unwrap();
+            panic!(
+                "the store slot did not follow the uploads: {:?} vs {:?}\n{}",
+                stored_end(&store),
+                confirmed("pgincr_stored").await,
+                describe(&out)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // The store goes away; changes are spooled and pg_recvlogical confirms them.
+    store.pause();
+    for round in 0..10 {
+        source
+            .batch_execute(&format!(
+                "INSERT INTO t (v) SELECT 'spooled {round} ' || g FROM generate_series(1, 300) g;
+                 UPDATE t SET v = v || ' updated' WHERE id % 10 = {round}"
+            ))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !lsn_gt(
+        confirmed("pgincr").await.unwrap(),
+        confirmed("pgincr_stored").await.unwrap(),
+    )
+    .await
+    {
+        assert!(
+            Instant::now() < deadline,
+            "pg_recvlogical confirmed nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // The host dies with its spool: the stream and its pg_recvlogical are killed and the
+    // spool's disk is replaced by an empty one.
+    stream.kill().unwrap();
+    stream.wait().unwrap();
+    // pg_recvlogical follows its parent (SIGTERM on the parent's death); should it linger,
+    // it goes the host's way too.
+    let _ = Command::new("pkill")
+        .args(["-9", "-f", &format!("pg_recvlogical.*{}", spool.display())])
+        .status();
+    std::fs::remove_dir_all(&spool).unwrap();
+    std::fs::create_dir(&spool).unwrap();
+    store.resume();
+    // Without the store slot this is a gap: the main slot confirmed what the store lacks.
+    let held = stored_end(&store).unwrap();
+    assert!(lsn_gt(confirmed("pgincr").await.unwrap(), held.clone()).await);
+    assert!(!lsn_gt(confirmed("pgincr_stored").await.unwrap(), held.clone()).await);
+    source
+        .batch_execute("INSERT INTO t (v) SELECT 'after ' || g FROM generate_series(1, 100) g")
+        .await
+        .unwrap();
+
+    // The next run (the store slot's existence keeps the setting) receives them again.
+    let stream = start_s3_stream(&cluster, &store, &spool);
+    let log = stop_stream_when_caught_up(&source, stream).await;
+    assert!(
+        log.contains("was the spool lost?") && log.contains("receiving them again"),
+        "{log}"
+    );
+    let restore_spool = cluster.scratch_dir("restore-spool");
+    s3_restore(&cluster, &store, &restore_spool, "restored", &[]);
+    assert_same_database(&cluster, &source, "restored").await;
+    assert_eq!(
+        confirmed("pgincr_stored").await,
+        stored_end(&store),
+        "the store slot stops at the last upload"
+    );
+
+    // `--confirm-after spool` drops the store slot; on a local repository it is refused.
+    s3_ok(
+        &cluster,
+        &store,
+        &spool,
+        &[
+            "stream",
+            "-d",
+            "dbname=postgres",
+            "-r",
+            REPO,
+            "--catch-up",
+            "--confirm-after",
+            "spool",
+        ],
+    );
+    assert_eq!(confirmed("pgincr_stored").await, None);
+    let local = cluster.scratch_dir("local-repo");
+    let local = local.to_str().unwrap();
+    let out = pgincr(&cluster)
+        .args([
+            "init",
+            "-d",
+            "dbname=postgres",
+            "-r",
+            local,
+            "--slot",
+            "local",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = pgincr(&cluster)
+        .args(["stream", "-d", "dbname=postgres", "-r", local, "--catch-up"])
+        .args(["--confirm-after", "store"])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success() && describe(&out).contains("applies to object-storage repositories"),
+        "{}",
+        describe(&out)
+    );
 }

@@ -4,6 +4,7 @@
 //! old the newest base backup and the last prune are, with Nagios exit codes (0 OK,
 //! 1 WARNING, 2 CRITICAL) and text, JSON or Prometheus output.
 
+use super::stream::store_slot::store_slot_name;
 use crate::cli::{StatusArgs, StatusFormat};
 use crate::pg::Endpoint;
 use crate::repo::{self, Manifest, Repo, StreamError};
@@ -27,6 +28,8 @@ pub struct Status {
     pub flush_lag_bytes: Option<i64>,
     pub restart_lsn: Option<String>,
     pub confirmed_flush_lsn: Option<String>,
+    /// `stream --confirm-after store`: WAL the store slot holds back (since the last upload).
+    pub store_slot_restart_lag_bytes: Option<i64>,
     /// Commit time of the newest transaction in the repository (RFC 3339).
     pub newest_change_time: Option<String>,
     /// Server time since that commit.
@@ -141,6 +144,14 @@ pub async fn run(args: StatusArgs, bindir: Option<PathBuf>) -> Result<()> {
             &[&slot],
         )
         .await?;
+    let store_slot_lag: Option<i64> = client
+        .query_opt(
+            "SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), restart_lsn)::bigint
+               FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+            &[&store_slot_name(&slot)],
+        )
+        .await?
+        .and_then(|r| r.get(0));
     let mut st = Status {
         state: "OK",
         problems: vec![],
@@ -153,6 +164,7 @@ pub async fn run(args: StatusArgs, bindir: Option<PathBuf>) -> Result<()> {
         flush_lag_bytes: row.as_ref().and_then(|r| r.get(4)),
         restart_lsn: row.as_ref().and_then(|r| r.get(5)),
         confirmed_flush_lsn: row.as_ref().and_then(|r| r.get(6)),
+        store_slot_restart_lag_bytes: store_slot_lag,
         newest_change_age_seconds: newest_change_time.as_deref().and_then(age_at),
         newest_change_time,
         stream_error_seconds: stream_error.as_ref().and_then(|e| age_at(&e.first_seen)),
@@ -223,6 +235,8 @@ pub fn evaluate(st: &mut Status, args: &StatusArgs) -> u8 {
         found.push((CRITICAL, format!("slot {} does not exist", st.slot)));
     } else {
         let lag = st.restart_lag_bytes.unwrap_or(0).max(0) as u64;
+        // The WAL the server keeps is what the slot that holds most back keeps.
+        let held_back = lag.max(st.store_slot_restart_lag_bytes.unwrap_or(0).max(0) as u64);
         match st.wal_status.as_deref() {
             Some("lost") => found.push((
                 CRITICAL,
@@ -234,15 +248,20 @@ pub fn evaluate(st: &mut Status, args: &StatusArgs) -> u8 {
             )),
             _ => {}
         }
-        if lag >= args.warn_lag.min(args.critical_lag) {
-            let level = if lag >= args.critical_lag {
+        if held_back >= args.warn_lag.min(args.critical_lag) {
+            let level = if held_back >= args.critical_lag {
                 CRITICAL
             } else {
                 WARNING
             };
+            let which = if held_back > lag {
+                format!("store slot {}", store_slot_name(&st.slot))
+            } else {
+                "slot".to_owned()
+            };
             found.push((
                 level,
-                format!("slot holds back {} of WAL", human_bytes(lag)),
+                format!("{which} holds back {} of WAL", human_bytes(held_back)),
             ));
         }
         if !st.slot_active {
@@ -447,6 +466,11 @@ pub fn prometheus(st: &Status) -> String {
             "slot_flush_lag_bytes",
             "WAL not yet confirmed by pgincr stream",
             int(st.flush_lag_bytes),
+        ),
+        (
+            "store_slot_restart_lag_bytes",
+            "WAL retained for changes not yet uploaded (stream --confirm-after store)",
+            int(st.store_slot_restart_lag_bytes),
         ),
         (
             "slot_safe_wal_size_bytes",
@@ -717,6 +741,7 @@ mod tests {
             flush_lag_bytes: Some(0),
             restart_lsn: None,
             confirmed_flush_lsn: None,
+            store_slot_restart_lag_bytes: None,
             newest_change_time: None,
             newest_change_age_seconds: Some(5),
             stream_error: None,
@@ -734,6 +759,24 @@ mod tests {
             upload_backlog_bytes: None,
             oldest_unuploaded_seconds: None,
         }
+    }
+
+    #[test]
+    fn wal_held_back_for_uploads_counts_against_the_lag_thresholds() {
+        let mut st = healthy();
+        st.store_slot_restart_lag_bytes = Some(2 << 30);
+        assert_eq!(evaluate(&mut st, &args()), 1);
+        assert_eq!(
+            st.problems,
+            ["store slot pgincr_stored holds back 2.00 GiB of WAL"]
+        );
+        st.store_slot_restart_lag_bytes = Some(11 << 30);
+        assert_eq!(evaluate(&mut st, &args()), 2);
+        let prom = prometheus(&st);
+        assert!(
+            prom.contains("pgincr_store_slot_restart_lag_bytes{slot=\"pgincr\"} 11811160064\n"),
+            "{prom}"
+        );
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! - Every `--sequence-interval` the extension writes the sequences' values into the
 //!   stream (`decoder_sql.snapshot_sequences()`).
 
+pub mod store_slot;
+
 use super::init::slot_state;
 use crate::chain::{self, ChainPosition, SegmentHeader, segment_file_name};
 use crate::cli::{Compression, StreamArgs};
@@ -28,6 +30,7 @@ use sqlgen::lsn::Lsn;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use store_slot::StoreSlot;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_postgres::Client;
 
@@ -50,13 +53,23 @@ pub async fn run(args: StreamArgs, bindir: Option<PathBuf>) -> Result<()> {
     let _running = repo.lock_exclusive("stream")?;
     let source = Endpoint::new(&args.conn.dsn, bindir)?;
     let client = source.connect().await?;
-    check_slot(&client, &manifest).await?;
     // A receiver left by a previous run that died may still write into the segments: stop it
     // before anything here reads, truncates or deletes them.
     stop_stale_receivers(&repo).await?;
     wait_until_slot_free(&client, &manifest).await?;
 
     let mut segments = OpenSegment::recover(&repo, &manifest, args.compression)?;
+    // With the store slot, a main slot gone or ahead of the repository is copied again from it.
+    let mut store_slot = StoreSlot::prepare(
+        &source,
+        &client,
+        &repo,
+        &manifest,
+        args.confirm_after,
+        segments.resume_lsn(),
+    )
+    .await?;
+    check_slot(&client, &manifest).await?;
     check_continuity(&client, &manifest, &segments).await?;
     let mut health = StreamHealth::load(&repo);
     let mut globals = GlobalsSnapshots::new(source.clone(), args.globals_interval);
@@ -137,6 +150,7 @@ pub async fn run(args: StreamArgs, bindir: Option<PathBuf>) -> Result<()> {
                             Err(e) => return Err(e),
                         }
                     }
+                    advance_store_slot(&mut store_slot, &segments).await;
                     sequences.maybe_snapshot().await;
                     globals.maybe_snapshot(&repo).await;
                 }
@@ -161,6 +175,7 @@ pub async fn run(args: StreamArgs, bindir: Option<PathBuf>) -> Result<()> {
                                 Ok(Ok(())) => {
                                     segments.recover_tail()?;
                                     segments.rotate(None).await?;
+                                    advance_store_slot(&mut store_slot, &segments).await;
                                     record_clean_stop(&source, &repo, &segments).await?;
                                     return Ok(());
                                 }
@@ -180,11 +195,13 @@ pub async fn run(args: StreamArgs, bindir: Option<PathBuf>) -> Result<()> {
                     }
                 }
                 segments.rotate(None).await?;
+                advance_store_slot(&mut store_slot, &segments).await;
                 return Ok(());
             }
             Some(status) if status.success() && end_lsn.is_some() => {
                 segments.recover_tail()?;
                 segments.rotate(None).await?;
+                advance_store_slot(&mut store_slot, &segments).await;
                 record_clean_stop(&source, &repo, &segments).await?;
                 health.flowing();
                 tracing::info!("caught up to {}", end_lsn.as_deref().unwrap_or(""));
@@ -228,6 +245,13 @@ pub async fn run(args: StreamArgs, bindir: Option<PathBuf>) -> Result<()> {
                 backoff = (backoff * 2).min(args.max_backoff);
             }
         }
+    }
+}
+
+/// Moves the store slot (if in effect) past the segments the store holds now.
+async fn advance_store_slot(store_slot: &mut Option<StoreSlot>, segments: &OpenSegment) {
+    if let Some(slot) = store_slot.as_mut() {
+        slot.advance(segments.last_end_lsn).await;
     }
 }
 
@@ -409,7 +433,8 @@ async fn wait_until_slot_free(client: &Client, manifest: &Manifest) -> Result<()
     let deadline = Instant::now() + SLOT_RELEASE_TIMEOUT;
     loop {
         let Some(state) = slot_state(client, slot).await? else {
-            return check_slot(client, manifest).await;
+            // Checked once the store slot had its chance to bring it back.
+            return Ok(());
         };
         if !state.active {
             return Ok(());
