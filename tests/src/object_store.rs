@@ -91,11 +91,36 @@ impl SeaweedFs {
         self.dir.path()
     }
 
-    /// Starts (again) on the same data and waits until S3 answers.
+    /// Starts (again) on the same data and waits until it takes writes. A start whose
+    /// master never becomes leader (seen on a loaded machine right after a restart) is
+    /// stopped and tried again.
     pub fn resume(&mut self) {
         assert!(self.child.is_none(), "SeaweedFS is running already");
+        const ATTEMPTS: u32 = 3;
+        for attempt in 1..=ATTEMPTS {
+            self.spawn();
+            match self.wait_until_writable(Duration::from_secs(60)) {
+                Ok(()) => return,
+                Err(last) if attempt == ATTEMPTS => {
+                    let log = self.log();
+                    panic!(
+                        "SeaweedFS did not start: {last}\n…{}",
+                        &log[log.len().saturating_sub(4000)..]
+                    );
+                }
+                Err(_) => self.pause(),
+            }
+        }
+    }
+
+    fn spawn(&mut self) {
         let [master, volume, filer, s3] = self.ports;
-        let log = std::fs::File::create(self.dir.path().join("weed.log")).unwrap();
+        // Appended to, so that the log of every start is kept.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("weed.log"))
+            .unwrap();
         let child = Command::new(weed_binary())
             .arg("server")
             .arg(format!("-dir={}", self.dir.path().join("data").display()))
@@ -122,19 +147,34 @@ impl SeaweedFs {
             .spawn()
             .expect("starting weed (SeaweedFS, installed by scripts/setup)");
         self.child = Some(child);
-        // Ready when a signed request for a missing bucket gets an S3 answer.
-        let deadline = Instant::now() + Duration::from_secs(120);
+    }
+
+    /// Ready when a signed write of a probe object succeeds (S3 answering is not enough:
+    /// writes wait for a master leader and a volume server). Err holds the last answer.
+    fn wait_until_writable(&self, within: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + within;
+        let probe = format!("{}/pgincr-probe", self.endpoint());
         loop {
-            let out = self.curl(&["-X", "GET", &format!("{}/pgincr-probe", self.endpoint())]);
-            if out.contains("NoSuchBucket") || out.contains("<ListBucketResult") {
-                break;
+            let bucket = self.curl(&["-X", "PUT", &probe]);
+            // curl signs a body only as UNSIGNED-PAYLOAD.
+            let object = self.curl(&[
+                "-X",
+                "PUT",
+                "-H",
+                "Content-Type: application/octet-stream",
+                "-H",
+                "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+                "--data-binary",
+                "ready",
+                &format!("{probe}/ready"),
+            ]);
+            if (bucket.ends_with("200") || bucket.contains("BucketAlready"))
+                && object.ends_with("200")
+            {
+                return Ok(());
             }
             if Instant::now() > deadline {
-                let log = self.log();
-                panic!(
-                    "SeaweedFS did not start: {out}\n…{}",
-                    &log[log.len().saturating_sub(4000)..]
-                );
+                return Err(format!("{bucket} / {object}"));
             }
             std::thread::sleep(Duration::from_millis(300));
         }
