@@ -48,6 +48,16 @@ fn s3_err(cluster: &TestCluster, store: &SeaweedFs, spool: &Path, args: &[&str])
     describe(&out)
 }
 
+/// `pgincr init` of REPO from database postgres; returns its output.
+fn s3_init(cluster: &TestCluster, store: &SeaweedFs, spool: &Path) -> String {
+    s3_ok(
+        cluster,
+        store,
+        spool,
+        &["init", "-d", "dbname=postgres", "-r", REPO],
+    )
+}
+
 /// `pgincr restore -r REPO -t dbname=<db> --create <extra>` from the store, which must succeed.
 fn s3_restore(cluster: &TestCluster, store: &SeaweedFs, spool: &Path, db: &str, extra: &[&str]) {
     let target = format!("dbname={db}");
@@ -119,12 +129,7 @@ async fn object_storage_round_trip_through_an_outage_under_load() {
         .unwrap();
     let spool = cluster.scratch_dir("spool");
 
-    let out = s3_ok(
-        &cluster,
-        &store,
-        &spool,
-        &["init", "-d", "dbname=postgres", "-r", REPO],
-    );
+    let out = s3_init(&cluster, &store, &spool);
     assert!(out.contains(&format!("initialised {REPO}")), "{out}");
     // The documented layout, under the prefix; nothing of it stays in the spool.
     let objects = store.list(BUCKET, "pg/app");
@@ -440,12 +445,7 @@ async fn object_storage_refuses_bad_credentials_a_missing_bucket_and_survives_ki
     );
     assert!(err.contains("is not a pgincr repository"), "{err}");
 
-    s3_ok(
-        &cluster,
-        &store,
-        &spool,
-        &["init", "-d", "dbname=postgres", "-r", REPO],
-    );
+    s3_init(&cluster, &store, &spool);
     // Credentials, region and endpoint from a profile of the shared AWS files, none in the
     // environment.
     let aws = cluster.scratch_dir("aws");
@@ -572,12 +572,7 @@ async fn a_lost_spool_is_received_again_from_the_store_slot() {
         .await
         .unwrap();
     let spool = cluster.scratch_dir("spool");
-    s3_ok(
-        &cluster,
-        &store,
-        &spool,
-        &["init", "-d", "dbname=postgres", "-r", REPO],
-    );
+    s3_init(&cluster, &store, &spool);
     let confirmed = |slot: &'static str| {
         let cluster = &cluster;
         async move {

@@ -1075,16 +1075,14 @@ async fn invalid_indexes_attached_to_partitioned_ones() {
         lines.join("\n")
     );
     assert!(
-        lines.iter().flat_map(|l| l.lines()).any(|l| l.starts_with(
+        any_line(&lines, |l| l.starts_with(
             "CREATE INDEX IF NOT EXISTS idxpart11_expr_idx ON public.idxpart11 USING btree"
         )),
         "{lines:#?}"
     );
     assert!(
-        lines
-            .iter()
-            .flat_map(|l| l.lines())
-            .any(|l| l.contains("pg_catalog.to_regclass('public.ip2_expr_idx')")),
+        any_line(&lines, |l| l
+            .contains("pg_catalog.to_regclass('public.ip2_expr_idx')")),
         "{lines:#?}"
     );
     assert!(
@@ -1143,31 +1141,22 @@ async fn statements_on_invalid_indexes_and_the_reindex_that_fixes_them() {
     .await;
     let lines = s.replay_and_compare_indexes().await;
     assert!(
-        lines
-            .iter()
-            .flat_map(|l| l.lines())
-            .any(|l| l == "DROP INDEX IF EXISTS r4_i_ccnew;"),
+        any_line(&lines, |l| l == "DROP INDEX IF EXISTS r4_i_ccnew;"),
         "{lines:#?}"
     );
     assert!(
-        lines
-            .iter()
-            .flat_map(|l| l.lines())
-            .any(|l| l == "DROP INDEX IF EXISTS t5_gone;"),
+        any_line(&lines, |l| l == "DROP INDEX IF EXISTS t5_gone;"),
         "{lines:#?}"
     );
     assert!(
-        lines
-            .iter()
-            .flat_map(|l| l.lines())
-            .any(|l| l == "CREATE UNIQUE INDEX IF NOT EXISTS r4_i ON public.r4 USING btree (c1);"),
+        any_line(&lines, |l| l
+            == "CREATE UNIQUE INDEX IF NOT EXISTS r4_i ON public.r4 USING btree (c1);"),
         "{lines:#?}"
     );
     assert!(
-        lines
-            .iter()
-            .flat_map(|l| l.lines())
-            .any(|l| l.starts_with("CREATE INDEX IF NOT EXISTS t5_quotient ON public.t5")),
+        any_line(&lines, |l| l.starts_with(
+            "CREATE INDEX IF NOT EXISTS t5_quotient ON public.t5"
+        )),
         "{lines:#?}"
     );
 }
@@ -1201,17 +1190,12 @@ async fn partitioned_index_that_adopted_an_invalid_one() {
     .await;
     let lines = s.replay_and_compare_indexes().await;
     assert!(
-        lines
-            .iter()
-            .flat_map(|l| l.lines())
-            .any(|l| l == "CREATE INDEX pv_idx ON ONLY public.pv USING btree (((a / b)));"),
+        any_line(&lines, |l| l
+            == "CREATE INDEX pv_idx ON ONLY public.pv USING btree (((a / b)));"),
         "{lines:#?}"
     );
     assert!(
-        lines
-            .iter()
-            .flat_map(|l| l.lines())
-            .any(|l| l == "create unique index pv_a on pv (a, b);"),
+        any_line(&lines, |l| l == "create unique index pv_a on pv (a, b);"),
         "{lines:#?}"
     );
 }
@@ -1239,10 +1223,12 @@ async fn attach_partition_with_a_computed_bound() {
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let lines = s.replay_and_compare().await;
     assert!(
-        !lines
-            .iter()
-            .flat_map(|l| l.lines())
-            .any(|l| l.contains("current_timestamp)")),
+        !any_line(&lines, |l| l.contains("current_timestamp)")),
         "{lines:#?}"
     );
+}
+
+/// Whether a line of the replayed statements passes `pred`.
+fn any_line(statements: &[String], pred: impl Fn(&str) -> bool) -> bool {
+    statements.iter().flat_map(|s| s.lines()).any(pred)
 }

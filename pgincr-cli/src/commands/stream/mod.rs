@@ -1248,7 +1248,7 @@ async fn snapshot_sequences(client: &Client) -> std::result::Result<i32, tokio_p
 mod tests {
     use super::*;
 
-    fn lsn(s: &str) -> Lsn {
+    pub(super) fn lsn(s: &str) -> Lsn {
         s.parse().unwrap()
     }
 

@@ -218,11 +218,8 @@ async fn copy_slot(client: &Client, from: &str, target: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::lsn;
     use super::*;
-
-    fn lsn(s: &str) -> Lsn {
-        s.parse().unwrap()
-    }
 
     #[test]
     fn the_main_slot_is_copied_again_only_when_the_store_slot_can_fill_the_gap() {
