@@ -478,6 +478,11 @@ pub struct PruneArgs {
     /// "7d"), so that recent points in time stay restorable from a base that is kept.
     #[arg(long, env = "PGINCR_KEEP_SEGMENTS_AGE", value_parser = parse_duration)]
     pub keep_segments_age: Option<Duration>,
+    /// Object storage: also delete objects under bases/, segments/ and globals/ that the
+    /// manifest does not name (left by a killed base or upload) once they are this old; the
+    /// grace keeps the objects of a base still being written.
+    #[arg(long, default_value = "1d", value_parser = parse_duration)]
+    pub orphans_older_than: Duration,
     /// Show what would be deleted and why each base is kept or deleted.
     #[arg(long)]
     pub dry_run: bool,

@@ -69,6 +69,8 @@ pub struct Listed {
     /// Name relative to the repository prefix.
     pub rel: String,
     pub bytes: u64,
+    /// When the store last wrote it, in seconds since the epoch.
+    pub modified: i64,
 }
 
 /// How a conditional write went.
@@ -374,6 +376,7 @@ impl ObjectStorage {
                     .unwrap_or(m.location.as_ref())
                     .to_owned(),
                 bytes: m.size,
+                modified: m.last_modified.timestamp(),
             })
             .collect())
     }

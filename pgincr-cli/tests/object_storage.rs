@@ -318,7 +318,23 @@ async fn object_storage_round_trip_through_an_outage_under_load() {
         line_diff(&at_lsn, &got)
     );
 
-    // Prune keeps the newest base and deletes the objects the manifest no longer names.
+    // Objects a killed base or upload left behind, named by no manifest entry.
+    let stray = cluster.scratch_dir("stray").join("object");
+    std::fs::write(&stray, b"left by a killed upload").unwrap();
+    let strays = [
+        "segments/000999-0_DEADBEEF.sql.zst",
+        "bases/20200101T000000Z/dump.sql.zst",
+    ];
+    for name in strays {
+        let out = store.rclone(&[
+            "copyto",
+            stray.to_str().unwrap(),
+            &format!("s3:{BUCKET}/pg/app/{name}"),
+        ]);
+        assert!(out.status.success(), "{}", describe(&out));
+    }
+    // Prune keeps the newest base and deletes the objects the manifest no longer names;
+    // orphans only once older than the grace (a base may still be writing them).
     let before = store.list(BUCKET, "pg/app");
     s3_ok(
         &cluster,
@@ -326,6 +342,44 @@ async fn object_storage_round_trip_through_an_outage_under_load() {
         &spool,
         &["prune", "-r", REPO, "--keep-bases", "1"],
     );
+    let after = store.list(BUCKET, "pg/app");
+    for name in strays {
+        assert!(
+            after.contains(&name.to_owned()),
+            "{name} went within its grace"
+        );
+    }
+    let out = s3_ok(
+        &cluster,
+        &store,
+        &spool,
+        &[
+            "prune",
+            "-r",
+            REPO,
+            "--orphans-older-than",
+            "0s",
+            "--dry-run",
+        ],
+    );
+    for name in strays {
+        assert!(out.contains(&format!("would delete {name}")), "{out}");
+    }
+    let out = s3_ok(
+        &cluster,
+        &store,
+        &spool,
+        &[
+            "prune",
+            "-r",
+            REPO,
+            "--keep-bases",
+            "1",
+            "--orphans-older-than",
+            "0s",
+        ],
+    );
+    assert!(out.contains("deleted 2 orphaned object(s)"), "{out}");
     let after = store.list(BUCKET, "pg/app");
     let m = stored_manifest(&store);
     assert_eq!(m["bases"].as_array().unwrap().len(), 1, "{m}");

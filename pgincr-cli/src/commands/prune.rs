@@ -8,9 +8,12 @@
 
 use crate::chain;
 use crate::cli::PruneArgs;
+use crate::globals::GLOBALS_DIR;
 use crate::repo;
+use crate::storage::{Listed, ObjectStorage};
 use crate::units::human_bytes;
 use crate::{Error, Result};
+use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -128,6 +131,66 @@ pub fn segments_to_delete(
     young.map_or(first_needed, |y| y.min(first_needed))
 }
 
+/// Directories whose objects the manifest names; anything else in them is an orphan.
+const MANAGED_DIRS: [&str; 3] = [repo::BASES_DIR, repo::SEGMENTS_DIR, GLOBALS_DIR];
+
+/// The objects under the managed directories that `named` does not hold and that were last
+/// written more than `grace` before `now` (seconds since the epoch).
+pub fn orphans<'a>(
+    listed: &'a [Listed],
+    named: &HashSet<&str>,
+    grace: Duration,
+    now: i64,
+) -> Vec<&'a Listed> {
+    listed
+        .iter()
+        .filter(|o| {
+            MANAGED_DIRS
+                .iter()
+                .any(|d| o.rel.strip_prefix(d).is_some_and(|r| r.starts_with('/')))
+        })
+        .filter(|o| !named.contains(o.rel.as_str()))
+        .filter(|o| now.saturating_sub(o.modified) > grace.as_secs() as i64)
+        .collect()
+}
+
+/// Object storage: deletes (or with `dry_run` lists) the orphans of `manifest`.
+fn prune_orphans(
+    remote: &ObjectStorage,
+    manifest: &repo::Manifest,
+    grace: Duration,
+    dry_run: bool,
+) -> Result<(usize, u64)> {
+    let named: HashSet<&str> = manifest
+        .bases
+        .iter()
+        .flat_map(|b| b.files())
+        .chain(manifest.segments.iter().map(|s| &s.file))
+        .chain(manifest.globals.iter().map(|g| &g.file))
+        .map(|f| f.path.as_str())
+        .collect();
+    let mut listed = Vec::new();
+    for dir in MANAGED_DIRS {
+        listed.extend(remote.list(dir)?);
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let found = orphans(&listed, &named, grace, now);
+    for o in &found {
+        println!(
+            "{} {} ({}): on the store but named by no manifest entry",
+            if dry_run { "would delete" } else { "deleting" },
+            o.rel,
+            human_bytes(o.bytes)
+        );
+        if !dry_run {
+            remote.delete(&o.rel)?;
+        }
+    }
+    Ok((found.len(), found.iter().map(|o| o.bytes).sum()))
+}
+
 pub async fn run(args: PruneArgs) -> Result<()> {
     let policy = Policy::from_args(&args);
     let repo = args.repo.open()?;
@@ -227,6 +290,9 @@ pub async fn run(args: PruneArgs) -> Result<()> {
         );
     }
     if args.dry_run {
+        if let Some(remote) = repo.remote() {
+            prune_orphans(remote, &manifest, args.orphans_older_than, true)?;
+        }
         println!(
             "{} base backup(s), {} segment(s), {} would be freed",
             doomed_bases.len(),
@@ -276,6 +342,16 @@ pub async fn run(args: PruneArgs) -> Result<()> {
     for s in &doomed_segments {
         repo.remove_stored(&s.file.path)?;
     }
+    // Read again: only what the manifest names now is kept.
+    if let Some(remote) = repo.remote() {
+        let (count, freed) = prune_orphans(remote, &repo.load()?, args.orphans_older_than, false)?;
+        if count > 0 {
+            println!(
+                "deleted {count} orphaned object(s), freed {}",
+                human_bytes(freed)
+            );
+        }
+    }
     println!(
         "deleted {} base backup(s) and {} segment(s), freed {}",
         doomed_bases.len(),
@@ -302,6 +378,42 @@ mod tests {
 
     fn kept(v: Vec<Option<String>>) -> Vec<bool> {
         v.into_iter().map(|k| k.is_some()).collect()
+    }
+
+    #[test]
+    fn orphans_are_old_unnamed_objects_of_the_managed_directories() {
+        let object = |rel: &str, modified: i64| Listed {
+            rel: rel.into(),
+            bytes: 10,
+            modified,
+        };
+        let listed = [
+            object("segments/000001-0_0.sql.zst", 0),
+            object("segments/000002-0_10.sql.zst", 0),
+            object("bases/20260101T000000Z/dump.sql.zst", 0),
+            object("bases/20260102T000000Z/dump.sql.zst", 950),
+            object("globals/20260101T000000Z.sql", 0),
+            object("segmentsX/whatever", 0),
+            object("manifest.json", 0),
+        ];
+        let named: HashSet<&str> = [
+            "segments/000001-0_0.sql.zst",
+            "globals/20260101T000000Z.sql",
+        ]
+        .into_iter()
+        .collect();
+        let found: Vec<&str> = orphans(&listed, &named, Duration::from_secs(100), 1000)
+            .iter()
+            .map(|o| o.rel.as_str())
+            .collect();
+        // The young base (still being written, perhaps) and what is outside stay.
+        assert_eq!(
+            found,
+            [
+                "segments/000002-0_10.sql.zst",
+                "bases/20260101T000000Z/dump.sql.zst"
+            ]
+        );
     }
 
     #[test]
