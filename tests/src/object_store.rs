@@ -268,6 +268,8 @@ impl SeaweedFs {
             .env("RCLONE_CONFIG_S3_ACCESS_KEY_ID", ACCESS_KEY)
             .env("RCLONE_CONFIG_S3_SECRET_ACCESS_KEY", SECRET_KEY)
             .env("RCLONE_CONFIG_S3_REGION", "us-east-1")
+            // Creating a bucket is the admin's; pgincr's identity may only write into one.
+            .env("RCLONE_CONFIG_S3_NO_CHECK_BUCKET", "true")
             .output()
             .expect("rclone runs")
     }

@@ -150,7 +150,7 @@ pub fn orphans<'a>(
                 .any(|d| o.rel.strip_prefix(d).is_some_and(|r| r.starts_with('/')))
         })
         .filter(|o| !named.contains(o.rel.as_str()))
-        .filter(|o| now.saturating_sub(o.modified) > grace.as_secs() as i64)
+        .filter(|o| now.saturating_sub(o.modified) >= grace.as_secs() as i64)
         .collect()
 }
 
@@ -176,6 +176,14 @@ fn prune_orphans(
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
+    tracing::debug!(
+        "{} object(s) under {MANAGED_DIRS:?}, {} named by the manifest",
+        listed.len(),
+        named.len()
+    );
+    for o in &listed {
+        tracing::trace!("{} written {}s ago", o.rel, now - o.modified);
+    }
     let found = orphans(&listed, &named, grace, now);
     for o in &found {
         println!(
