@@ -96,18 +96,10 @@ fn plan(
 
 /// Runs `sql` (a SELECT of one text column) and returns its non-NULL values as bytes.
 fn text_rows(sql: &'static str, args: &[DatumWithOid<'_>]) -> Vec<ServerText> {
-    let rows = pgrx::Spi::connect_mut(|client| {
-        let plan = plan(client, sql, args)?;
-        let table = client.update(&*plan, None, args)?;
-        let mut out = Vec::new();
-        for row in table {
-            if let Some(text) = row.get::<ServerText>(1)? {
-                out.push(text);
-            }
-        }
-        Ok::<_, pgrx::spi::Error>(out)
-    });
-    rows.unwrap_or_else(|e| pgrx::error!("decoder_sql: {sql}: {e}"))
+    text_table(sql, args, 1)
+        .into_iter()
+        .filter_map(|mut row| row.pop().flatten())
+        .collect()
 }
 
 /// Runs `sql` (a SELECT of `columns` text columns) and returns its rows, NULL as None.
@@ -136,6 +128,11 @@ fn text_table(
 fn in_spelling(text: &ServerText, spelling: Spelling) -> Option<String> {
     let (text, read) = crate::pg::server_text::read(text.as_bytes());
     (read == spelling).then_some(text)
+}
+
+/// A cell of [`text_table`] as a string in `spelling` (None for NULL or another spelling).
+fn cell_in_spelling(cell: &Option<ServerText>, spelling: Spelling) -> Option<String> {
+    cell.as_ref().and_then(|t| in_spelling(t, spelling))
 }
 
 /// Writes each message into the capture channel, in order.
@@ -555,14 +552,11 @@ fn invalid_partitioned_index_tree(spelling: Spelling) -> Option<String> {
         &[],
         8,
     );
-    let text = |cell: &Option<ServerText>| cell.as_ref().and_then(|t| in_spelling(t, spelling));
+    let text = |cell: &Option<ServerText>| cell_in_spelling(cell, spelling);
     let tree = rows
         .iter()
         .map(|row| {
-            let parent = match (text(&row[3]), text(&row[4])) {
-                (Some(schema), Some(name)) => Some((schema, name)),
-                _ => None,
-            };
+            let parent = text(&row[3]).zip(text(&row[4]));
             Some(sqlgen::index::TreeIndex {
                 definition: in_stream_strings(text(&row[0])?),
                 schema: text(&row[1])?,
@@ -610,8 +604,7 @@ pub fn reindex_starting(relation: pg_sys::Oid, schema: pg_sys::Oid) -> Vec<Serve
 /// (`sqlgen::index::index_made_valid`). REINDEX itself is not written: it changes nothing
 /// else a replay could see.
 pub fn reindex_completed(stmt: &ActiveStatement, invalid: &[ServerText]) {
-    let spelling = stmt.spelling;
-    let text = |cell: &Option<ServerText>| cell.as_ref().and_then(|t| in_spelling(t, spelling));
+    let text = |cell: &Option<ServerText>| cell_in_spelling(cell, stmt.spelling);
     for name in invalid {
         let rows = text_table(
             "SELECT pg_catalog.pg_get_indexdef(c.oid), n.nspname::pg_catalog.text,
