@@ -154,13 +154,20 @@ pub fn orphans<'a>(
         .collect()
 }
 
-/// Object storage: deletes (or with `dry_run` lists) the orphans of `manifest`.
+/// Object storage: deletes (or with `dry_run` lists) the objects no manifest entry names.
 fn prune_orphans(
+    repo: &repo::Repo,
     remote: &ObjectStorage,
-    manifest: &repo::Manifest,
     grace: Duration,
     dry_run: bool,
 ) -> Result<(usize, u64)> {
+    // Listed before the manifest is read: an object uploaded and registered in between is
+    // named by what is read, one uploaded after the listing is not in it.
+    let mut listed = Vec::new();
+    for dir in MANAGED_DIRS {
+        listed.extend(remote.list(dir)?);
+    }
+    let manifest = repo.load()?;
     let named: HashSet<&str> = manifest
         .bases
         .iter()
@@ -169,10 +176,6 @@ fn prune_orphans(
         .chain(manifest.globals.iter().map(|g| &g.file))
         .map(|f| f.path.as_str())
         .collect();
-    let mut listed = Vec::new();
-    for dir in MANAGED_DIRS {
-        listed.extend(remote.list(dir)?);
-    }
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -181,9 +184,6 @@ fn prune_orphans(
         listed.len(),
         named.len()
     );
-    for o in &listed {
-        tracing::trace!("{} written {}s ago", o.rel, now - o.modified);
-    }
     let found = orphans(&listed, &named, grace, now);
     for o in &found {
         println!(
@@ -299,7 +299,7 @@ pub async fn run(args: PruneArgs) -> Result<()> {
     }
     if args.dry_run {
         if let Some(remote) = repo.remote() {
-            prune_orphans(remote, &manifest, args.orphans_older_than, true)?;
+            prune_orphans(&repo, remote, args.orphans_older_than, true)?;
         }
         println!(
             "{} base backup(s), {} segment(s), {} would be freed",
@@ -350,9 +350,8 @@ pub async fn run(args: PruneArgs) -> Result<()> {
     for s in &doomed_segments {
         repo.remove_stored(&s.file.path)?;
     }
-    // Read again: only what the manifest names now is kept.
     if let Some(remote) = repo.remote() {
-        let (count, freed) = prune_orphans(remote, &repo.load()?, args.orphans_older_than, false)?;
+        let (count, freed) = prune_orphans(&repo, remote, args.orphans_older_than, false)?;
         if count > 0 {
             println!(
                 "deleted {count} orphaned object(s), freed {}",
