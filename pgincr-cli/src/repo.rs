@@ -934,10 +934,7 @@ impl SqlSource {
     pub fn stored_len(&self) -> u64 {
         match self {
             SqlSource::File(path) => fs::metadata(path).map_or(0, |m| m.len()),
-            SqlSource::Stored(repo, rel) => match repo.remote() {
-                Some(remote) => remote.size(rel).ok().flatten().unwrap_or(0),
-                None => fs::metadata(repo.path(rel)).map_or(0, |m| m.len()),
-            },
+            SqlSource::Stored(repo, rel) => repo.stored_size(rel).ok().flatten().unwrap_or(0),
         }
     }
 }

@@ -151,17 +151,14 @@ impl ObjectStorage {
                 }
             }
         }
-        if endpoint
-            .as_deref()
-            .is_some_and(|e| e.starts_with("http://"))
-        {
-            builder = builder.with_allow_http(true);
-        }
         if env("AWS_REGION").is_none() && env("AWS_DEFAULT_REGION").is_some() {
             builder = builder.with_region(env("AWS_DEFAULT_REGION").unwrap_or_default());
         }
         // Each request is retried briefly; callers that must outlast an outage (the stream)
         // retry whole steps with their own backoff.
+        let plain_http = endpoint
+            .as_deref()
+            .is_some_and(|e| e.starts_with("http://"));
         let retry = RetryConfig {
             max_retries: 4,
             retry_timeout: Duration::from_secs(30),
@@ -173,11 +170,7 @@ impl ObjectStorage {
                 object_store::ClientOptions::new()
                     .with_connect_timeout(Duration::from_secs(10))
                     .with_timeout(Duration::from_secs(120))
-                    .with_allow_http(
-                        endpoint
-                            .as_deref()
-                            .is_some_and(|e| e.starts_with("http://")),
-                    ),
+                    .with_allow_http(plain_http),
             )
             .build()
             .map_err(|e| Error::Invalid(format!("{url}: {e}")))?;

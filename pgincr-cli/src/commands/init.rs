@@ -131,7 +131,7 @@ pub async fn run(args: InitArgs, bindir: Option<PathBuf>) -> Result<()> {
         let same_source =
             m.source.system_identifier == system_identifier && m.source.database == database;
         return match (same_source, m.source.slot == args.slot, &slot) {
-            (true, true, Some(s)) if s.plugin == "decoder_sql" && s.database == database => {
+            (true, true, Some(s)) if s.is_decoder_sql_in(&database) => {
                 println!(
                     "{} is already initialised for database \"{database}\" with slot {}; nothing to do",
                     repo.location(),
@@ -356,6 +356,13 @@ pub struct SlotState {
     pub holder: Option<String>,
     /// How far the consumer has confirmed it has the changes.
     pub confirmed_flush_lsn: Option<sqlgen::lsn::Lsn>,
+}
+
+impl SlotState {
+    /// Whether the slot decodes with decoder_sql in `database` (is one of pgincr's for it).
+    pub fn is_decoder_sql_in(&self, database: &str) -> bool {
+        self.plugin == "decoder_sql" && self.database == database
+    }
 }
 
 pub async fn slot_state(client: &Client, slot: &str) -> Result<Option<SlotState>> {

@@ -354,7 +354,7 @@ async fn check_slot(client: &Client, manifest: &Manifest) -> Result<()> {
             "replication slot {slot} does not exist: changes since it was dropped are lost to \
              this repository. Start a new repository with `pgincr init`."
         ))),
-        Some(s) if s.plugin != "decoder_sql" || s.database != manifest.source.database => {
+        Some(s) if !s.is_decoder_sql_in(&manifest.source.database) => {
             Err(Error::Repository(format!(
                 "replication slot {slot} uses plugin {} on database {}, not decoder_sql on {}",
                 s.plugin, s.database, manifest.source.database

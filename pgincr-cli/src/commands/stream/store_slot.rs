@@ -58,26 +58,6 @@ pub struct StoreSlot {
     retry_at: Option<Instant>,
 }
 
-/// Whether the store slot is in effect for this run: asked for, or kept from an earlier run
-/// (its existence is the setting). `--confirm-after spool` drops it.
-async fn wanted(client: &Client, name: &str, asked: Option<ConfirmAfter>) -> Result<bool> {
-    Ok(match asked {
-        Some(ConfirmAfter::Store) => true,
-        Some(ConfirmAfter::Spool) => {
-            if slot_state(client, name).await?.is_some() {
-                tracing::info!(
-                    "dropping slot {name}: changes are confirmed once spooled (--confirm-after spool)"
-                );
-                client
-                    .execute("SELECT pg_catalog.pg_drop_replication_slot($1)", &[&name])
-                    .await?;
-            }
-            false
-        }
-        None => slot_state(client, name).await?.is_some(),
-    })
-}
-
 impl StoreSlot {
     /// Run before the main slot is checked: with the store slot in effect, creates it (a copy
     /// of the main slot) or, when the main slot is gone or ahead of what the repository holds,
@@ -93,8 +73,24 @@ impl StoreSlot {
     ) -> Result<Option<StoreSlot>> {
         let slot = &manifest.source.slot;
         let name = store_slot_name(slot);
-        if !wanted(client, &name, asked).await? {
-            return Ok(None);
+        let stored = slot_state(client, &name).await?;
+        // In effect when asked for, or kept from an earlier run (its existence is the
+        // setting); `--confirm-after spool` drops it.
+        match (asked, &stored) {
+            (Some(ConfirmAfter::Store), _) | (None, Some(_)) => {}
+            (None, None) => return Ok(None),
+            (Some(ConfirmAfter::Spool), stored) => {
+                if stored.is_some() {
+                    tracing::info!(
+                        "dropping slot {name}: changes are confirmed once spooled \
+                         (--confirm-after spool)"
+                    );
+                    client
+                        .execute("SELECT pg_catalog.pg_drop_replication_slot($1)", &[&name])
+                        .await?;
+                }
+                return Ok(None);
+            }
         }
         if repo.remote().is_none() {
             return Err(Error::Invalid(
@@ -109,8 +105,8 @@ impl StoreSlot {
             )));
         }
         let main = slot_state(client, slot).await?;
-        let stored = match slot_state(client, &name).await? {
-            Some(s) if s.plugin != "decoder_sql" || s.database != manifest.source.database => {
+        let stored = match stored {
+            Some(s) if !s.is_decoder_sql_in(&manifest.source.database) => {
                 return Err(Error::Repository(format!(
                     "slot {name} uses plugin {} on database {}, not decoder_sql on {}: it is \
                      not this repository's store slot; drop or rename it",
@@ -141,10 +137,9 @@ impl StoreSlot {
         let stored_confirmed = stored
             .confirmed_flush_lsn
             .ok_or_else(|| Error::Repository(format!("slot {name} has no confirmed position")))?;
-        let main_confirmed = main.as_ref().and_then(|m| m.confirmed_flush_lsn);
-        let main_position = main.as_ref().map(|_| main_confirmed.unwrap_or(held));
+        let main_position = main.as_ref().map(|m| m.confirmed_flush_lsn.unwrap_or(held));
         if plan(main_position, stored_confirmed, held) == MainSlot::CopyFromStoreSlot {
-            match main_confirmed {
+            match main_position {
                 Some(c) => tracing::warn!(
                     "slot {slot} confirmed changes up to {c}, but this repository holds them \
                      only up to {held} (was the spool lost?): receiving them again from \
