@@ -29,6 +29,24 @@ fn start_restore(cluster: &TestCluster, repo: &str, db: &str) -> Child {
         .unwrap()
 }
 
+/// A process stopped with SIGSTOP until this is dropped (also when an assertion fails, so
+/// that no stopped process outlives the test).
+struct Stopped(nix::unistd::Pid);
+
+impl Stopped {
+    fn new(child: &Child) -> Self {
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
+    }
+}
+
 #[tokio::test]
 async fn a_restore_killed_in_the_base_leaves_nothing_behind_and_runs_again() {
     let (cluster, source, repo) = initialised(SETUP).await;
@@ -62,6 +80,9 @@ async fn a_second_restore_into_the_same_target_is_refused_by_name() {
     let repo_s = repo.to_str().unwrap();
     let first = start_restore(&cluster, repo_s, "twice");
     wait_for_copy(&cluster, "twice").await;
+    // The first restore holds its claim from before the COPY. Stopped, it keeps holding it
+    // however long the refused restores take to start (its psql may finish the load meanwhile).
+    let stopped = Stopped::new(&first);
     for extra in [&["--create"][..], &[]] {
         let mut args = vec!["restore", "-r", repo_s, "-t", "dbname=twice"];
         args.extend_from_slice(extra);
@@ -72,6 +93,7 @@ async fn a_second_restore_into_the_same_target_is_refused_by_name() {
             "{err}"
         );
     }
+    drop(stopped);
     let done = first.wait_with_output().unwrap();
     assert!(done.status.success(), "{}", describe(&done));
     assert_same_database(&cluster, &source, "twice").await;
