@@ -314,3 +314,80 @@ async fn short_lived_roles_and_session_user_replay_from_the_stream() {
     .await;
     assert_eq!(location, moved.display().to_string());
 }
+
+/// Roles keep the source's order of events although the restore makes them from a later
+/// globals snapshot before the replay: a role created as a superuser, given a foreign-data
+/// wrapper (only a superuser may own one) and then made an ordinary role replays, where the
+/// snapshot already has it ordinary; and a change made where the capture cannot see it (in
+/// another database), after the stream's own change to the same role, is the one the
+/// restore ends with.
+#[tokio::test(flavor = "multi_thread")]
+async fn roles_follow_the_stream_and_its_snapshots_in_order() {
+    let (cluster, source, repo) = initialised("CREATE ROLE limited;").await;
+    let repo_s = repo.to_str().unwrap();
+    let captured = cluster.connect("postgres").await; // begun after init: decoder_sql loaded
+    captured
+        .batch_execute(
+            "CREATE ROLE wrapper_owner SUPERUSER;
+             CREATE FOREIGN DATA WRAPPER wrapped;
+             ALTER FOREIGN DATA WRAPPER wrapped OWNER TO wrapper_owner;",
+        )
+        .await
+        .unwrap();
+    captured
+        .batch_execute(
+            "ALTER ROLE wrapper_owner NOSUPERUSER CONNECTION LIMIT 3;
+             ALTER ROLE limited CONNECTION LIMIT 5;",
+        )
+        .await
+        .unwrap();
+    captured
+        .batch_execute("CREATE DATABASE elsewhere")
+        .await
+        .unwrap();
+    let elsewhere = cluster.connect("elsewhere").await;
+    elsewhere
+        .batch_execute("ALTER ROLE limited CONNECTION LIMIT 10")
+        .await
+        .unwrap();
+    catch_up(&cluster, repo_s);
+    assert_eq!(
+        manifest(&repo)["globals"].as_array().map_or(0, Vec::len),
+        1,
+        "one globals snapshot, taken after all of it"
+    );
+    let text = repository_text(&repo);
+    assert!(text.contains("CONNECTION LIMIT 5"), "{text}");
+    assert!(
+        !text.contains("CONNECTION LIMIT 10"),
+        "captured elsewhere: {text}"
+    );
+
+    let target = TestCluster::start();
+    let log = restore_into(&target, repo_s, "dbname=restored", &[]);
+    assert!(
+        log.contains("roles given the attributes of their CREATE ROLE in the stream (they existed already, from a later snapshot): wrapper_owner"),
+        "{log}"
+    );
+    assert!(
+        log.contains(
+            "1 snapshot(s) of roles and tablespaces applied again at their place in the stream"
+        ),
+        "{log}"
+    );
+    let (restored, schema) = assert_restored_equal(&cluster, &source, &target).await;
+    assert!(
+        schema.contains("ALTER FOREIGN DATA WRAPPER wrapped OWNER TO wrapper_owner;"),
+        "{schema}"
+    );
+    let attributes =
+        "SELECT string_agg(format('%s super=%s limit=%s', rolname, rolsuper, rolconnlimit),
+                              ', ' ORDER BY rolname)
+                         FROM pg_roles WHERE rolname IN ('wrapper_owner', 'limited')";
+    let expected = query_text(&source, attributes).await;
+    assert_eq!(
+        expected,
+        "limited super=f limit=10, wrapper_owner super=f limit=3"
+    );
+    assert_eq!(query_text(&restored, attributes).await, expected);
+}

@@ -13,6 +13,7 @@ pub mod lexer;
 pub mod literal;
 pub mod lsn;
 pub mod options;
+pub mod role;
 pub mod statement;
 pub mod txn;
 

@@ -16,6 +16,7 @@
 //! * A failure is located from the server's count of statements that completed (or a COPY's
 //!   row number); a transaction left out is read again from the segment for the reject file.
 
+use super::globals_replay::GlobalsReplay;
 use super::origin;
 use super::plan::{Selection, Verdict};
 use super::report::{ApplyStats, Rejects};
@@ -200,6 +201,8 @@ struct Applier<'a> {
     /// A statement other than decoder_sql's DML ran since the search_path was last set to
     /// [`SAFE_SEARCH_PATH`] (a DDL's captured search_path, or anything a message carried).
     path_dirty: bool,
+    /// The stream's later globals snapshots, applied again at their place.
+    globals: Option<&'a mut GlobalsReplay>,
 }
 
 pub async fn apply_changes(
@@ -208,6 +211,7 @@ pub async fn apply_changes(
     selection: Selection,
     files: Vec<(SqlSource, String)>,
     options: ApplyOptions,
+    globals: Option<&mut GlobalsReplay>,
 ) -> Result<ApplyStats> {
     client
         .batch_execute(&session::stream_settings(options.server_version_num))
@@ -233,6 +237,7 @@ pub async fn apply_changes(
         encoding: None,
         gathering: None,
         path_dirty: false,
+        globals,
     };
     applier.encoding = encoding;
     let result = applier.apply_stream(selection).await;
@@ -304,6 +309,17 @@ impl Applier<'_> {
                         self.stats.reached_target = true;
                         break;
                     }
+                    if verdict == Verdict::Apply
+                        && self
+                            .globals
+                            .as_ref()
+                            .is_some_and(|g| g.due_before(info.end_lsn))
+                    {
+                        self.send_chunk().await?;
+                        if let Some(g) = self.globals.as_deref_mut() {
+                            g.apply_due(Some(info.end_lsn)).await?;
+                        }
+                    }
                     self.open = Some(Open {
                         info,
                         begin: at.clone(),
@@ -334,6 +350,9 @@ impl Applier<'_> {
                 Step::Body(shape) => {
                     self.inside_statement = shape.ends_inside_statement;
                     if self.applying() {
+                        if let Some(g) = self.globals.as_deref_mut() {
+                            g.watch_line(content, shape.starts_statement).await?;
+                        }
                         if self.encoding.is_some() {
                             self.encoded_body_line(content, raw, pos, shape).await?;
                         } else if lossy {
@@ -368,6 +387,9 @@ impl Applier<'_> {
             self.stats.incomplete_tail = true;
         }
         self.send_chunk().await?;
+        if let Some(g) = self.globals.as_deref_mut() {
+            g.apply_due(None).await?;
+        }
         bar.finish_and_clear();
         self.stats.elapsed_secs = started.elapsed().as_secs_f64();
         Ok(())

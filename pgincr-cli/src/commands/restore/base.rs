@@ -145,7 +145,8 @@ async fn role_names(client: &Client) -> Result<Vec<String>> {
 /// Applies `files` (globals dumps, oldest first: the base's, then the stream's later
 /// snapshots) to the target's cluster. Roles the target had before (`leave_alone`) are left
 /// unchanged; roles an earlier file created get the later files' attributes and memberships.
-/// Roles are never dropped.
+/// Roles are never dropped, and a tablespace the target has is not created again. Returns the
+/// roles of the files that were left unchanged.
 pub async fn restore_globals(
     repo: &Repo,
     files: &[&repo::FileEntry],
@@ -154,7 +155,7 @@ pub async fn restore_globals(
     target: &Endpoint,
     client: &Client,
     server_version_num: i32,
-) -> Result<()> {
+) -> Result<Vec<String>> {
     let psql_version = target.tools.version("psql").await?;
     let mut left_alone: Vec<String> = Vec::new();
     for file in files {
@@ -163,6 +164,7 @@ pub async fn restore_globals(
             .map_err(Error::io(format!("reading {}", file.path)))?;
         let present = role_names(client).await?;
         let sql = map_tablespace_locations(&sql, tablespace_map);
+        let sql = without_tablespaces(&sql, &tablespace_names(client).await?);
         let (sql, skipped) = filter_globals(
             &sql,
             leave_alone,
@@ -176,13 +178,45 @@ pub async fn restore_globals(
         }
         apply_globals(target, &sql, server_version_num).await?;
     }
-    if !left_alone.is_empty() {
+    Ok(left_alone)
+}
+
+/// Prints the roles [`restore_globals`] left unchanged.
+pub fn report_left_alone(roles: &[String]) {
+    if !roles.is_empty() {
         println!(
             "roles that already exist were left unchanged: {}",
-            left_alone.join(", ")
+            roles.join(", ")
         );
     }
-    Ok(())
+}
+
+async fn tablespace_names(client: &Client) -> Result<Vec<String>> {
+    Ok(client
+        .query("SELECT spcname::text FROM pg_catalog.pg_tablespace", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+/// pg_dumpall's text without the `CREATE TABLESPACE` lines of tablespaces in `present` (the
+/// lines after one, on its owner, options and privileges, may run again).
+pub fn without_tablespaces(sql: &str, present: &[String]) -> String {
+    let mut out = String::with_capacity(sql.len());
+    for line in sql.lines() {
+        let exists = line.strip_prefix("CREATE TABLESPACE ").is_some_and(|rest| {
+            present.iter().any(|t| {
+                rest.strip_prefix(quote_ident(t).as_str())
+                    .is_some_and(|after| after.starts_with(' '))
+            })
+        });
+        if !exists {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// The roles of the target's cluster before the restore touches it.
@@ -546,6 +580,22 @@ mod tests {
              CREATE TABLESPACE d OWNER postgres LOCATION '/other/d' WITH (seq_page_cost=2);\n"
         );
         assert_eq!(map_tablespace_locations(sql, &[]), sql);
+    }
+
+    #[test]
+    fn tablespaces_the_target_has_are_not_created_again() {
+        let sql = "CREATE TABLESPACE a OWNER postgres LOCATION '/srv/a';\n\
+                   CREATE TABLESPACE ab OWNER postgres LOCATION '/srv/ab';\n\
+                   CREATE TABLESPACE \"A b\" OWNER postgres LOCATION '/srv/x';\n\
+                   ALTER TABLESPACE a OWNER TO app;\n\
+                   GRANT CREATE ON TABLESPACE a TO app;\n";
+        assert_eq!(
+            without_tablespaces(sql, &["a".to_owned(), "A b".to_owned()]),
+            "CREATE TABLESPACE ab OWNER postgres LOCATION '/srv/ab';\n\
+             ALTER TABLESPACE a OWNER TO app;\n\
+             GRANT CREATE ON TABLESPACE a TO app;\n"
+        );
+        assert_eq!(without_tablespaces(sql, &[]), sql);
     }
 
     #[test]

@@ -11,13 +11,15 @@
 //! 4. Applies the change stream ([`apply`]) with pinned settings ([`session`]); each
 //!    transaction records its end LSN in the origin as it commits, so a transaction is
 //!    applied exactly once: ones in the base dump, ones sent twice by the stream and ones
-//!    applied before an interruption are all skipped by LSN.
+//!    applied before an interruption are all skipped by LSN. The stream's globals snapshots
+//!    are applied before it and again at their place in it ([`globals_replay`]).
 //! 5. Sets sequences ([`sequences`]: the captured value where it is current, else the
 //!    column's maximum), reports ([`report`]), and drops the origin once the
 //!    restore is complete.
 
 pub mod apply;
 pub mod base;
+pub mod globals_replay;
 pub mod origin;
 pub mod plan;
 pub mod report;
@@ -63,15 +65,11 @@ pub async fn run(command: impl Into<RestoreCommand>, bindir: Option<PathBuf>) ->
     let target = plan::resolve_target(server.as_ref(), &args).await?;
     let base = plan::choose_base(&manifest, target, args.base.as_deref())?;
     let files = plan::stream_files(&repo, &manifest, base)?;
-    for f in [&base.dump, &base.globals]
-        .into_iter()
-        .chain(plan::later_globals(
-            &manifest,
-            base,
-            base.consistent_lsn,
-            target,
-        ))
-    {
+    for f in [&base.dump, &base.globals].into_iter().chain(
+        plan::later_globals(&manifest, base, base.consistent_lsn, target)
+            .into_iter()
+            .map(|g| &g.file),
+    ) {
         plan::ensure_intact(&repo, f, || format!("{} is missing", f.path))?;
     }
     let Some(server) = server.filter(|_| !args.dry_run) else {
@@ -108,7 +106,7 @@ pub async fn run(command: impl Into<RestoreCommand>, bindir: Option<PathBuf>) ->
         None => {
             target::ensure_empty(&client).await?;
             if !args.no_globals {
-                base::restore_globals(
+                let left_alone = base::restore_globals(
                     &repo,
                     &[&base.globals],
                     &roles_before,
@@ -118,6 +116,7 @@ pub async fn run(command: impl Into<RestoreCommand>, bindir: Option<PathBuf>) ->
                     server_version_num,
                 )
                 .await?;
+                base::report_left_alone(&left_alone);
             }
             base::restore_dump(
                 &repo,
@@ -140,10 +139,12 @@ pub async fn run(command: impl Into<RestoreCommand>, bindir: Option<PathBuf>) ->
     // Roles and tablespaces created or changed after the base, up to the target point, before
     // the changes that use them.
     let later_globals = plan::later_globals(&manifest, base, applied_before, target);
+    let mut globals_replay = None;
     if !args.no_globals && !later_globals.is_empty() {
-        base::restore_globals(
+        let files: Vec<_> = later_globals.iter().map(|g| &g.file).collect();
+        let left_alone = base::restore_globals(
             &repo,
-            &later_globals,
+            &files,
             &roles_before,
             &args.tablespace_map,
             &target_db,
@@ -151,10 +152,19 @@ pub async fn run(command: impl Into<RestoreCommand>, bindir: Option<PathBuf>) ->
             server_version_num,
         )
         .await?;
+        base::report_left_alone(&left_alone);
         println!(
             "applied {} later snapshot(s) of roles and tablespaces",
             later_globals.len()
         );
+        globals_replay = Some(globals_replay::GlobalsReplay::new(
+            repo.clone(),
+            later_globals.into_iter().cloned().collect(),
+            roles_before.clone(),
+            args.tablespace_map.clone(),
+            target_db.clone(),
+            server_version_num,
+        ));
     }
 
     let selection = Selection {
@@ -177,7 +187,28 @@ pub async fn run(command: impl Into<RestoreCommand>, bindir: Option<PathBuf>) ->
         source_encoding: base.server.encoding.clone(),
         tablespace_map: args.tablespace_map.clone(),
     };
-    let stats = apply::apply_changes(&client, &origin_name, selection, files, options).await?;
+    let stats = apply::apply_changes(
+        &client,
+        &origin_name,
+        selection,
+        files,
+        options,
+        globals_replay.as_mut(),
+    )
+    .await?;
+    if let Some(g) = &globals_replay {
+        println!(
+            "{} snapshot(s) of roles and tablespaces applied again at their place in the stream",
+            g.replayed
+        );
+        if !g.reset.is_empty() {
+            println!(
+                "roles given the attributes of their CREATE ROLE in the stream (they existed \
+                 already, from a later snapshot): {}",
+                g.reset.join(", ")
+            );
+        }
+    }
     let seqs = sequences::sync_owned_sequences(&client, &stats.sequences).await?;
     stats.print_summary(control.reject_file.as_deref());
     if let Some(kib) = peak_memory_kib() {

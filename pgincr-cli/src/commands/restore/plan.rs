@@ -117,7 +117,7 @@ pub fn later_globals<'a>(
     base: &Base,
     after: Lsn,
     target: Target,
-) -> Vec<&'a crate::repo::FileEntry> {
+) -> Vec<&'a crate::globals::GlobalsSnapshot> {
     let after = after.max(base.consistent_lsn);
     manifest
         .globals
@@ -128,7 +128,6 @@ pub fn later_globals<'a>(
             Target::Lsn(l) => g.lsn <= l,
             Target::Time(t) => parse_pg_timestamp(&g.taken).is_some_and(|taken| taken <= t),
         })
-        .map(|g| &g.file)
         .collect()
 }
 
