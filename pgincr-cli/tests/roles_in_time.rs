@@ -366,7 +366,7 @@ async fn roles_follow_the_stream_and_its_snapshots_in_order() {
     let target = TestCluster::start();
     let log = restore_into(&target, repo_s, "dbname=restored", &[]);
     assert!(
-        log.contains("roles given the attributes of their CREATE ROLE in the stream (they existed already, from a later snapshot): wrapper_owner"),
+        log.contains("1 role(s) given the attributes of their CREATE ROLE in the stream (they existed already, from a later snapshot): wrapper_owner"),
         "{log}"
     );
     assert!(

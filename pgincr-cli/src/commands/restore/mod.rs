@@ -203,9 +203,10 @@ pub async fn run(command: impl Into<RestoreCommand>, bindir: Option<PathBuf>) ->
         );
         if !g.reset.is_empty() {
             println!(
-                "roles given the attributes of their CREATE ROLE in the stream (they existed \
+                "{} role(s) given the attributes of their CREATE ROLE in the stream (they existed \
                  already, from a later snapshot): {}",
-                g.reset.join(", ")
+                g.reset.len(),
+                report::name_list(&g.reset, 10)
             );
         }
     }

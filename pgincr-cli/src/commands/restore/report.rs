@@ -192,3 +192,32 @@ pub fn fresh_selection(
         skip,
     }
 }
+/// Up to `shown` of `names`, then how many more there are.
+pub fn name_list(names: &[String], shown: usize) -> String {
+    let mut out = names
+        .iter()
+        .take(shown)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > shown {
+        out.push_str(&format!(
+            " and {} more (listed in the log)",
+            names.len() - shown
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_name_lists_are_cut_with_a_count() {
+        let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        assert_eq!(name_list(&names, 3), "a, b, c");
+        assert_eq!(name_list(&names, 2), "a, b and 1 more (listed in the log)");
+        assert_eq!(name_list(&[], 2), "");
+    }
+}
