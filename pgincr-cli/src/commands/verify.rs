@@ -54,17 +54,39 @@ pub async fn run(args: VerifyArgs, bindir: Option<PathBuf>) -> Result<()> {
     for seg in &manifest.segments {
         checked += 1;
         let before = previous.take();
-        if let Err(p) = check_file(&repo, &seg.file, read_contents) {
+        let read_in_full = read_contents && sample.picks(&seg.file.path);
+        // From an object store, a segment read in full is downloaded once: its checksum,
+        // its SQL and its place in the chain are all read from that copy.
+        let copy = if read_in_full && repo.remote().is_some() {
+            match download(&repo, &seg.file) {
+                Ok(copy) => Some(copy),
+                Err(p) => {
+                    problems.push(format!("segment {}: {p}", seg.seq));
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        let file_checked = match &copy {
+            Some(copy) => {
+                sample.picked.set(sample.picked.get() + 1);
+                check_copy(&copy.path, &seg.file)
+            }
+            None => check_file(&repo, &seg.file, read_contents),
+        };
+        if let Err(p) = file_checked {
             problems.push(format!("segment {}: {p}", seg.seq));
             continue;
         }
-        if !read_contents || !sample.picks(&seg.file.path) {
+        if !read_in_full {
             continue;
         }
-        match summarize(vec![(
-            repo::SqlSource::Stored(repo.clone(), seg.file.path.clone()),
-            seg.file.path.clone(),
-        )]) {
+        let source = match &copy {
+            Some(copy) => repo::SqlSource::File(copy.path.clone()),
+            None => repo::SqlSource::Stored(repo.clone(), seg.file.path.clone()),
+        };
+        match summarize(vec![(source, seg.file.path.clone())]) {
             Ok(s) => {
                 refused += s.refused_messages;
                 previous = Some((seg.seq, seg.start_lsn, s.unfinished_end_lsn));
@@ -239,17 +261,57 @@ fn check_file(repo: &Repo, f: &FileEntry, read_contents: bool) -> std::result::R
     match repo.stored_file_problem(f).map_err(|e| e.to_string())? {
         None => {}
         Some(FileProblem::Missing) => return Err(format!("{} is missing", f.path)),
-        Some(FileProblem::Damaged { sha256, bytes }) => {
-            return Err(format!(
-                "{} is damaged: checksum {sha256} ({bytes} bytes), manifest says {} ({} bytes)",
-                f.path, f.sha256, f.bytes
-            ));
-        }
+        Some(FileProblem::Damaged { sha256, bytes }) => return Err(damaged(f, &sha256, bytes)),
     }
     if !read_contents {
         return Ok(());
     }
-    let mut reader = repo.open_sql(&f.path).map_err(|e| e.to_string())?;
+    check_sql(repo.open_sql(&f.path).map_err(|e| e.to_string())?, f)
+}
+
+fn damaged(f: &FileEntry, sha256: &str, bytes: u64) -> String {
+    format!(
+        "{} is damaged: checksum {sha256} ({bytes} bytes), manifest says {} ({} bytes)",
+        f.path, f.sha256, f.bytes
+    )
+}
+
+/// A repository file downloaded from an object store, deleted when dropped.
+struct Downloaded {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn download(repo: &Repo, f: &FileEntry) -> std::result::Result<Downloaded, String> {
+    if !repo.has_stored(&f.path).map_err(|e| e.to_string())? {
+        return Err(format!("{} is missing", f.path));
+    }
+    let dir = tempfile::tempdir().map_err(|e| format!("a temporary directory: {e}"))?;
+    // The same name, so that its suffixes (.zst, .age) say how to read it.
+    let name = std::path::Path::new(&f.path)
+        .file_name()
+        .ok_or_else(|| format!("{} names no file", f.path))?;
+    let path = dir.path().join(name);
+    let mut out = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut stored = repo.open_stored(&f.path).map_err(|e| e.to_string())?;
+    std::io::copy(&mut stored, &mut out).map_err(|e| format!("downloading {}: {e}", f.path))?;
+    Ok(Downloaded { path, _dir: dir })
+}
+
+/// [`check_file`] of a downloaded copy.
+fn check_copy(path: &std::path::Path, f: &FileEntry) -> std::result::Result<(), String> {
+    let (sha256, bytes) = repo::hash_file(path).map_err(|e| e.to_string())?;
+    if sha256 != f.sha256 || bytes != f.bytes {
+        return Err(damaged(f, &sha256, bytes));
+    }
+    check_sql(repo::open_sql(path).map_err(|e| e.to_string())?, f)
+}
+
+/// Decompresses (and decrypts) a file in full and compares its SQL's size with the manifest.
+fn check_sql(
+    mut reader: Box<dyn std::io::Read + Send>,
+    f: &FileEntry,
+) -> std::result::Result<(), String> {
     let total = std::io::copy(&mut reader, &mut std::io::sink())
         .map_err(|e| format!("{} cannot be decompressed: {e}", f.path))?;
     if total != f.sql_bytes {
