@@ -134,8 +134,17 @@ fn map_location(line: &str, map: &[(String, String)]) -> Option<String> {
 }
 
 async fn role_names(client: &Client) -> Result<Vec<String>> {
+    names(client, "SELECT rolname::text FROM pg_catalog.pg_roles").await
+}
+
+async fn tablespace_names(client: &Client) -> Result<Vec<String>> {
+    names(client, "SELECT spcname::text FROM pg_catalog.pg_tablespace").await
+}
+
+/// The one text column of `query`'s rows.
+async fn names(client: &Client, query: &str) -> Result<Vec<String>> {
     Ok(client
-        .query("SELECT rolname::text FROM pg_catalog.pg_roles", &[])
+        .query(query, &[])
         .await?
         .iter()
         .map(|r| r.get(0))
@@ -189,15 +198,6 @@ pub fn report_left_alone(roles: &[String]) {
             roles.join(", ")
         );
     }
-}
-
-async fn tablespace_names(client: &Client) -> Result<Vec<String>> {
-    Ok(client
-        .query("SELECT spcname::text FROM pg_catalog.pg_tablespace", &[])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect())
 }
 
 /// pg_dumpall's text without the `CREATE TABLESPACE` lines of tablespaces in `present` (the
