@@ -309,6 +309,9 @@ impl Applier<'_> {
                         self.stats.reached_target = true;
                         break;
                     }
+                    if let Some(g) = self.globals.as_deref_mut() {
+                        g.transaction_begins();
+                    }
                     if verdict == Verdict::Apply
                         && self
                             .globals

@@ -105,6 +105,12 @@ impl GlobalsReplay {
         Ok(())
     }
 
+    /// A transaction begins: a block left unfinished by the one before (left out when it
+    /// failed) is forgotten.
+    pub fn transaction_begins(&mut self) {
+        self.block = None;
+    }
+
     /// Follows a line of a transaction being applied, before it is sent. At the end of the
     /// stream's `CREATE ROLE` of a role this restore made, the role gets the attributes of
     /// that statement (the statement itself finds the role there and does nothing).
